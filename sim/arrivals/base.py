@@ -1,0 +1,53 @@
+"""Arrival processes: open-loop request arrival times, generated in numpy chunks."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..config import StrictModel
+
+_CHUNK = 1 << 20
+
+
+class ArrivalProcess(StrictModel):
+    """Base for renewal processes: subclasses draw inter-arrival gaps and state their moments."""
+
+    # Subclasses define `rate_rps` (a field, or a property for traces): mean arrivals per second.
+
+    @property
+    def mean_gap_s(self) -> float:
+        """Analytic mean inter-arrival time in seconds."""
+        return 1.0 / self.rate_rps
+
+    @property
+    def var_gap_s2(self) -> float:
+        """Analytic variance of the inter-arrival time in seconds squared."""
+        raise NotImplementedError
+
+    def gaps_s(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Returns `n` inter-arrival gaps in seconds."""
+        raise NotImplementedError
+
+    def arrival_times_s(self, rng: np.random.Generator, *, requests: int | None = None,
+                until_s: float | None = None) -> np.ndarray:
+        """Returns sorted arrival times in seconds: the first `requests`, or all before `until_s`."""
+        if requests is not None:
+            return np.cumsum(self.gaps_s(rng, requests))
+        assert until_s is not None
+        chunks, t0 = [], 0.0
+        expected = max(16, int(until_s / self.mean_gap_s * 1.02) + 16)
+        while True:
+            n = min(_CHUNK, expected) if not chunks else _CHUNK
+            t = t0 + np.cumsum(self.gaps_s(rng, n))
+            if t[-1] >= until_s:
+                chunks.append(t[: np.searchsorted(t, until_s, side="left")])
+                break
+            chunks.append(t)
+            t0 = float(t[-1])
+        return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+
+    @property
+    def gap_cv(self) -> float:
+        """Coefficient of variation of the inter-arrival time."""
+        return math.sqrt(self.var_gap_s2) / self.mean_gap_s

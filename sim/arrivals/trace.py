@@ -1,0 +1,99 @@
+"""Trace replay: arrival times from a file (or inline list), e.g. a production request log.
+
+Accepted files: CSV with a header holding either `arrival_s` (seconds) or `TIMESTAMP` (wall-clock
+date-times, as in the Azure LLM inference traces). Times are shifted so the first arrival is at 0.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+from pydantic import Field, PrivateAttr, model_validator
+
+from ..errors import ScenarioError
+from . import REGISTRY
+from .base import ArrivalProcess
+
+TIME_COLUMNS = ("arrival_s", "TIMESTAMP")
+
+
+@REGISTRY.register
+class TraceArrivals(ArrivalProcess):
+    process: Literal["trace"] = "trace"
+    path: Optional[str] = Field(default=None, description="CSV file, relative to the scenario file")
+    times_s: Optional[list[float]] = Field(default=None, description="inline arrival times in seconds")
+    speedup: float = Field(default=1.0, gt=0, description="replay this many times faster (divides times)")
+    _times: Optional[np.ndarray] = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.path is None) == (self.times_s is None):
+            raise ValueError("give exactly one of 'path' (a CSV file) or 'times_s' (a list of seconds)")
+        return self
+
+    def load(self) -> np.ndarray:
+        """Returns the replayed arrival times in seconds (sorted, starting at 0); raises ScenarioError on a bad file."""
+        if self._times is None:
+            t = self._read_file() if self.path is not None else self._check(np.asarray(self.times_s, dtype=float), "times_s")
+            t = np.sort(t, kind="stable")
+            self._times = (t - t[0]) / self.speedup
+        return self._times
+
+    def _check(self, t: np.ndarray, where: str) -> np.ndarray:
+        if t.size == 0:
+            raise ScenarioError(where, "", "the trace holds no arrivals")
+        bad = np.flatnonzero(~np.isfinite(t) | (t < 0))
+        if bad.size:
+            raise ScenarioError(where, f"row {int(bad[0]) + 1}", f"arrival time {t[bad[0]]!r} is not a finite time >= 0")
+        return t
+
+    def _read_file(self) -> np.ndarray:
+        import pandas as pd
+
+        src = str(self.path)
+        if not Path(src).is_file():
+            raise ScenarioError(src, "", "trace file not found")
+        try:
+            head = pd.read_csv(src, nrows=0)
+        except Exception as exc:  # pandas raises many types for unreadable files
+            raise ScenarioError(src, "", f"not a readable CSV file ({exc.__class__.__name__}: {exc})") from None
+        col = next((c for c in TIME_COLUMNS if c in head.columns), None)
+        if col is None:
+            raise ScenarioError(src, "", f"no time column; expected one of {', '.join(TIME_COLUMNS)}, found {', '.join(map(str, head.columns))}")
+        raw = pd.read_csv(src, usecols=[col])[col]
+        if col == "TIMESTAMP":
+            stamps = pd.to_datetime(raw, errors="coerce")
+            bad = np.flatnonzero(stamps.isna().to_numpy())
+            if bad.size:
+                raise ScenarioError(src, f"row {int(bad[0]) + 2}, column {col}", f"{raw.iloc[bad[0]]!r} is not a date-time")
+            ns = stamps.to_numpy().astype("datetime64[ns]").astype(np.int64)
+            t = (ns - ns.min()) / 1e9
+        else:
+            vals = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+            t = vals
+            bad = np.flatnonzero(~np.isfinite(vals) | (vals < 0))
+            if bad.size:
+                raise ScenarioError(src, f"row {int(bad[0]) + 2}, column {col}", f"{raw.iloc[bad[0]]!r} is not a time in seconds >= 0")
+        return self._check(t, src)
+
+    @property
+    def rate_rps(self) -> float:
+        t = self.load()
+        return (t.size - 1) / t[-1] if t.size > 1 and t[-1] > 0 else float("inf")
+
+    @property
+    def var_gap_s2(self) -> float:
+        t = self.load()
+        return float(np.var(np.diff(t))) if t.size > 2 else 0.0
+
+    def arrival_times_s(self, rng: np.random.Generator, *, requests: int | None = None,
+                until_s: float | None = None) -> np.ndarray:
+        t = self.load()
+        if requests is not None:
+            if requests > t.size:
+                raise ScenarioError(self.path or "times_s", "", f"the scenario asks for {requests} requests but the trace holds {t.size}")
+            return t[:requests].copy()
+        if until_s is None:
+            return t.copy()
+        return t[: np.searchsorted(t, until_s, side="left")].copy()

@@ -1,0 +1,129 @@
+"""Command line: `servesim run|check|report`. Exit 0 ok, 2 bad input (one clear message), 1 internal error."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from .errors import ScenarioError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # exit 2 with one line, like every other input error
+        self.exit(2, f"{self.prog}: error: {message}\n(see '{self.prog} --help')\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="servesim", description="Simulate batched model serving from a scenario YAML file.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="simulate a scenario; write summary.json, requests.parquet and plots")
+    r.add_argument("scenario", help="scenario YAML file")
+    r.add_argument("--out", required=True, help="output folder (created if missing)")
+    r.add_argument("--seed", type=int, help="override the scenario's seed")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a dotted key, e.g. server.batching.max_batch_size=64 (repeatable)")
+    r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    r.add_argument("--no-records", action="store_true", help="skip requests.parquet")
+    r.add_argument("--quiet", action="store_true", help="print nothing on success")
+
+    c = sub.add_parser("check", help="validate a scenario and print its resolved configuration")
+    c.add_argument("scenario")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    rep = sub.add_parser("report", help="print the table of a finished run folder")
+    rep.add_argument("dir")
+    return p
+
+
+def _load(args):
+    from .scenario import load_scenario
+
+    overrides = list(args.overrides)
+    if getattr(args, "seed", None) is not None:
+        if args.seed < 0:
+            raise ScenarioError("--seed", "", f"got {args.seed}: the seed must be an integer >= 0")
+        overrides.append(f"seed={args.seed}")
+    return load_scenario(args.scenario, overrides)
+
+
+def _describe_batching(scenario) -> str:
+    rule = scenario.rule
+    pol = scenario.server.batching.policy
+    parts = [pol, f"max_batch_size {rule.max_batch_size}"]
+    if rule.delay_s != float("inf") and pol != "none":
+        parts.append(f"max_queue_delay_ms {rule.delay_s * 1000:g}")
+    if rule.preferred_batch_sizes != (rule.max_batch_size,):
+        parts.append(f"preferred {list(rule.preferred_batch_sizes)}")
+    parts.append(f"{scenario.server.replicas} replica(s)")
+    return ", ".join(parts)
+
+
+def cmd_run(args) -> int:
+    from .report import format_summary
+    from .runner import run
+
+    scenario = _load(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ScenarioError("--out", "", f"{out} exists and is not a folder")
+    result = run(scenario)
+    written = result.write(out, records=False if args.no_records else None, plots=False if args.no_plots else None)
+    if not args.quiet:
+        print(format_summary(result.summary, _describe_batching(scenario)))
+        print(f"  wrote {out}/: " + " ".join(p.name for p in written))
+    for w in result.summary["warnings"]:
+        print(f"servesim: warning: {w}", file=sys.stderr)
+    return 0
+
+
+def cmd_check(args) -> int:
+    scenario = _load(args)
+    print(f"{args.scenario}: OK")
+    print(f"  batching: {_describe_batching(scenario)}")
+    print(f"  capacity: {scenario.capacity_rps():.6g} rps; offered {scenario.workload.arrival.rate_rps:.6g} rps")
+    print(json.dumps(scenario.model_dump(mode="json"), indent=2))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import format_summary
+
+    path = Path(args.dir) / "summary.json"
+    if not path.is_file():
+        raise ScenarioError(str(path), "", "no summary.json here; run `servesim run SCENARIO --out DIR` first")
+    try:
+        summary = json.loads(path.read_text())
+        print(format_summary(summary))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ScenarioError(str(path), "", f"not a servesim summary ({exc.__class__.__name__}: {exc})") from None
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `servesim` console script; returns the exit code."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad flag (2): argparse has already printed its message
+        return int(exc.code or 0)
+    try:
+        return {"run": cmd_run, "check": cmd_check, "report": cmd_report}[args.command](args)
+    except ScenarioError as exc:
+        print(exc.format(), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("servesim: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an internal error: say so plainly, full trace only on request
+        if os.environ.get("SERVESIM_DEBUG"):
+            traceback.print_exc()
+        print(f"servesim: internal error: {exc.__class__.__name__}: {exc} (set SERVESIM_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Cost models: how long one batch step takes on one replica, as a function of batch size."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+from pydantic import Field
+
+from ..config import StrictModel
+
+
+class LognormalNoise(StrictModel):
+    """Multiplicative jitter per batch: step time * X, X lognormal with mean 1 and the given cv."""
+
+    cv: float = Field(gt=0, le=10, description="coefficient of variation of the step time")
+
+    @property
+    def sigma(self) -> float:
+        return math.sqrt(math.log1p(self.cv ** 2))
+
+    def factors(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Returns `n` multiplicative factors with mean 1 and coefficient of variation `cv`."""
+        s = self.sigma
+        return rng.lognormal(-0.5 * s * s, s, size=n)
+
+
+class CostModel(StrictModel):
+    """Base of every cost model; `kind` is its registered name."""
+
+    noise: Optional[LognormalNoise] = Field(default=None, description="per-batch jitter; default: deterministic")
+
+    def batch_limit(self) -> int:
+        """Returns the largest batch size the model can run."""
+        raise NotImplementedError
+
+    def step_s(self, batch_size: np.ndarray | int) -> np.ndarray:
+        """Returns the mean step time in seconds for each batch size (vectorised)."""
+        raise NotImplementedError
+
+    def step_table_s(self, limit: int) -> np.ndarray:
+        """Returns mean step seconds indexed by batch size 0..limit (entry 0 is 0)."""
+        k = np.arange(1, limit + 1)
+        return np.concatenate([[0.0], np.asarray(self.step_s(k), dtype=float)])
+
+    def capacity_rps(self, batch_size: int) -> float:
+        """Returns the saturated throughput of one replica running full batches, requests per second."""
+        return batch_size / float(self.step_s(batch_size))

@@ -1,0 +1,90 @@
+"""Run a scenario: generate arrivals, simulate each replication, summarise; write outputs atomically."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .engine import BatchLog, simulate
+from .metrics import request_frame, summarize
+from .rng import component_rng
+from .scenario import Scenario, check
+
+
+@dataclass
+class Result:
+    """What `run` returns: the summary dict, the per-batch logs, and the per-request DataFrame (lazily built)."""
+
+    scenario: Scenario
+    summary: dict
+    logs: list[BatchLog] = field(repr=False)
+
+    @cached_property
+    def requests(self) -> pd.DataFrame:
+        """One row per request of every replication; times in seconds."""
+        return request_frame(self.logs)
+
+    def write(self, out_dir: str | Path, *, records: bool | None = None, plots: bool | None = None) -> list[Path]:
+        """Writes summary.json (+ requests.parquet, PNG plots) into out_dir; returns the files written.
+
+        Everything is written to a temporary folder first and moved into place at the end, so a failure
+        never leaves a half-written output behind.
+        """
+        out = Path(out_dir)
+        records = self.scenario.outputs.records if records is None else records
+        plots = self.scenario.outputs.plots if plots is None else plots
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".servesim-", dir=out))
+        try:
+            (tmp / "summary.json").write_text(json.dumps(_jsonable(self.summary), indent=2) + "\n")
+            (tmp / "scenario.json").write_text(self.scenario.model_dump_json(indent=2) + "\n")
+            if records:
+                self.requests.to_parquet(tmp / "requests.parquet", index=False)
+            if plots:
+                from .plots import write_plots
+                write_plots(self, tmp)
+            written = []
+            for f in sorted(tmp.iterdir()):
+                os.replace(f, out / f.name)
+                written.append(out / f.name)
+            return written
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        v = float(x)
+        return v if math.isfinite(v) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def simulate_replication(scenario: Scenario, replication: int = 0) -> BatchLog:
+    """Runs one independent replication of the scenario; returns its BatchLog."""
+    arr_rng = component_rng(scenario.seed, replication, "workload.arrival")
+    arrivals = scenario.workload.arrival.arrival_times_s(arr_rng, **scenario.horizon())
+    noise_rng = component_rng(scenario.seed, replication, "cost_model.noise")
+    return simulate(scenario.rule, scenario.cost_model, arrivals, replicas=scenario.server.replicas, noise_rng=noise_rng)
+
+
+def run(scenario: Scenario) -> Result:
+    """Simulates every replication of `scenario`; returns a Result (summary dict + per-request DataFrame)."""
+    check(scenario)
+    logs = [simulate_replication(scenario, r) for r in range(scenario.replications)]
+    return Result(scenario=scenario, summary=summarize(scenario, logs), logs=logs)

@@ -1,0 +1,268 @@
+"""Scenario YAML -> validated, frozen config. Every field's default is documented here, in one place.
+
+    name: str                       required; names outputs and plots
+    seed: int = 0                   root of every random stream
+    requests: int | duration_s: float
+                                    run length; give one (default: 100000 requests; a trace replays whole)
+    warmup_s: float = 0             requests arriving before this are simulated but not measured
+    replications: int = 1           independent runs (seeds spawned from `seed`) for confidence intervals
+    workload: {arrival: {process: poisson|constant|gamma|trace, ...}}
+    cost_model: {kind: affine|table, ..., noise: {cv} (default none)}
+    server: {replicas: 1, batching: {policy: none|static|dynamic, ...} (default: dynamic, no delay)}
+    slo: {latency_p50_ms|latency_p90_ms|latency_p95_ms|latency_p99_ms: float} (default: none)
+    outputs: {records: true, plots: true}
+"""
+from pathlib import Path
+from typing import Any, Iterable, Optional, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from . import arrivals, batching, cost
+from .config import StrictModel
+from .errors import ScenarioError
+
+DEFAULT_REQUESTS = 100_000
+_TAGS = ("process", "policy", "kind")
+
+ArrivalSpec = arrivals.REGISTRY.union()
+BatchingSpec = batching.REGISTRY.union()
+CostSpec = cost.REGISTRY.union()
+
+
+class Workload(StrictModel):
+    arrival: ArrivalSpec = Field(description="arrival process")
+
+
+class Server(StrictModel):
+    replicas: int = Field(default=1, ge=1, le=100_000, description="model instances sharing one batching queue")
+    batching: BatchingSpec = Field(default_factory=batching.DynamicBatching)
+
+
+class Slo(StrictModel):
+    latency_p50_ms: Optional[float] = Field(default=None, gt=0)
+    latency_p90_ms: Optional[float] = Field(default=None, gt=0)
+    latency_p95_ms: Optional[float] = Field(default=None, gt=0)
+    latency_p99_ms: Optional[float] = Field(default=None, gt=0)
+
+    def targets_ms(self) -> dict[str, float]:
+        """Returns {'p99': ms, ...} for the percentiles given."""
+        out = {}
+        for q in ("p50", "p90", "p95", "p99"):
+            v = getattr(self, f"latency_{q}_ms")
+            if v is not None:
+                out[q] = v
+        return out
+
+
+class Outputs(StrictModel):
+    records: bool = Field(default=True, description="write requests.parquet")
+    plots: bool = Field(default=True, description="write PNG plots")
+
+
+class Scenario(StrictModel):
+    name: str = Field(min_length=1, max_length=200)
+    seed: int = Field(default=0, ge=0, lt=2 ** 63)
+    requests: Optional[int] = Field(default=None, ge=1, le=2_000_000_000)
+    duration_s: Optional[float] = Field(default=None, gt=0)
+    warmup_s: float = Field(default=0.0, ge=0)
+    replications: int = Field(default=1, ge=1, le=10_000)
+    workload: Workload
+    cost_model: CostSpec
+    server: Server = Field(default_factory=Server)
+    slo: Optional[Slo] = None
+    outputs: Outputs = Field(default_factory=Outputs)
+
+    @property
+    def rule(self) -> batching.DispatchRule:
+        return self.server.batching.rule(self.cost_model.batch_limit())
+
+    def horizon(self) -> dict[str, Any]:
+        """Returns the run length as keyword arguments for ArrivalProcess.arrival_times_s."""
+        if self.requests is not None:
+            return {"requests": self.requests}
+        if self.duration_s is not None:
+            return {"until_s": self.duration_s}
+        if isinstance(self.workload.arrival, arrivals.TraceArrivals):
+            return {}
+        return {"requests": DEFAULT_REQUESTS}
+
+    def capacity_rps(self) -> float:
+        """Returns the saturated throughput of the whole server (all replicas, full batches), requests/s."""
+        return self.server.replicas * self.cost_model.capacity_rps(self.rule.max_batch_size)
+
+
+def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
+    """Cross-field checks the per-field schema cannot express; raises ScenarioError, returns the scenario."""
+    problems: list[tuple[str, str]] = []
+    if scenario.requests is not None and scenario.duration_s is not None:
+        problems.append(("requests", "give either 'requests' or 'duration_s', not both"))
+    if scenario.duration_s is not None and scenario.warmup_s >= scenario.duration_s:
+        problems.append(("warmup_s", f"{scenario.warmup_s} must be below duration_s={scenario.duration_s}"))
+    limit = scenario.cost_model.batch_limit()
+    pol = scenario.server.batching
+    b = getattr(pol, "max_batch_size", None)
+    if b is not None and b > limit:
+        problems.append(("server.batching.max_batch_size",
+                         f"{b} exceeds the cost model's limit; allowed 1..{limit} (cost_model max batch size)"))
+    pref = getattr(pol, "preferred_batch_sizes", None)
+    if pref:
+        top = b or limit
+        over = [s for s in pref if s > top]
+        if over:
+            problems.append(("server.batching.preferred_batch_sizes",
+                             f"{over} exceed max_batch_size={top}; allowed 1..{top}"))
+    if problems:
+        (path, msg), rest = problems[0], problems[1:]
+        raise ScenarioError(source, path, msg, [f"{source}: {p}: {m}" for p, m in rest])
+    return scenario
+
+
+def set_override(raw: dict, assignment: str) -> None:
+    """Applies one `dotted.key=value` override (value parsed as YAML) to the raw scenario dict in place."""
+    key, sep, text = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ScenarioError("--set", assignment, "expected dotted.key=value, e.g. server.batching.max_batch_size=64")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ScenarioError("--set", key, f"value {text!r} is not valid YAML ({exc.__class__.__name__})") from None
+    node = raw
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise ScenarioError("--set", ".".join(parts[: i + 1]), f"is a {type(nxt).__name__}, not a mapping; cannot set {key}")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def load_scenario(path: Union[str, Path], overrides: Iterable[str] = ()) -> Scenario:
+    """Reads, overrides and validates a scenario YAML file; returns the frozen Scenario or raises ScenarioError."""
+    src = str(path)
+    p = Path(path)
+    if not p.is_file():
+        raise ScenarioError(src, "", "scenario file not found")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ScenarioError(src, "", "not a UTF-8 text file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ScenarioError(src, "", f"invalid YAML: {where}{problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ScenarioError(src, "", f"the top level must be a mapping of keys, got a {type(raw).__name__}")
+    for assignment in overrides:
+        set_override(raw, assignment)
+    scenario = validate(raw, src)
+    return _resolve_files(scenario, p.parent)
+
+
+def validate(raw: dict, source: str = "<scenario>") -> Scenario:
+    """Validates a raw scenario dict; returns the Scenario or raises ScenarioError naming source and key path."""
+    if not isinstance(raw, dict):
+        raise ScenarioError(source, "", f"the top level must be a mapping of keys, got a {type(raw).__name__}")
+    bad_keys = [k for k in raw if not isinstance(k, str)]
+    if bad_keys:
+        raise ScenarioError(source, "", f"keys must be strings, got {bad_keys[0]!r}")
+    try:
+        scenario = Scenario.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(err, raw, source) for err in exc.errors()]
+        first, rest = lines[0], lines[1:]
+        err = ScenarioError(source, first[0], first[1], [f"{source}: {p}: {m}" if p else f"{source}: {m}" for p, m in rest[:9]])
+        raise err from None
+    return check(scenario, source)
+
+
+def _resolve_files(scenario: Scenario, base: Path) -> Scenario:
+    arr = scenario.workload.arrival
+    if isinstance(arr, arrivals.TraceArrivals):
+        if arr.path is not None and not Path(arr.path).is_absolute():
+            arr = arr.model_copy(update={"path": str((base / arr.path).resolve())})
+            scenario = scenario.model_copy(update={"workload": scenario.workload.model_copy(update={"arrival": arr})})
+        arr.load()  # surface a bad trace now, with its file name, before any output is written
+    return scenario
+
+
+# ---- turning pydantic's errors into one line a planner can act on ----
+
+def _describe(err: dict, raw: Any, source: str) -> tuple[str, str]:
+    loc = _clean_loc(err["loc"], raw)
+    path = ".".join(str(p) for p in loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1], raw)
+        allowed = ", ".join(n for n in parent.model_fields if n not in _TAGS) if parent else ""
+        tag = next((t for t in _TAGS if parent and t in parent.model_fields), None)
+        extra = f" (for {tag} '{parent.model_fields[tag].default}')" if tag else ""
+        return path, f"unknown key '{loc[-1]}'; allowed keys{extra}: {allowed or '(none)'}"
+    if kind == "missing":
+        return path, "required key is missing"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tag = err.get("ctx", {}).get("discriminator", "").strip("'")
+        reg = {"process": arrivals.REGISTRY, "policy": batching.REGISTRY, "kind": cost.REGISTRY}.get(tag)
+        names = ", ".join(reg.names()) if reg else ""
+        path = f"{path}.{tag}" if path else tag
+        if kind == "union_tag_not_found":
+            return path, f"required key is missing; allowed: {names}"
+        return path, f"unknown {reg.what if reg else tag} {err['input'].get(tag)!r}; allowed: {names}"
+    if kind == "model_type" or kind == "dict_type":
+        return path, f"expected a mapping of keys, got {_show(err['input'])}"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    else:
+        msg = msg[0].lower() + msg[1:]
+    return path, f"got {_show(err.get('input'))}: {msg}"
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _clean_loc(loc: tuple, raw: Any) -> list:
+    """Drops the union tags pydantic puts in error locations (workload.arrival.poisson.rate_rps)."""
+    out, node = [], raw
+    for part in loc:
+        if isinstance(node, dict) and part not in node and any(node.get(t) == part for t in _TAGS):
+            continue
+        out.append(part)
+        node = node.get(part) if isinstance(node, dict) else (node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None)
+    return out
+
+
+def _model_at(loc: list, raw: Any) -> Optional[type[BaseModel]]:
+    cls: Any = Scenario
+    node = raw
+    for part in loc:
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or part not in cls.model_fields:
+            return None
+        node = node.get(part) if isinstance(node, dict) else None
+        cls = _pick(cls.model_fields[part].annotation, node)
+    return _pick(cls, node) if cls is not None else None
+
+
+def _pick(ann: Any, node: Any) -> Any:
+    """Resolves Optional / discriminated unions to the model class that `node` selects."""
+    origin = get_origin(ann)
+    if origin is not None and str(origin).endswith("Annotated"):
+        return _pick(get_args(ann)[0], node)
+    if origin is Union or str(origin) == "types.UnionType":
+        members = [a for a in get_args(ann) if a is not type(None)]
+        for m in members:
+            m = _pick(m, node)
+            if isinstance(m, type) and issubclass(m, BaseModel):
+                tag = next((t for t in _TAGS if t in m.model_fields), None)
+                if tag is None or (isinstance(node, dict) and node.get(tag) == m.model_fields[tag].default):
+                    return m
+        return None
+    return ann

@@ -1,0 +1,94 @@
+"""The real console script, end to end."""
+import json
+
+import pandas as pd
+import pytest
+
+from .conftest import ROOT, run_cli, scenario_dict
+
+CONTRACT_KEYS = {"requests", "duration_s", "throughput_rps", "latency_s", "queue_wait_s", "batch_size",
+                 "utilization", "stable", "slo_attainment"}
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    proc = run_cli("run", ROOT / "scenarios/vision-dynamic.yaml", "--out", out, "--set", "requests=20000")
+    return proc, out
+
+
+def test_run_writes_contract_outputs(example_run):
+    proc, out = example_run
+    assert proc.returncode == 0, proc.stderr
+    assert "latency" in proc.stdout and "throughput" in proc.stdout
+    for name in ("summary.json", "requests.parquet", "latency_cdf.png", "batch_size.png", "queue_length.png"):
+        assert (out / name).stat().st_size > 0, name
+    s = json.loads((out / "summary.json").read_text())
+    assert CONTRACT_KEYS <= set(s)
+    for key in ("mean", "p50", "p90", "p95", "p99"):
+        assert s["latency_s"][key] > 0 and s["queue_wait_s"][key] >= 0
+        lo, hi = s["latency_s"]["ci95"][key]
+        assert lo <= s["latency_s"][key] <= hi
+    assert set(s["batch_size"]) >= {"mean", "p50", "max"}
+    assert s["stable"] is True
+    df = pd.read_parquet(out / "requests.parquet")
+    assert len(df) == 20000
+    assert {"arrival_s", "dispatch_s", "completion_s", "batch_size", "batch_id"} <= set(df.columns)
+    assert (df["completion_s"] >= df["dispatch_s"]).all() and (df["dispatch_s"] >= df["arrival_s"]).all()
+
+
+def test_same_seed_same_records_and_other_seed_differs(example_run, tmp_path):
+    _, out = example_run
+    again = run_cli("run", ROOT / "scenarios/vision-dynamic.yaml", "--out", tmp_path / "a", "--set", "requests=20000",
+                    "--no-plots", "--quiet")
+    assert again.returncode == 0 and again.stdout == ""
+    assert pd.read_parquet(out / "requests.parquet").equals(pd.read_parquet(tmp_path / "a/requests.parquet"))
+    other = run_cli("run", ROOT / "scenarios/vision-dynamic.yaml", "--out", tmp_path / "b", "--set", "requests=20000",
+                    "--seed", "2", "--no-plots")
+    assert not pd.read_parquet(out / "requests.parquet").equals(pd.read_parquet(tmp_path / "b/requests.parquet"))
+
+
+def test_bad_input_exits_2_with_one_message_and_writes_nothing(write_yaml, tmp_path):
+    p = write_yaml(scenario_dict(server={"batching": {"policy": "dynamic", "max_batch_size": 999}}))
+    out = tmp_path / "never"
+    proc = run_cli("run", p, "--out", out)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"{p}: server.batching.max_batch_size: ")
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert not out.exists()
+
+
+def test_bad_override_and_flags(write_yaml, tmp_path):
+    p = write_yaml(scenario_dict())
+    proc = run_cli("run", p, "--out", tmp_path / "o", "--set", "server.batching.max_batch_size=-3")
+    assert proc.returncode == 2 and "server.batching.max_batch_size" in proc.stderr
+    proc = run_cli("run", p, "--out", tmp_path / "o", "--seed", "x")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    proc = run_cli("run", p)
+    assert proc.returncode == 2 and "--out" in proc.stderr
+    (tmp_path / "file").write_text("x")
+    proc = run_cli("run", p, "--out", tmp_path / "file")
+    assert proc.returncode == 2 and "not a folder" in proc.stderr
+
+
+def test_unstable_load_is_reported_loudly(write_yaml, tmp_path):
+    p = write_yaml(scenario_dict(requests=5000, workload={"arrival": {"process": "poisson", "rate_rps": 5000}}))
+    proc = run_cli("run", p, "--out", tmp_path / "u", "--no-plots", "--no-records")
+    assert proc.returncode == 0
+    assert "UNSTABLE" in proc.stdout and "warning" in proc.stderr
+    s = json.loads((tmp_path / "u/summary.json").read_text())
+    assert s["stable"] is False and s["offered_load"] > 1
+
+
+def test_report_and_check_and_module_entry(example_run, tmp_path):
+    _, out = example_run
+    proc = run_cli("report", out)
+    assert proc.returncode == 0 and "latency" in proc.stdout
+    assert run_cli("report", tmp_path).returncode == 2
+    proc = run_cli("check", ROOT / "scenarios/vision-dynamic.yaml")
+    assert proc.returncode == 0 and "capacity" in proc.stdout
+    import subprocess
+    import sys
+    mod = subprocess.run([sys.executable, "-m", "sim", "check", str(ROOT / "scenarios/vision-none.yaml")],
+                         capture_output=True, text=True)
+    assert mod.returncode == 0, mod.stderr

@@ -1,0 +1,44 @@
+"""Every shipped scenario loads and runs on a short horizon, and the story it tells holds."""
+from pathlib import Path
+
+import pytest
+
+import sim
+
+from .conftest import ROOT
+
+SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
+
+
+def short(path: Path) -> sim.Scenario:
+    s = sim.load_scenario(path)
+    over = []
+    if s.requests is not None:
+        over.append(f"requests={min(s.requests, 6000)}")
+    elif s.duration_s is not None:
+        over.append(f"duration_s={min(s.duration_s, s.warmup_s + 20)}")
+    else:
+        over.append("requests=3000")
+    return sim.load_scenario(path, over + ["outputs.plots=false"])
+
+
+def test_there_are_examples():
+    assert len(SCENARIOS) >= 3
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_example_runs(path, tmp_path):
+    result = sim.run(short(path))
+    s = result.summary
+    assert s["requests"] > 0
+    assert s["latency_s"]["p99"] >= s["latency_s"]["p50"] > 0
+    result.write(tmp_path, plots=True)
+    assert (tmp_path / "summary.json").exists() and (tmp_path / "latency_cdf.png").exists()
+
+
+def test_vision_story_dynamic_beats_none_and_static_on_p99():
+    p99 = {}
+    for pol in ("none", "static", "dynamic"):
+        s = sim.run(sim.load_scenario(ROOT / f"scenarios/vision-{pol}.yaml", ["requests=30000"])).summary
+        p99[pol] = s["latency_s"]["p99"]
+    assert p99["dynamic"] < p99["none"] and p99["dynamic"] < p99["static"]
