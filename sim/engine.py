@@ -20,8 +20,6 @@ import simpy
 from .batching import DispatchRule
 from .cost import CostModel
 
-_NOISE_CHUNK = 1 << 16
-
 
 @dataclass
 class BatchLog:
@@ -66,9 +64,9 @@ def simulate(rule: DispatchRule, cost: CostModel, arrival_s: np.ndarray, *, repl
         floor_pref[k] = best
     plain = preferred == (limit,)
     table = cost.step_table_s(limit).tolist()
-    noise = cost.noise
-    if noise is not None and noise_rng is None:
+    if cost.is_noisy() and noise_rng is None:
         raise ValueError("the cost model has noise: pass noise_rng")
+    jitter = cost.jitter(noise_rng) if noise_rng is not None else None
 
     sizes = array("i")
     dispatch = array("d")
@@ -76,13 +74,7 @@ def simulate(rule: DispatchRule, cost: CostModel, arrival_s: np.ndarray, *, repl
     steps = array("d")
     who = array("i")
     state = {"head": 0}
-    jitter: list[float] = []  # shared by all replicas so draws follow batch order
     inf = math.inf
-
-    def draw_jitter() -> float:
-        if not jitter:
-            jitter.extend(reversed(noise.factors(noise_rng, _NOISE_CHUNK).tolist()))
-        return jitter.pop()
 
     def replica(env: simpy.Environment, rid: int):
         timeout = env.timeout
@@ -105,8 +97,8 @@ def simulate(rule: DispatchRule, cost: CostModel, arrival_s: np.ndarray, *, repl
                 k = floor_pref[k]
             state["head"] = h + k
             step = table[k]
-            if noise is not None:
-                step *= draw_jitter()
+            if jitter is not None:  # one sampler shared by all replicas: draws follow batch order
+                step *= jitter(k)
             end = d + step
             sizes.append(k)
             dispatch.append(d)

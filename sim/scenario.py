@@ -7,7 +7,8 @@
     warmup_s: float = 0             requests arriving before this are simulated but not measured
     replications: int = 1           independent runs (seeds spawned from `seed`) for confidence intervals
     workload: {arrival: {process: poisson|constant|gamma|trace, ...}}
-    cost_model: {kind: affine|table, ..., noise: {cv} (default none)}
+    cost_model: {kind: affine|table|roofline|profile, ..., noise: {cv} (default none)}
+                                    ({profile: file.yaml} is short for {kind: profile, profile: file.yaml})
     server: {replicas: 1, batching: {policy: none|static|dynamic, ...} (default: dynamic, no delay)}
     slo: {latency_p50_ms|latency_p90_ms|latency_p95_ms|latency_p99_ms: float} (default: none)
     outputs: {records: true, plots: true}
@@ -99,7 +100,11 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
         problems.append(("requests", "give either 'requests' or 'duration_s', not both"))
     if scenario.duration_s is not None and scenario.warmup_s >= scenario.duration_s:
         problems.append(("warmup_s", f"{scenario.warmup_s} must be below duration_s={scenario.duration_s}"))
-    limit = scenario.cost_model.batch_limit()
+    cm = scenario.cost_model
+    if isinstance(cm, cost.ProfileCost) and cm.max_batch_size is not None and cm.max_batch_size > cm.measured_limit:
+        problems.append(("cost_model.max_batch_size", f"{cm.max_batch_size} is beyond the largest measured batch; "
+                         f"allowed 1..{cm.measured_limit} (profile {cm.paths[-1]})"))
+    limit = cm.batch_limit()
     pol = scenario.server.batching
     b = getattr(pol, "max_batch_size", None)
     if b is not None and b > limit:
@@ -161,17 +166,22 @@ def load_scenario(path: Union[str, Path], overrides: Iterable[str] = ()) -> Scen
         raise ScenarioError(src, "", f"the top level must be a mapping of keys, got a {type(raw).__name__}")
     for assignment in overrides:
         set_override(raw, assignment)
-    scenario = validate(raw, src)
-    return _resolve_files(scenario, p.parent)
+    return validate(raw, src, p.parent)
 
 
-def validate(raw: dict, source: str = "<scenario>") -> Scenario:
-    """Validates a raw scenario dict; returns the Scenario or raises ScenarioError naming source and key path."""
+def validate(raw: dict, source: str = "<scenario>", base_dir: Union[str, Path, None] = None) -> Scenario:
+    """Validates a raw scenario dict; returns the Scenario or raises ScenarioError naming source and key path.
+
+    Relative file paths inside (traces, profiles) are resolved against `base_dir` (default: the current folder).
+    """
     if not isinstance(raw, dict):
         raise ScenarioError(source, "", f"the top level must be a mapping of keys, got a {type(raw).__name__}")
     bad_keys = [k for k in raw if not isinstance(k, str)]
     if bad_keys:
         raise ScenarioError(source, "", f"keys must be strings, got {bad_keys[0]!r}")
+    cm = raw.get("cost_model")
+    if isinstance(cm, dict) and "profile" in cm and "kind" not in cm:
+        raw = {**raw, "cost_model": {"kind": "profile", **cm}}
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
@@ -179,17 +189,26 @@ def validate(raw: dict, source: str = "<scenario>") -> Scenario:
         first, rest = lines[0], lines[1:]
         err = ScenarioError(source, first[0], first[1], [f"{source}: {p}: {m}" if p else f"{source}: {m}" for p, m in rest[:9]])
         raise err from None
+    scenario = _resolve_files(scenario, Path(base_dir) if base_dir is not None else Path.cwd())
     return check(scenario, source)
 
 
 def _resolve_files(scenario: Scenario, base: Path) -> Scenario:
+    """Resolves relative paths against `base` and loads referenced files now, so a bad trace or profile
+    is reported (with its own file name) before any output is written."""
+    update = {}
     arr = scenario.workload.arrival
-    if isinstance(arr, arrivals.TraceArrivals):
-        if arr.path is not None and not Path(arr.path).is_absolute():
-            arr = arr.model_copy(update={"path": str((base / arr.path).resolve())})
-            scenario = scenario.model_copy(update={"workload": scenario.workload.model_copy(update={"arrival": arr})})
-        arr.load()  # surface a bad trace now, with its file name, before any output is written
-    return scenario
+    if hasattr(arr, "with_base_dir"):
+        arr = arr.with_base_dir(base)
+        arr.load()
+        update["workload"] = scenario.workload.model_copy(update={"arrival": arr})
+    cm = scenario.cost_model
+    if hasattr(cm, "with_base_dir"):
+        cm = cm.with_base_dir(base)
+        if hasattr(cm, "load"):
+            cm.load()
+        update["cost_model"] = cm
+    return scenario.model_copy(update=update) if update else scenario
 
 
 # ---- turning pydantic's errors into one line a planner can act on ----

@@ -32,6 +32,12 @@ class TraceArrivals(ArrivalProcess):
             raise ValueError("give exactly one of 'path' (a CSV file) or 'times_s' (a list of seconds)")
         return self
 
+    def with_base_dir(self, base: Path) -> "TraceArrivals":
+        """Returns a copy whose relative `path` is resolved against `base` (the scenario's folder)."""
+        if self.path is None or Path(self.path).is_absolute():
+            return self
+        return self.model_copy(update={"path": str((base / self.path).resolve())})
+
     def load(self) -> np.ndarray:
         """Returns the replayed arrival times in seconds (sorted, starting at 0); raises ScenarioError on a bad file."""
         if self._times is None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from pydantic import Field
@@ -25,10 +25,35 @@ class LognormalNoise(StrictModel):
         return rng.lognormal(-0.5 * s * s, s, size=n)
 
 
+class Draws:
+    """Buffered draws from a vectorised sampler, handed out one at a time (cheap in the engine's loop)."""
+
+    def __init__(self, sample: Callable[[int], np.ndarray], chunk: int = 1 << 16):
+        self._sample = sample
+        self._chunk = chunk
+        self._buf: list[float] = []
+
+    def next(self) -> float:
+        if not self._buf:
+            self._buf = self._sample(self._chunk)[::-1].tolist()
+        return self._buf.pop()
+
+
 class CostModel(StrictModel):
     """Base of every cost model; `kind` is its registered name."""
 
     noise: Optional[LognormalNoise] = Field(default=None, description="per-batch jitter; default: deterministic")
+
+    def is_noisy(self) -> bool:
+        """Returns True when step times are random (the engine then needs a Generator)."""
+        return self.noise is not None
+
+    def jitter(self, rng: np.random.Generator) -> Optional[Callable[[int], float]]:
+        """Returns f(batch_size) -> multiplicative step-time factor drawn from `rng`, or None when deterministic."""
+        if self.noise is None:
+            return None
+        draws = Draws(lambda n: self.noise.factors(rng, n))
+        return lambda k: draws.next()
 
     def batch_limit(self) -> int:
         """Returns the largest batch size the model can run."""

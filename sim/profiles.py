@@ -1,0 +1,171 @@
+"""Measured profiles: the versioned YAML files `python -m profiler.profile` writes, loaded and checked.
+
+Format `servesim-profile`, version 1 (see profiler/profile.py for the writer):
+    format, version, created_utc, model{name, params, ...}, device{kind, name, ...}, dtype, settings{...},
+    max_batch_size, points[{batch_size, samples, median_ms, p90_ms, p99_ms, std_ms, ratio_quantiles, ...}],
+    fit{chosen, families}, warnings[]
+Profiles measured on different devices, dtypes or models are never merged.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ScenarioError
+from .fitting import FAMILIES, FitReport, fit_all
+
+FORMAT = "servesim-profile"
+VERSION = 1
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProfileModel(_Open):
+    name: str
+    params: int = Field(ge=0)
+    args: dict[str, Any] = Field(default_factory=dict)
+    flops_per_item: Optional[float] = Field(default=None, ge=0)
+    flops_per_batch: Optional[float] = Field(default=None, ge=0)
+    bytes_per_item: Optional[float] = Field(default=None, ge=0)
+    bytes_per_batch: Optional[float] = Field(default=None, ge=0)
+
+
+class ProfileDevice(_Open):
+    kind: str
+    name: str
+
+
+class ProfilePoint(_Open):
+    batch_size: int = Field(ge=1)
+    samples: int = Field(ge=1)
+    median_ms: float = Field(gt=0)
+    p90_ms: Optional[float] = Field(default=None, gt=0)
+    p99_ms: Optional[float] = Field(default=None, gt=0)
+    std_ms: Optional[float] = Field(default=None, ge=0)
+    ratio_quantiles: Optional[list[float]] = None
+
+    @field_validator("ratio_quantiles")
+    @classmethod
+    def _quantiles(cls, v):
+        if v is not None:
+            if len(v) < 2 or any(b < a for a, b in zip(v, v[1:])) or v[0] <= 0:
+                raise ValueError("must be at least 2 positive, non-decreasing values (sample / median)")
+        return v
+
+
+class Profile(_Closed):
+    format: str
+    version: int
+    created_utc: str
+    model: ProfileModel
+    device: ProfileDevice
+    dtype: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+    max_batch_size: int = Field(ge=1)
+    search: Optional[dict[str, Any]] = None
+    points: list[ProfilePoint] = Field(min_length=1)
+    fit: Optional[dict[str, Any]] = None
+    warnings: list[str] = Field(default_factory=list)
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, v):
+        if v != FORMAT:
+            raise ValueError(f"expected {FORMAT!r}: this is not a servesim profile")
+        return v
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v):
+        if v > VERSION:
+            raise ValueError(f"version {v} was written by a newer servesim; this one reads up to {VERSION}")
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+    def table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (batch sizes, median step ms), sorted by batch size."""
+        k = np.array([p.batch_size for p in self.points], dtype=float)
+        y = np.array([p.median_ms for p in self.points], dtype=float)
+        order = np.argsort(k, kind="stable")
+        return k[order], y[order]
+
+    def identity(self) -> tuple:
+        return (self.device.kind, self.device.name, self.dtype, self.model.name,
+                tuple(sorted((k, str(v)) for k, v in self.model.args.items())))
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Reads and checks one profile file; raises ScenarioError naming the file and key path."""
+    src = str(path)
+    p = Path(path)
+    if not p.is_file():
+        raise ScenarioError(src, "", "profile file not found")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ScenarioError(src, "", f"not a readable YAML profile ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise ScenarioError(src, "", "not a servesim profile (expected a mapping with format: servesim-profile)")
+    try:
+        prof = Profile.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ScenarioError(src, loc, f"{msg} (got {err.get('input')!r:.60})") from None
+    sizes = [pt.batch_size for pt in prof.points]
+    if len(set(sizes)) != len(sizes):
+        raise ScenarioError(src, "points", "a batch size is listed twice")
+    if max(sizes) > prof.max_batch_size:
+        raise ScenarioError(src, "max_batch_size", f"{prof.max_batch_size} is below the largest measured batch {max(sizes)}")
+    return prof
+
+
+def merge_profiles(profiles: list[Profile], sources: list[str]) -> Profile:
+    """Returns one profile holding every point of `profiles`; refuses profiles of different devices,
+    dtypes or models. A batch size measured in several files keeps the sample-weighted mean median."""
+    if len(profiles) == 1:
+        return profiles[0]
+    first = profiles[0]
+    for prof, src in zip(profiles[1:], sources[1:]):
+        if prof.identity() != first.identity():
+            a = f"{first.device.name} ({first.device.kind}), {first.dtype}, model {first.model.name}"
+            b = f"{prof.device.name} ({prof.device.kind}), {prof.dtype}, model {prof.model.name}"
+            raise ScenarioError(src, "", f"cannot be mixed with {sources[0]}: measured on {b}, not {a}; "
+                                "one replica group needs profiles of one device, dtype and model")
+    by_size: dict[int, list[ProfilePoint]] = {}
+    for prof in profiles:
+        for pt in prof.points:
+            by_size.setdefault(pt.batch_size, []).append(pt)
+    points = []
+    for size in sorted(by_size):
+        pts = by_size[size]
+        if len(pts) == 1:
+            points.append(pts[0])
+            continue
+        n = sum(p.samples for p in pts)
+        med = sum(p.median_ms * p.samples for p in pts) / n
+        best = max(pts, key=lambda p: p.samples)
+        points.append(best.model_copy(update={"samples": n, "median_ms": med}))
+    return first.model_copy(update={"points": points, "max_batch_size": max(p.max_batch_size for p in profiles),
+                                    "fit": None})
+
+
+def refit(profile: Profile) -> FitReport:
+    """Returns the fit of every family to the profile's medians (see sim.fitting)."""
+    k, y = profile.table()
+    return fit_all(k, y)
+
+
+__all__ = ["FAMILIES", "FORMAT", "VERSION", "Profile", "load_profile", "merge_profiles", "refit"]
