@@ -1,4 +1,6 @@
-"""Command line: `servesim run|check|report`. Exit 0 ok, 2 bad input (one clear message), 1 internal error."""
+"""Command line: `servesim run|check|report|fit|validate`.
+
+Exit 0 ok, 2 bad input (one clear message), 1 internal error; validate exits 3 when its error bound is exceeded."""
 from __future__ import annotations
 
 import argparse
@@ -36,6 +38,22 @@ def _parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="print the table of a finished run folder")
     rep.add_argument("dir")
+
+    v = sub.add_parser("validate", help="serve the scenario's trace for real (profiled model) and compare with the prediction")
+    v.add_argument("scenario", help="scenario YAML whose cost_model is a measured profile")
+    v.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (must match the profile's device)")
+    v.add_argument("--out", required=True, help="output folder")
+    v.add_argument("--loads", default="0.2,0.5,0.8", help="fractions of the policy's capacity (default 0.2,0.5,0.8)")
+    v.add_argument("--max-error-pct", type=float, default=None,
+                   help="exit 3 when |error| of p50, p99 latency or throughput exceeds this at any load")
+    v.add_argument("--requests", type=int, default=None, help="requests per load (default: the scenario's run length)")
+    v.add_argument("--seed", type=int, default=None)
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    v.add_argument("--quiet", action="store_true")
+
+    f = sub.add_parser("fit", help="re-fit measured profile(s) and compare the cost-model families")
+    f.add_argument("profiles", nargs="+", metavar="PROFILE", help="profile YAML file(s) of one device, dtype and model")
+    f.add_argument("--plot", help="write the measurements and fitted curves to this PNG")
     return p
 
 
@@ -70,8 +88,11 @@ def cmd_run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ScenarioError("--out", "", f"{out} exists and is not a folder")
-    result = run(scenario)
-    written = result.write(out, records=False if args.no_records else None, plots=False if args.no_plots else None)
+    result = run(scenario, args.scenario)
+    try:
+        written = result.write(out, records=False if args.no_records else None, plots=False if args.no_plots else None)
+    except OSError as exc:
+        raise ScenarioError("--out", "", f"cannot write to {out}: {exc.strerror or exc}") from None
     if not args.quiet:
         print(format_summary(result.summary, _describe_batching(scenario)))
         print(f"  wrote {out}/: " + " ".join(p.name for p in written))
@@ -103,6 +124,43 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_fit(args) -> int:
+    from .fitreport import format_table, plot_fit
+    from .profiles import load_profile, merge_profiles, refit
+
+    profs = [load_profile(p) for p in args.profiles]
+    prof = merge_profiles(profs, list(args.profiles))
+    fit = refit(prof).to_dict()
+    points = [p.model_dump() for p in sorted(prof.points, key=lambda p: p.batch_size)]
+    print(f"{', '.join(args.profiles)}: {prof.model.name} on {prof.device.name} ({prof.device.kind}, {prof.dtype}), "
+          f"{len(points)} batch sizes up to {prof.max_batch_size}")
+    print(format_table(points, fit))
+    for name, res in fit["families"].items():
+        params = ", ".join(f"{k}={v:.6g}" for k, v in res["params"].items() if isinstance(v, float))
+        if params:
+            print(f"  {name:<9} {params}")
+    stored = [p.fit.get("chosen") for p in profs if p.fit]
+    if stored and any(c != fit["chosen"] for c in stored):
+        print(f"  note: the file(s) recorded {', '.join(map(str, stored))}; re-fitting chose {fit['chosen']}")
+    if args.plot:
+        plot_fit(Path(args.plot), points, fit, f"{prof.model.name} on {prof.device.name} ({prof.dtype})")
+        print(f"  wrote {args.plot}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    # the real-serving half executes a torch model, so it lives in the profiler package (sim never imports torch)
+    try:
+        from profiler.validate import run_validation
+        from profiler.profile import UsageError
+    except ImportError as exc:
+        raise ScenarioError("servesim validate", "", f"needs the profiler's dependencies ({exc})") from None
+    try:
+        return run_validation(args)
+    except UsageError as exc:
+        raise ScenarioError("servesim validate", "", str(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `servesim` console script; returns the exit code."""
     try:
@@ -110,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a bad flag (2): argparse has already printed its message
         return int(exc.code or 0)
     try:
-        return {"run": cmd_run, "check": cmd_check, "report": cmd_report}[args.command](args)
+        commands = {"run": cmd_run, "check": cmd_check, "report": cmd_report, "fit": cmd_fit, "validate": cmd_validate}
+        return commands[args.command](args)
     except ScenarioError as exc:
         print(exc.format(), file=sys.stderr)
         return 2

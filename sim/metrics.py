@@ -2,7 +2,9 @@
 
 Confidence intervals use sectioning: the point estimate comes from all measured requests, and its
 spread from independent sections, which are the replications when there are several, else
-`BATCH_MEANS` contiguous batches of one run (in arrival order).
+`BATCH_MEANS` contiguous batches of one run (in arrival order). A percentile q gets an interval only
+when every section holds at least 100 / (1 - q) requests (10,000 for p99), so that each section's tail
+estimate is itself meaningful; otherwise its interval is null rather than falsely tight.
 """
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ import numpy as np
 import pandas as pd
 
 from .engine import BatchLog
+from .errors import ScenarioError
 
 LEVEL = 0.95
-BATCH_MEANS = 20
-MIN_PER_SECTION = 10
+BATCH_MEANS = 10
+MIN_FOR_MEAN = 30
 PERCENTILES = (50, 90, 95, 99)
+HIGH_UTILIZATION = 0.9
 
 # Student t quantiles for a two-sided 95% interval, df = 1..30.
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -33,12 +37,12 @@ def t975(df: int) -> float:
     return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df * df)
 
 
-def mean_ci(samples: np.ndarray) -> tuple[float, float]:
-    """Returns the (low, high) 95% t-interval for the mean of independent samples."""
-    x = np.asarray(samples, dtype=float)
-    m = float(x.mean())
-    half = t975(x.size - 1) * float(x.std(ddof=1)) / math.sqrt(x.size)
-    return m - half, m + half
+def min_section_size(key: str) -> int:
+    """Returns how many requests a section needs before its estimate of `key` ('mean', 'p99') is used."""
+    if key == "mean":
+        return MIN_FOR_MEAN
+    q = int(key[1:]) / 100
+    return int(math.ceil(100 / (1 - q)))
 
 
 def request_frame(logs: list[BatchLog]) -> pd.DataFrame:
@@ -77,7 +81,7 @@ def request_columns(log: BatchLog, replication: int = 0) -> dict[str, np.ndarray
 
 
 class _Rep:
-    """The measured slice of one replication."""
+    """The measured slice of one replication: requests arriving at or after warmup_s."""
 
     def __init__(self, log: BatchLog, warmup_s: float, replicas: int):
         served = log.served
@@ -86,19 +90,19 @@ class _Rep:
         first = int(np.searchsorted(a, warmup_s, side="left"))
         counts = np.cumsum(log.size, dtype=np.int64)
         b0 = int(np.searchsorted(counts, first, side="right"))  # first batch holding a measured request
-        sizes = log.size[b0:]
         offset = first - (int(counts[b0 - 1]) if b0 else 0)
-        idx = np.repeat(np.arange(b0, log.size.size), sizes)[offset:]
+        idx = np.repeat(np.arange(b0, log.size.size), log.size[b0:])[offset:]
         self.arrival = a[first:]
         self.latency = log.completion_s[idx] - self.arrival
         self.wait = log.dispatch_s[idx] - self.arrival
         self.n = self.arrival.size
-        self.unserved = log.arrival_s.size - served
+        # requests that arrived in the measured window but never formed a batch (static, no timeout)
+        self.unserved = int(log.arrival_s.size - max(served, int(np.searchsorted(log.arrival_s, warmup_s))))
         self.start_s = warmup_s if warmup_s > 0 else (float(log.arrival_s[0]) if log.arrival_s.size else 0.0)
         self.end_s = float(log.completion_s[idx].max()) if self.n else self.start_s
         self.span_s = max(self.end_s - self.start_s, 1e-300)
-        inwin = log.dispatch_s >= warmup_s
-        self.batch_sizes = log.size[inwin]
+        self.horizon_s = float(max(log.completion_s.max(initial=0.0), log.arrival_s.max(initial=0.0)))
+        self.batch_sizes = log.size[log.dispatch_s >= warmup_s]
         d = np.clip(log.dispatch_s, self.start_s, self.end_s)
         c = np.clip(log.completion_s, self.start_s, self.end_s)
         self.busy_s = float((c - d).sum())
@@ -118,28 +122,21 @@ def _stats(values: np.ndarray) -> dict[str, float]:
     return out
 
 
-def _sections(reps: list[_Rep], attr: str) -> Optional[list[np.ndarray]]:
-    if len(reps) >= 2:
-        parts = [getattr(r, attr) for r in reps]
-    else:
-        parts = np.array_split(getattr(reps[0], attr), BATCH_MEANS)
-    if any(p.size < MIN_PER_SECTION for p in parts):
-        return None
-    return parts
-
-
 def _with_ci(reps: list[_Rep], attr: str) -> dict:
     pooled = np.concatenate([getattr(r, attr) for r in reps]) if len(reps) > 1 else getattr(reps[0], attr)
     out: dict = _stats(pooled)
-    parts = _sections(reps, attr)
+    parts = [getattr(r, attr) for r in reps] if len(reps) > 1 else np.array_split(pooled, BATCH_MEANS)
+    smallest = min(p.size for p in parts)
+    per = [_stats(p) for p in parts] if smallest else []
     ci = {}
-    if parts is not None:
-        per = [_stats(p) for p in parts]
-        for key in ("mean", *(f"p{q}" for q in PERCENTILES)):
-            est = np.array([s[key] for s in per])
-            half = t975(est.size - 1) * float(est.std(ddof=1)) / math.sqrt(est.size)
-            ci[key] = [out[key] - half, out[key] + half]
-    out["ci95"] = ci or None
+    for key in ("mean", *(f"p{q}" for q in PERCENTILES)):
+        if smallest < min_section_size(key):
+            ci[key] = None
+            continue
+        est = np.array([s[key] for s in per])
+        half = t975(est.size - 1) * float(est.std(ddof=1)) / math.sqrt(est.size)
+        ci[key] = [out[key] - half, out[key] + half]
+    out["ci95"] = ci
     return out
 
 
@@ -151,37 +148,56 @@ def _scalar_ci(values: list[float], pooled: float) -> Optional[list[float]]:
     return [pooled - half, pooled + half]
 
 
-def littles_law(log: BatchLog, start_s: float) -> dict[str, float]:
-    """Checks L = lambda * W over [start_s, last arrival]: L from the time-average number in system
-    (every request present, measured or not), lambda and W from requests arriving in the window."""
+def littles_law(rep: _Rep) -> dict[str, float]:
+    """Checks L = lambda W over [start, last arrival] of one replication.
+
+    L is the time-average number in system from the counting processes alone (arrivals in, batch
+    completions out, counted per batch), lambda the arrival rate in the window, and W the mean latency
+    of the measured requests from the per-request records. The two sides are computed independently,
+    so a wrong request-to-batch mapping or a wrong completion time shows up as a mismatch; edge effects
+    make the relative error shrink like W / window.
+    """
+    log = rep.log
     a = log.arrival_s
-    n = a.size
-    if n < 2:
+    if rep.n < 2:
         return {"L": math.nan, "lambda_W": math.nan, "rel_error": math.nan}
-    end_s = float(a[-1])
-    comp = np.full(n, math.inf)
-    comp[: log.served] = np.repeat(log.completion_s, log.size)
-    span = end_s - start_s
-    if span <= 0:
+    t0, t1 = rep.start_s, float(a[-1])
+    if t1 <= t0:
         return {"L": math.nan, "lambda_W": math.nan, "rel_error": math.nan}
-    overlap = np.clip(np.minimum(comp, end_s) - np.maximum(a, start_s), 0, None)
-    L = float(overlap.sum()) / span
-    win = (a >= start_s) & (a <= end_s) & np.isfinite(comp)
-    lam = float(win.sum()) / span
-    W = float((comp[win] - a[win]).mean()) if win.any() else math.nan
+    # integral of N(t) over [t0, t1] = integral of A(t) - integral of D(t), each a sum over its jumps
+    ta = np.clip(a, t0, t1)
+    area_in = float((t1 - ta).sum())
+    tc = np.clip(log.completion_s, t0, t1)
+    area_out = float(((t1 - tc) * log.size).sum())
+    # requests already in system at t0 contribute from t0 on: included by clipping both jump times at t0
+    L = (area_in - area_out) / (t1 - t0)
+    in_window = rep.arrival <= t1
+    lam = float(np.count_nonzero((a >= t0) & (a <= t1))) / (t1 - t0)
+    W = float(rep.latency[in_window].mean())
     lw = lam * W
     return {"L": L, "lambda_W": lw, "rel_error": abs(L - lw) / lw if lw > 0 else math.nan}
 
 
-def summarize(scenario, logs: list[BatchLog]) -> dict:
-    """Returns the summary.json dict (see DESIGN.md's contract) for the replications in `logs`."""
+def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dict:
+    """Returns the summary.json dict (see DESIGN.md's contract) for the replications in `logs`.
+
+    Raises ScenarioError when nothing could be measured (warm-up past the last arrival, static batches
+    that never fill)."""
     replicas = scenario.server.replicas
     reps = [_Rep(log, scenario.warmup_s, replicas) for log in logs]
     n = sum(r.n for r in reps)
-    offered = float(scenario.workload.arrival.rate_rps)
+    if n == 0:
+        last = max(float(log.arrival_s[-1]) if log.arrival_s.size else 0.0 for log in logs)
+        if scenario.warmup_s > 0 and last < scenario.warmup_s:
+            raise ScenarioError(source, "warmup_s", f"{scenario.warmup_s} s is after the last arrival ({last:.6g} s): "
+                                "no request is left to measure; lower warmup_s or lengthen the run")
+        raise ScenarioError(source, "server.batching.max_batch_size",
+                            f"no request was ever dispatched: batches of {scenario.rule.max_batch_size} never filled; "
+                            "lower max_batch_size or set max_queue_delay_ms")
+    offered = float(np.mean([scenario.workload.arrival.offered_rps(log.arrival_s) for log in logs]))
     capacity = scenario.capacity_rps()
     load = offered / capacity
-    stable = load < 1.0
+    stable = bool(load < 1.0)
     warnings: list[str] = []
     if not stable:
         warnings.append(
@@ -190,15 +206,20 @@ def summarize(scenario, logs: list[BatchLog]) -> dict:
             "bound, so latencies depend on the run length and mean nothing in steady state")
     unserved = sum(r.unserved for r in reps)
     if unserved:
-        warnings.append(f"{unserved} request(s) were never dispatched (a static batch that never filled); "
-                        "set server.batching.max_queue_delay_ms to flush partial batches")
-    if n == 0:
-        raise ValueError("no request was measured: is warmup_s beyond the last arrival?")
+        warnings.append(f"{unserved} measured request(s) were never dispatched (a static batch that never filled); "
+                        "they count as SLO misses; set server.batching.max_queue_delay_ms to flush partial batches")
 
     span = sum(r.span_s for r in reps)
     throughput = sum(r.completed for r in reps) / span
     busy = sum(r.busy_s for r in reps)
+    utilization = busy / (replicas * span)
     all_sizes = np.concatenate([r.batch_sizes for r in reps])
+    mean_batch = float(all_sizes.mean()) if all_sizes.size else math.nan
+    if stable and utilization >= HIGH_UTILIZATION:
+        warnings.append(
+            f"the replicas were busy {utilization:.0%} of the time although the offered load is {load:.0%} of "
+            f"full-batch capacity: batches average {mean_batch:.3g} of {scenario.rule.max_batch_size}, so the real "
+            "headroom is small; expect latency to climb steeply with more traffic")
     lat = _with_ci(reps, "latency")
     summary: dict = {
         "scenario": scenario.name,
@@ -208,7 +229,8 @@ def summarize(scenario, logs: list[BatchLog]) -> dict:
         "requests_generated": int(sum(r.log.arrival_s.size for r in reps)),
         "unserved": unserved,
         "warmup_s": scenario.warmup_s,
-        "duration_s": span / len(reps),
+        "duration_s": float(np.mean([r.horizon_s for r in reps])),
+        "measured_window_s": span / len(reps),
         "offered_rps": offered,
         "capacity_rps": capacity,
         "offered_load": load,
@@ -218,14 +240,14 @@ def summarize(scenario, logs: list[BatchLog]) -> dict:
         "latency_s": lat,
         "queue_wait_s": _with_ci(reps, "wait"),
         "batch_size": {
-            "mean": float(all_sizes.mean()) if all_sizes.size else math.nan,
+            "mean": mean_batch,
             "p50": float(np.percentile(all_sizes, 50)) if all_sizes.size else math.nan,
             "max": int(all_sizes.max()) if all_sizes.size else 0,
             "batches": int(all_sizes.size),
         },
-        "utilization": busy / (replicas * span),
-        "utilization_ci95": _scalar_ci([r.utilization for r in reps], busy / (replicas * span)),
-        "littles_law": littles_law(logs[0], reps[0].start_s),
+        "utilization": utilization,
+        "utilization_ci95": _scalar_ci([r.utilization for r in reps], utilization),
+        "littles_law": littles_law(reps[0]),
         "confidence": {
             "level": LEVEL,
             "method": "independent replications" if len(reps) > 1 else f"batch means ({BATCH_MEANS} batches)",
@@ -243,13 +265,20 @@ def _slo(targets_ms: dict[str, float], reps: list[_Rep], lat: dict) -> dict:
         return {}
     checks = {}
     for q, target in targets_ms.items():
-        achieved = lat[q]
-        checks[q] = {"target_ms": target, "achieved_ms": achieved * 1000, "met": bool(achieved * 1000 <= target)}
-    # attainment: share of requests within the target of the highest percentile given
+        achieved_ms = lat[q] * 1000
+        ci = lat["ci95"].get(q)
+        if ci is not None and ci[0] * 1000 <= target <= ci[1] * 1000:
+            verdict = "uncertain"  # the target lies inside the estimate's confidence interval
+        else:
+            verdict = "met" if achieved_ms <= target else "missed"
+        checks[q] = {"target_ms": target, "achieved_ms": achieved_ms, "met": bool(achieved_ms <= target),
+                     "verdict": verdict}
+    # attainment: share of measured requests within the target of the highest percentile given;
+    # requests never served count as misses
     q_top = max(targets_ms, key=lambda q: int(q[1:]))
     limit_s = targets_ms[q_top] / 1000
-    within = [float((r.latency <= limit_s).mean()) for r in reps]
-    pooled = float(sum((r.latency <= limit_s).sum() for r in reps) / sum(r.n for r in reps))
+    within = [float((r.latency <= limit_s).sum()) / max(r.n + r.unserved, 1) for r in reps]
+    pooled = float(sum((r.latency <= limit_s).sum() for r in reps) / sum(r.n + r.unserved for r in reps))
     return {
         "slo": {"targets": checks, "met": all(c["met"] for c in checks.values()), "attainment_target": q_top},
         "slo_attainment": pooled,

@@ -9,7 +9,7 @@ from .metrics import queue_length_series
 
 
 def write_plots(result, out_dir: Path) -> list[Path]:
-    """Writes latency_cdf.png, batch_size.png and queue_length.png; returns their paths."""
+    """Writes latency_cdf.png, batch_size.png and queue_length.png (names listed in runner.OUTPUT_FILES)."""
     import matplotlib
 
     matplotlib.use("Agg")

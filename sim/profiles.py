@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import yaml
+import yaml  # noqa: F401  (YAMLError)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .config import load_yaml
 from .errors import ScenarioError
 from .fitting import FAMILIES, FitReport, fit_all
 
@@ -112,7 +113,7 @@ def load_profile(path: str | Path) -> Profile:
     if not p.is_file():
         raise ScenarioError(src, "", "profile file not found")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = load_yaml(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ScenarioError(src, "", f"not a readable YAML profile ({exc.__class__.__name__})") from None
     if not isinstance(raw, dict):

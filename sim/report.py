@@ -1,47 +1,63 @@
 """The short terminal table printed after a run (and by `servesim report DIR`)."""
 from __future__ import annotations
 
+KEYS = ("mean", "p50", "p90", "p95", "p99")
+
+
+def _num(v, fmt: str = ".5g") -> str:
+    return "-" if v is None or v != v else format(v, fmt)
+
 
 def _ms(v) -> str:
     return "-" if v is None or v != v else f"{v * 1000:.4g}"
 
 
-def _row(label: str, stats: dict) -> list[str]:
-    keys = ("mean", "p50", "p90", "p95", "p99")
+def _row(label: str, stats: dict) -> tuple[str, bool]:
     ci = stats.get("ci95") or {}
-    cells = []
-    for k in keys:
+    cells, any_ci = [], False
+    for k in KEYS:
         cell = _ms(stats.get(k))
-        if k in ci and ci[k] is not None and None not in ci[k]:
-            half_ms = (ci[k][1] - ci[k][0]) / 2 * 1000
+        bounds = ci.get(k)
+        if bounds is not None and None not in bounds:
+            any_ci = True
+            half_ms = (bounds[1] - bounds[0]) / 2 * 1000
             cell += f" ±{half_ms:.2g}" if half_ms >= 5e-4 else " ±0"
         cells.append(cell)
-    return [f"  {label:<12}" + "".join(f"{c:>16}" for c in cells)]
+    return f"  {label:<12}" + "".join(f"{c:>16}" for c in cells), any_ci
 
 
 def format_summary(summary: dict, batching: str = "") -> str:
-    """Returns the human-readable table for a summary.json dict."""
+    """Returns the human-readable table for a summary.json dict (null values print as '-')."""
     s = summary
     lines = [f"servesim: {s['scenario']}  (seed {s['seed']}, {s['replications']} replication(s), "
-             f"{s['requests']} requests measured, {s['duration_s']:.4g} s simulated)"]
+             f"{s['requests']} requests measured, {_num(s.get('duration_s'), '.4g')} s simulated)"]
     if batching:
         lines.append(f"  batching     {batching}")
     state = "stable" if s["stable"] else "UNSTABLE"
-    lines.append(f"  offered      {s['offered_rps']:.5g} rps = {s['offered_load']:.1%} of capacity "
-                 f"{s['capacity_rps']:.5g} rps  [{state}]")
-    lines.append(f"  throughput   {s['throughput_rps']:.5g} rps    utilization {s['utilization']:.3f}")
+    load = s.get("offered_load")
+    lines.append(f"  offered      {_num(s.get('offered_rps'))} rps = {'-' if load is None else format(load, '.1%')} "
+                 f"of capacity {_num(s.get('capacity_rps'))} rps  [{state}]")
+    lines.append(f"  throughput   {_num(s.get('throughput_rps'))} rps    utilization {_num(s.get('utilization'), '.3f')}")
     b = s["batch_size"]
-    lines.append(f"  batch size   mean {b['mean']:.3g}   p50 {b['p50']:.3g}   max {b['max']}   ({b['batches']} batches)")
-    lines.append("  (ms)        " + "".join(f"{k:>16}" for k in ("mean", "p50", "p90", "p95", "p99")))
-    lines += _row("latency", s["latency_s"])
-    lines += _row("queue wait", s["queue_wait_s"])
-    conf = s.get("confidence") or {}
-    lines.append(f"  ± is the {conf.get('level', 0.95):.0%} confidence half-width ({conf.get('method', '')})")
+    lines.append(f"  batch size   mean {_num(b.get('mean'), '.3g')}   p50 {_num(b.get('p50'), '.3g')}   max {b['max']}"
+                 f"   ({b['batches']} batches)")
+    lines.append("  (ms)        " + "".join(f"{k:>16}" for k in KEYS))
+    any_ci = False
+    for label, key in (("latency", "latency_s"), ("queue wait", "queue_wait_s")):
+        row, has = _row(label, s[key])
+        lines.append(row)
+        any_ci |= has
+    if any_ci:
+        conf = s.get("confidence") or {}
+        lines.append(f"  ± is the {conf.get('level', 0.95):.0%} confidence half-width ({conf.get('method', '')}); "
+                     "none shown where too few requests for it")
     if "slo" in s:
         for q, c in s["slo"]["targets"].items():
-            verdict = "MET" if c["met"] else "MISSED"
-            lines.append(f"  SLO {q} <= {c['target_ms']:g} ms: {verdict} ({q} {c['achieved_ms']:.4g} ms)")
-        lines.append(f"  SLO attainment {s['slo_attainment']:.3%} of requests within the {s['slo']['attainment_target']} target")
+            verdict = c.get("verdict", "met" if c["met"] else "missed").upper()
+            lines.append(f"  SLO {q} <= {c['target_ms']:g} ms: {verdict} ({q} {_num(c.get('achieved_ms'), '.4g')} ms"
+                         + (", within the confidence interval: run longer or add replications)" if verdict == "UNCERTAIN" else ")"))
+        lines.append(f"  SLO attainment {_num(s.get('slo_attainment'), '.3%')} of requests within the "
+                     f"{s['slo']['attainment_target']} target")
     for w in s.get("warnings", []):
         lines.append(f"  WARNING: {w}")
     return "\n".join(lines)

@@ -19,6 +19,10 @@ from .rng import component_rng
 from .scenario import Scenario, check
 
 
+OUTPUT_FILES = frozenset({"summary.json", "scenario.json", "requests.parquet", "latency_cdf.png", "batch_size.png",
+                          "queue_length.png"})
+
+
 @dataclass
 class Result:
     """What `run` returns: the summary dict, the per-batch logs, and the per-request DataFrame (lazily built)."""
@@ -35,14 +39,15 @@ class Result:
     def write(self, out_dir: str | Path, *, records: bool | None = None, plots: bool | None = None) -> list[Path]:
         """Writes summary.json (+ requests.parquet, PNG plots) into out_dir; returns the files written.
 
-        Everything is written to a temporary folder first and moved into place at the end, so a failure
-        never leaves a half-written output behind.
+        Everything is first written to a temporary folder beside out_dir; only when all of it succeeded
+        are the files moved in, and output files of an earlier run that this run did not produce are
+        removed, so out_dir never mixes two runs or holds a half-written output.
         """
         out = Path(out_dir)
         records = self.scenario.outputs.records if records is None else records
         plots = self.scenario.outputs.plots if plots is None else plots
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".servesim-", dir=out))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.servesim-", dir=out.parent))
         try:
             (tmp / "summary.json").write_text(json.dumps(_jsonable(self.summary), indent=2) + "\n")
             (tmp / "scenario.json").write_text(self.scenario.model_dump_json(indent=2) + "\n")
@@ -51,6 +56,10 @@ class Result:
             if plots:
                 from .plots import write_plots
                 write_plots(self, tmp)
+            out.mkdir(exist_ok=True)
+            new = {f.name for f in tmp.iterdir()}
+            for stale in OUTPUT_FILES - new:
+                (out / stale).unlink(missing_ok=True)
             written = []
             for f in sorted(tmp.iterdir()):
                 os.replace(f, out / f.name)
@@ -83,8 +92,10 @@ def simulate_replication(scenario: Scenario, replication: int = 0) -> BatchLog:
     return simulate(scenario.rule, scenario.cost_model, arrivals, replicas=scenario.server.replicas, noise_rng=noise_rng)
 
 
-def run(scenario: Scenario) -> Result:
-    """Simulates every replication of `scenario`; returns a Result (summary dict + per-request DataFrame)."""
-    check(scenario)
+def run(scenario: Scenario, source: str = "<scenario>") -> Result:
+    """Simulates every replication of `scenario`; returns a Result (summary dict + per-request DataFrame).
+
+    Raises ScenarioError (naming `source`) for input that passes the schema but cannot be simulated."""
+    check(scenario, source)
     logs = [simulate_replication(scenario, r) for r in range(scenario.replications)]
-    return Result(scenario=scenario, summary=summarize(scenario, logs), logs=logs)
+    return Result(scenario=scenario, summary=summarize(scenario, logs, source), logs=logs)

@@ -20,10 +20,12 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from . import arrivals, batching, cost
-from .config import StrictModel
+from .config import StrictModel, load_yaml
 from .errors import ScenarioError
 
 DEFAULT_REQUESTS = 100_000
+# Memory is ~150-200 bytes per simulated request: keep one run well inside a 24 GiB machine.
+MAX_TOTAL_REQUESTS = 100_000_000
 _TAGS = ("process", "policy", "kind")
 
 ArrivalSpec = arrivals.REGISTRY.union()
@@ -100,6 +102,24 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
         problems.append(("requests", "give either 'requests' or 'duration_s', not both"))
     if scenario.duration_s is not None and scenario.warmup_s >= scenario.duration_s:
         problems.append(("warmup_s", f"{scenario.warmup_s} must be below duration_s={scenario.duration_s}"))
+    arr = scenario.workload.arrival
+    if isinstance(arr, arrivals.TraceArrivals):
+        size = arr.load().size
+        if scenario.requests is not None and scenario.requests > size:
+            problems.append(("requests", f"{scenario.requests} exceeds the {size} requests in the trace "
+                             f"{arr.path or 'times_s'}; allowed 1..{size}"))
+        expected = float(scenario.requests or size)
+        if scenario.replications > 1 and not scenario.cost_model.is_noisy():
+            problems.append(("replications", f"{scenario.replications} replications of a trace replay without "
+                             "cost-model noise are identical copies; use 1 (intervals then come from batch means)"))
+    else:
+        expected = (float(scenario.requests) if scenario.requests is not None else
+                    arr.rate_rps * scenario.duration_s if scenario.duration_s is not None else DEFAULT_REQUESTS)
+    if expected * scenario.replications > MAX_TOTAL_REQUESTS:
+        problems.append(("requests" if scenario.requests is not None else "duration_s",
+                         f"about {expected * scenario.replications:.3g} requests in all (x{scenario.replications} "
+                         f"replications) is beyond one run's limit of {MAX_TOTAL_REQUESTS:,}; shorten the run "
+                         "or split it into several seeds"))
     cm = scenario.cost_model
     if isinstance(cm, cost.ProfileCost) and cm.max_batch_size is not None and cm.max_batch_size > cm.measured_limit:
         problems.append(("cost_model.max_batch_size", f"{cm.max_batch_size} is beyond the largest measured batch; "
@@ -130,7 +150,7 @@ def set_override(raw: dict, assignment: str) -> None:
     if not sep or not key or any(not part for part in key.split(".")):
         raise ScenarioError("--set", assignment, "expected dotted.key=value, e.g. server.batching.max_batch_size=64")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = load_yaml(text) if text.strip() else None
     except yaml.YAMLError as exc:
         raise ScenarioError("--set", key, f"value {text!r} is not valid YAML ({exc.__class__.__name__})") from None
     node = raw
@@ -152,7 +172,7 @@ def load_scenario(path: Union[str, Path], overrides: Iterable[str] = ()) -> Scen
     if not p.is_file():
         raise ScenarioError(src, "", "scenario file not found")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = load_yaml(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise ScenarioError(src, "", "not a UTF-8 text file") from None
     except yaml.YAMLError as exc:

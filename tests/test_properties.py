@@ -12,6 +12,7 @@ from sim.cli import main
 from .conftest import BASE
 
 junk = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
+                 st.sampled_from([0, 1, 1e-300, 1e300, float("inf"), "1e3", ".inf"]),
                  st.text(max_size=8), st.lists(st.integers(-3, 3), max_size=3),
                  st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
 

@@ -29,13 +29,16 @@ def test_valid_scenario_loads_with_documented_defaults(write_yaml):
     ({"bogus": 1}, "bogus", "allowed keys"),
     ({"requests": -5}, "requests", "greater than or equal to 1"),
     ({"requests": "many"}, "requests", "valid integer"),
-    ({"workload": {"arrival": {"process": "poisson", "rate_rps": -1}}}, "workload.arrival.rate_rps", "greater than 0"),
+    ({"workload": {"arrival": {"process": "poisson", "rate_rps": -1}}}, "workload.arrival.rate_rps", "greater than or equal to 0.000001"),
+    ({"workload": {"arrival": {"process": "poisson", "rate_rps": float("inf")}}}, "workload.arrival.rate_rps", "finite"),
+    ({"requests": 10 ** 9}, "requests", "beyond one run's limit"),
+    ({"requests": 20, "replications": 2, "workload": {"arrival": {"process": "trace", "times_s": [0.0, 1.0]}}}, "requests", "exceeds the 2 requests"),
     ({"workload": {"arrival": {"process": "poison", "rate_rps": 1}}}, "workload.arrival.process", "poisson"),
     ({"workload": {"arrival": {"rate_rps": 1}}}, "workload.arrival.process", "allowed"),
     ({"workload": {"arrival": {"process": "gamma", "rate_rps": 1, "cv": 0}}}, "workload.arrival.cv", "greater than 0"),
     ({"workload": {"arrival": {"process": "poisson", "rate_rps": 1, "cv": 2}}}, "workload.arrival.cv", "allowed keys (for process 'poisson'): rate_rps"),
     ({"cost_model": {"kind": "affine", "base_ms": 0, "per_item_ms": 0}}, "cost_model", "must be > 0"),
-    ({"cost_model": {"kind": "table", "step_ms": {0: 1.0}}}, "cost_model.step_ms", ">= 1"),
+    ({"cost_model": {"kind": "table", "step_ms": {0: 1.0}}}, "cost_model.step_ms", "in 1..1000000"),
     ({"cost_model": {"kind": "affine", "base_ms": 1, "per_item_ms": 1, "noise": {"cv": -1}}}, "cost_model.noise.cv", "greater than 0"),
     ({"server": {"batching": {"policy": "dynamic", "max_batch_size": 64}}}, "server.batching.max_batch_size", "allowed 1..32"),
     ({"server": {"batching": {"policy": "dynamic", "max_batch_size": 8, "preferred_batch_sizes": [4, 16]}}},
@@ -55,6 +58,20 @@ def test_bad_fields_name_the_key_path(write_yaml, change, path, words):
     assert words in err.message
     assert err.source.endswith("s.yaml")
     assert err.format().startswith(err.source)
+
+
+def test_yaml_1_2_floats_are_numbers(write_yaml):
+    s = load_scenario(write_yaml("name: t\nrequests: 100\nworkload: {arrival: {process: poisson, rate_rps: 2e3}}\n"
+                                 "cost_model: {kind: affine, base_ms: 2.5e-1, per_item_ms: 1e-2}\n"),
+                      ["workload.arrival.rate_rps=1e3"])
+    assert s.workload.arrival.rate_rps == 1000.0 and s.cost_model.base_ms == 0.25
+
+
+def test_replicating_a_deterministic_trace_is_refused(write_yaml):
+    raw = scenario_dict(requests=None, replications=3, workload={"arrival": {"process": "trace", "times_s": [0.0, 0.5, 1.0]}})
+    del raw["requests"]
+    err = error_for(raw, write_yaml)
+    assert err.path == "replications" and "identical" in err.message
 
 
 def test_missing_required_keys(write_yaml):

@@ -47,6 +47,10 @@ class ArrivalProcess(StrictModel):
             t0 = float(t[-1])
         return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
 
+    def offered_rps(self, times_s: np.ndarray) -> float:
+        """Returns the offered arrival rate in requests/s (analytic here; traces measure the replayed times)."""
+        return float(self.rate_rps)
+
     @property
     def gap_cv(self) -> float:
         """Coefficient of variation of the inter-arrival time."""

@@ -13,7 +13,7 @@ from .base import ArrivalProcess
 @REGISTRY.register
 class ConstantArrivals(ArrivalProcess):
     process: Literal["constant"] = "constant"
-    rate_rps: float = Field(gt=0, description="arrival rate, requests per second (gap = 1/rate)")
+    rate_rps: float = Field(ge=1e-6, le=1e9, description="arrival rate, requests per second (gap = 1/rate)")
 
     @property
     def var_gap_s2(self) -> float:

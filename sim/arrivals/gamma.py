@@ -13,7 +13,7 @@ from .base import ArrivalProcess
 @REGISTRY.register
 class GammaArrivals(ArrivalProcess):
     process: Literal["gamma"] = "gamma"
-    rate_rps: float = Field(gt=0, description="mean arrival rate, requests per second")
+    rate_rps: float = Field(ge=1e-6, le=1e9, description="mean arrival rate, requests per second")
     cv: float = Field(default=1.0, gt=0, le=100, description="coefficient of variation of the gaps (1 = Poisson)")
 
     @property

@@ -13,7 +13,7 @@ from .base import ArrivalProcess
 @REGISTRY.register
 class PoissonArrivals(ArrivalProcess):
     process: Literal["poisson"] = "poisson"
-    rate_rps: float = Field(gt=0, description="mean arrival rate, requests per second")
+    rate_rps: float = Field(ge=1e-6, le=1e9, description="mean arrival rate, requests per second")
 
     @property
     def var_gap_s2(self) -> float:

@@ -62,18 +62,27 @@ class TraceArrivals(ArrivalProcess):
             raise ScenarioError(src, "", "trace file not found")
         try:
             head = pd.read_csv(src, nrows=0)
-        except Exception as exc:  # pandas raises many types for unreadable files
+            col = next((c for c in TIME_COLUMNS if c in head.columns), None)
+            if col is None:
+                raise ScenarioError(src, "", f"no time column; expected one of {', '.join(TIME_COLUMNS)}, "
+                                    f"found {', '.join(map(str, head.columns)) or 'none'}")
+            raw = pd.read_csv(src, usecols=[col])[col]
+        except ScenarioError:
+            raise
+        except Exception as exc:  # pandas raises many types (parser, unicode, empty data) for unreadable files
             raise ScenarioError(src, "", f"not a readable CSV file ({exc.__class__.__name__}: {exc})") from None
-        col = next((c for c in TIME_COLUMNS if c in head.columns), None)
-        if col is None:
-            raise ScenarioError(src, "", f"no time column; expected one of {', '.join(TIME_COLUMNS)}, found {', '.join(map(str, head.columns))}")
-        raw = pd.read_csv(src, usecols=[col])[col]
         if col == "TIMESTAMP":
-            stamps = pd.to_datetime(raw, errors="coerce")
+            if pd.api.types.is_numeric_dtype(raw):
+                raise ScenarioError(src, "column TIMESTAMP", "holds numbers, not date-times; "
+                                    "for times in seconds name the column arrival_s")
+            try:
+                stamps = pd.to_datetime(raw, errors="coerce", utc=True)
+            except (ValueError, TypeError) as exc:
+                raise ScenarioError(src, "column TIMESTAMP", f"unreadable date-times ({exc})") from None
             bad = np.flatnonzero(stamps.isna().to_numpy())
             if bad.size:
                 raise ScenarioError(src, f"row {int(bad[0]) + 2}, column {col}", f"{raw.iloc[bad[0]]!r} is not a date-time")
-            ns = stamps.to_numpy().astype("datetime64[ns]").astype(np.int64)
+            ns = stamps.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
             t = (ns - ns.min()) / 1e9
         else:
             vals = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
@@ -85,8 +94,12 @@ class TraceArrivals(ArrivalProcess):
 
     @property
     def rate_rps(self) -> float:
-        t = self.load()
-        return (t.size - 1) / t[-1] if t.size > 1 and t[-1] > 0 else float("inf")
+        return self.offered_rps(self.load())
+
+    def offered_rps(self, times_s: np.ndarray) -> float:
+        t = np.asarray(times_s)
+        span = float(t[-1] - t[0]) if t.size > 1 else 0.0
+        return (t.size - 1) / span if span > 0 else float("inf")
 
     @property
     def var_gap_s2(self) -> float:
@@ -97,8 +110,6 @@ class TraceArrivals(ArrivalProcess):
                 until_s: float | None = None) -> np.ndarray:
         t = self.load()
         if requests is not None:
-            if requests > t.size:
-                raise ScenarioError(self.path or "times_s", "", f"the scenario asks for {requests} requests but the trace holds {t.size}")
             return t[:requests].copy()
         if until_s is None:
             return t.copy()

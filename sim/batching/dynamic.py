@@ -16,7 +16,7 @@ from .base import BatchingPolicy, DispatchRule
 @REGISTRY.register
 class DynamicBatching(BatchingPolicy):
     policy: Literal["dynamic"] = "dynamic"
-    max_batch_size: Optional[int] = Field(default=None, ge=1, description="largest batch; default: the cost model's limit")
+    max_batch_size: Optional[int] = Field(default=None, ge=1, le=1_000_000, description="largest batch; default: the cost model's limit")
     max_queue_delay_ms: float = Field(default=0.0, ge=0, description="longest the oldest request waits for a fuller batch")
     preferred_batch_sizes: Optional[list[int]] = Field(
         default=None, description="sizes to send as soon as they can be formed; default: max_batch_size")

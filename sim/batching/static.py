@@ -12,7 +12,7 @@ from .base import BatchingPolicy, DispatchRule, delay_s_from_ms
 @REGISTRY.register
 class StaticBatching(BatchingPolicy):
     policy: Literal["static"] = "static"
-    max_batch_size: Optional[int] = Field(default=None, ge=1, description="batch size; default: the cost model's limit")
+    max_batch_size: Optional[int] = Field(default=None, ge=1, le=1_000_000, description="batch size; default: the cost model's limit")
     max_queue_delay_ms: Optional[float] = Field(
         default=None, ge=0, description="send a partial batch once the oldest request waited this long; default: never")
 

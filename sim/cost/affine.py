@@ -13,9 +13,9 @@ from .base import CostModel
 @REGISTRY.register
 class AffineCost(CostModel):
     kind: Literal["affine"] = "affine"
-    base_ms: float = Field(ge=0, description="step time independent of batch size, ms")
-    per_item_ms: float = Field(ge=0, description="step time added per request in the batch, ms")
-    max_batch_size: int = Field(default=1024, ge=1, description="largest batch the model runs (memory limit)")
+    base_ms: float = Field(ge=0, le=1e9, description="step time independent of batch size, ms")
+    per_item_ms: float = Field(ge=0, le=1e9, description="step time added per request in the batch, ms")
+    max_batch_size: int = Field(default=1024, ge=1, le=1_000_000, description="largest batch the model runs (memory limit)")
 
     @model_validator(mode="after")
     def _positive(self):
@@ -26,5 +26,5 @@ class AffineCost(CostModel):
     def batch_limit(self) -> int:
         return self.max_batch_size
 
-    def step_s(self, batch_size):
+    def compute_s(self, batch_size):
         return (self.base_ms + self.per_item_ms * np.asarray(batch_size, dtype=float)) / 1000.0

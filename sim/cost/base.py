@@ -43,6 +43,8 @@ class CostModel(StrictModel):
     """Base of every cost model; `kind` is its registered name."""
 
     noise: Optional[LognormalNoise] = Field(default=None, description="per-batch jitter; default: deterministic")
+    overhead_ms: float = Field(default=0.0, ge=0, le=1e6, description="fixed scheduling gap added to every step "
+                               "(batch formation, input assembly, launch), ms; measured by `servesim validate`")
 
     def is_noisy(self) -> bool:
         """Returns True when step times are random (the engine then needs a Generator)."""
@@ -59,9 +61,13 @@ class CostModel(StrictModel):
         """Returns the largest batch size the model can run."""
         raise NotImplementedError
 
-    def step_s(self, batch_size: np.ndarray | int) -> np.ndarray:
-        """Returns the mean step time in seconds for each batch size (vectorised)."""
+    def compute_s(self, batch_size: np.ndarray | int) -> np.ndarray:
+        """Returns the model's own step time in seconds for each batch size (vectorised), without overhead."""
         raise NotImplementedError
+
+    def step_s(self, batch_size: np.ndarray | int) -> np.ndarray:
+        """Returns the mean step time in seconds for each batch size: compute plus the fixed overhead."""
+        return self.compute_s(batch_size) + self.overhead_ms / 1000.0
 
     def step_table_s(self, limit: int) -> np.ndarray:
         """Returns mean step seconds indexed by batch size 0..limit (entry 0 is 0)."""

@@ -66,7 +66,7 @@ class ProfileCost(CostModel):
     def batch_limit(self) -> int:
         return self.max_batch_size or self.measured_limit
 
-    def step_s(self, batch_size):
+    def compute_s(self, batch_size):
         _, report = self.load()
         fam = report.best
         return predict_ms(fam.family, fam.params, np.asarray(batch_size, dtype=float)) / 1000.0

@@ -1,6 +1,6 @@
 """Roofline estimate of step time on a GPU you do not have: datasheet peaks, model FLOPs and bytes.
 
-    h(k) = overhead + max( F(k) / (peak_flops * compute_efficiency), B(k) / (bandwidth * memory_efficiency) )
+    h(k) = overhead_ms + max( F(k) / (peak_flops * compute_efficiency), B(k) / (bandwidth * memory_efficiency) )
     F(k) = flops_per_batch + k * flops_per_item,   B(k) = bytes_per_batch + k * bytes_per_item
 
 bytes_per_batch is what every step reads whatever the batch (the weights); the four model numbers can
@@ -58,8 +58,7 @@ class RooflineCost(CostModel):
     bytes_per_batch: Optional[float] = Field(default=None, ge=0)
     compute_efficiency: float = Field(default=0.5, gt=0, le=1, description="achieved / peak FLOP/s")
     memory_efficiency: float = Field(default=0.8, gt=0, le=1, description="achieved / peak bandwidth")
-    overhead_ms: float = Field(default=0.0, ge=0, description="fixed time per step (launches, scheduling)")
-    max_batch_size: int = Field(default=1024, ge=1)
+    max_batch_size: int = Field(default=1024, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _known(self):
@@ -95,10 +94,10 @@ class RooflineCost(CostModel):
     def batch_limit(self) -> int:
         return self.max_batch_size
 
-    def step_s(self, batch_size):
+    def compute_s(self, batch_size):
         k = np.asarray(batch_size, dtype=float)
         flops = (self.flops_per_batch or 0.0) + k * (self.flops_per_item or 0.0)
         nbytes = (self.bytes_per_batch or 0.0) + k * (self.bytes_per_item or 0.0)
         t = np.maximum(flops / (self.spec.peak_flops(self.dtype) * self.compute_efficiency),
                        nbytes / (self.spec.bandwidth_gbps * 1e9 * self.memory_efficiency))
-        return self.overhead_ms / 1000.0 + t
+        return t

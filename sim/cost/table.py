@@ -14,7 +14,7 @@ from .base import CostModel
 @REGISTRY.register
 class TableCost(CostModel):
     kind: Literal["table"] = "table"
-    step_ms: dict[int, float] = Field(description="measured step time in ms per batch size, e.g. {1: 2.1, 8: 3.0}")
+    step_ms: dict[int, float] = Field(max_length=100_000, description="measured step time in ms per batch size, e.g. {1: 2.1, 8: 3.0}")
 
     @field_validator("step_ms")
     @classmethod
@@ -22,8 +22,8 @@ class TableCost(CostModel):
         if not v:
             raise ValueError("give at least one batch size: step time point")
         for k, ms in v.items():
-            if k < 1:
-                raise ValueError(f"batch size {k} must be >= 1")
+            if not 1 <= k <= 1_000_000:
+                raise ValueError(f"batch size {k} must be in 1..1000000")
             if not (ms > 0 and np.isfinite(ms)):
                 raise ValueError(f"step time {ms!r} for batch size {k} must be a finite number of ms > 0")
         return dict(sorted(v.items()))
@@ -31,7 +31,7 @@ class TableCost(CostModel):
     def batch_limit(self) -> int:
         return max(self.step_ms)
 
-    def step_s(self, batch_size):
+    def compute_s(self, batch_size):
         x = np.fromiter(self.step_ms.keys(), dtype=float)
         y = np.fromiter(self.step_ms.values(), dtype=float)
         return pchip(x, y, np.asarray(batch_size, dtype=float)) / 1000.0

@@ -1,0 +1,365 @@
+"""Measure step time against batch size on a real device and write a servesim profile.
+
+    python -m profiler.profile --model resnet50 --device cuda --dtype fp16 --out profiles/h200-resnet50-fp16.yaml
+    python -m profiler.profile --list-models
+
+Needs torch, numpy, pyyaml (matplotlib for the plot); not simpy or pydantic, so it runs on bare GPU hosts.
+Exit codes: 0 ok, 2 bad arguments (one message), 1 internal error.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from sim.fitreport import format_table, plot_fit
+from sim.fitting import fit_all
+
+from .timing import Settings, find_max_batch, measure
+
+FORMAT, VERSION = "servesim-profile", 1
+DTYPES = ("fp32", "fp16", "bf16")
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed as one line, exit code 2."""
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise UsageError("torch is not installed: pip install 'servesim[profile]' (CPU: pip install torch==2.13.0)") from None
+    return torch
+
+
+def _parse_kv(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--model-arg {item!r}: expected key=value, e.g. seq_len=256")
+        out[key] = yaml.safe_load(val)
+    return out
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError"
+
+
+class Runner:
+    """Runs the model on one device: builds inputs per batch size, times one step, checks fit."""
+
+    def __init__(self, torch, module, make_batch, device: str, dtype: str, compile_model: bool, cuda_graphs: bool,
+                 max_step_s: float):
+        self.torch = torch
+        self.device = torch.device(device)
+        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+        self.module = module.to(self.device, self.dtype).eval()
+        self.fn = torch.compile(self.module) if compile_model else self.module
+        self.make_batch = make_batch
+        self.cuda = self.device.type == "cuda"
+        self.cuda_graphs = cuda_graphs and self.cuda
+        self.max_step_s = max_step_s
+        self.inputs: dict = {}
+        self.graphs: dict = {}
+
+    def cast(self, x):
+        x = x.to(self.device)
+        return x.to(self.dtype) if x.is_floating_point() else x
+
+    def sync(self):
+        if self.cuda:
+            self.torch.cuda.synchronize(self.device)
+
+    def prepare(self, b: int):
+        if b in self.inputs:
+            return
+        self.inputs[b] = self.cast(self.make_batch(b))
+        if self.cuda_graphs:
+            torch = self.torch
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side), torch.inference_mode():
+                for _ in range(3):
+                    self.fn(self.inputs[b])
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph), torch.inference_mode():
+                self.fn(self.inputs[b])
+            self.graphs[b] = graph
+
+    def release(self, b: int):
+        self.inputs.pop(b, None)
+        self.graphs.pop(b, None)
+        gc.collect()
+        if self.cuda:
+            self.torch.cuda.empty_cache()
+
+    def step_ms(self, b: int) -> float:
+        """Runs one step at batch b; returns its time in ms (CUDA events on GPU, perf_counter + sync on CPU)."""
+        torch = self.torch
+        self.prepare(b)
+        with torch.inference_mode():
+            if self.cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                if self.cuda_graphs:
+                    self.graphs[b].replay()
+                else:
+                    self.fn(self.inputs[b])
+                end.record()
+                end.synchronize()
+                return float(start.elapsed_time(end))
+            t0 = time.perf_counter()
+            self.fn(self.inputs[b])
+            self.sync()
+            return (time.perf_counter() - t0) * 1000
+
+    def fits(self, b: int) -> bool:
+        """One step at batch b: False on out-of-memory or when slower than max_step_s; frees memory."""
+        try:
+            self.prepare(b)
+            self.step_ms(b)
+            ok = self.step_ms(b) / 1000 <= self.max_step_s
+        except Exception as exc:  # torch raises RuntimeError / OutOfMemoryError subclasses
+            if not _is_oom(exc):
+                raise
+            ok = False
+        self.release(b)
+        return ok
+
+    def peak_memory_bytes(self, b: int):
+        if not self.cuda:
+            return None  # the CPU allocator has no peak counter; not measured
+        torch = self.torch
+        self.prepare(b)
+        self.sync()
+        torch.cuda.reset_peak_memory_stats(self.device)
+        self.step_ms(b)
+        return int(torch.cuda.max_memory_allocated(self.device))
+
+
+def device_info(torch, device: str) -> dict:
+    info = {"kind": "cuda" if device.startswith("cuda") else "cpu", "host": socket.gethostname(),
+            "platform": platform.platform(), "python": platform.python_version(), "torch": str(torch.__version__),
+            "cuda": str(torch.version.cuda) if torch.version.cuda else None, "cpu": _cpu_name(), "cpu_threads": torch.get_num_threads()}
+    if info["kind"] == "cuda":
+        props = torch.cuda.get_device_properties(torch.device(device))
+        info.update({"name": props.name, "memory_bytes": int(props.total_memory),
+                     "compute_capability": f"{props.major}.{props.minor}", "driver": _driver_version()})
+    else:
+        info["name"] = info["cpu"]
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _driver_version():
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def measure_peaks(torch, runner: Runner) -> dict:
+    """Returns the device's achieved matmul TFLOP/s and copy bandwidth GB/s in this dtype (roofline inputs)."""
+    n = 4096 if runner.cuda else 1024
+    a = torch.randn(n, n, device=runner.device).to(runner.dtype)
+    b = torch.randn(n, n, device=runner.device).to(runner.dtype)
+    big = torch.ones(int((1 << 30) if runner.cuda else (1 << 27)) // 4, device=runner.device)
+    dst = torch.empty_like(big)
+
+    def best_s(fn, reps=5):
+        fn()
+        runner.sync()
+        best = float("inf")
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            runner.sync()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    with torch.inference_mode():
+        mm = best_s(lambda: a @ b)
+        cp = best_s(lambda: dst.copy_(big))
+    return {"matmul_tflops": 2 * n ** 3 / mm / 1e12, "copy_bandwidth_gbps": 2 * big.numel() * 4 / cp / 1e9}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m profiler.profile", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="built-in name (see --list-models) or pkg.module:factory")
+    ap.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", help="factory argument, e.g. seq_len=256")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--dtype", default="fp32", choices=DTYPES)
+    ap.add_argument("--out", help="profile YAML to write (a PNG plot is written next to it)")
+    ap.add_argument("--batch-sizes", help="comma-separated sizes to measure (default: search the largest that fits, "
+                    "then 1, 2, 3, 4, 6, 8, 12, ... up to it)")
+    ap.add_argument("--max-batch", type=int, default=None, help="cap of the fit search (default 4096 on cuda, 64 on cpu)")
+    ap.add_argument("--max-step-s", type=float, default=None, help="treat sizes slower than this per step as not "
+                    "fitting (default 10 on cuda, 2 on cpu)")
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--min-samples", type=int, default=10)
+    ap.add_argument("--max-samples", type=int, default=200)
+    ap.add_argument("--target-ci", type=float, default=0.02, help="stop when the median's 95%% CI is within this fraction")
+    ap.add_argument("--budget-s", type=float, default=5.0, help="measured seconds allowed per batch size")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model first")
+    ap.add_argument("--cuda-graphs", action="store_true", help="capture each batch size in a CUDA graph")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--no-peaks", action="store_true", help="skip measuring the device's matmul/copy peaks")
+    ap.add_argument("--list-models", action="store_true")
+    ap.add_argument("--quiet", action="store_true")
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    args.command = "python -m profiler.profile " + " ".join(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(args)
+    except UsageError as exc:
+        print(f"python -m profiler.profile: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if os.environ.get("SERVESIM_DEBUG"):
+            raise
+        print(f"python -m profiler.profile: internal error: {exc.__class__.__name__}: {exc} "
+              "(set SERVESIM_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _run(args) -> int:
+    from . import models
+
+    if args.list_models:
+        print(models.describe())
+        print("your own: --model pkg.module:factory (factory(**model_args) -> (torch.nn.Module, make_batch(b)))")
+        return 0
+    if not args.model or not args.out:
+        raise UsageError("--model and --out are required (or --list-models)")
+    torch = _torch()
+    say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
+    cuda = args.device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        raise UsageError(f"--device {args.device}: no CUDA device is available here (use --device cpu)")
+    if not cuda and args.device != "cpu":
+        raise UsageError(f"--device {args.device!r}: allowed cpu, cuda, cuda:N")
+    if args.cuda_graphs and not cuda:
+        raise UsageError("--cuda-graphs needs --device cuda")
+    for name in ("warmup", "min_samples", "max_samples"):
+        if getattr(args, name) < (0 if name == "warmup" else 1):
+            raise UsageError(f"--{name.replace('_', '-')} must be >= {0 if name == 'warmup' else 1}")
+    if not (0 < args.target_ci < 1) or args.budget_s <= 0:
+        raise UsageError("--target-ci must be in (0, 1) and --budget-s > 0")
+    out = Path(args.out)
+    if out.suffix not in (".yaml", ".yml"):
+        raise UsageError(f"--out {out}: the profile must be a .yaml file")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model_args = _parse_kv(args.model_arg)
+    try:
+        module, make_batch, info = models.build(args.model, model_args)
+    except KeyError:
+        raise UsageError(f"--model {args.model!r}: not a built-in model ({', '.join(models.BUILTIN)}) "
+                         "nor pkg.module:factory") from None
+    except (ImportError, AttributeError, TypeError) as exc:
+        raise UsageError(f"--model {args.model!r}: {exc}") from None
+
+    stats_model = models.count_model_stats(module.float().eval(), make_batch, lambda x: x)
+    dtype_bytes = {"fp32": 4, "fp16": 2, "bf16": 2}[args.dtype]
+    stats_model["bytes_per_batch"] = float(models.parameter_count(module) * dtype_bytes)
+    stats_model["bytes_per_item"] *= dtype_bytes / 4
+    runner = Runner(torch, module, make_batch, args.device, args.dtype, args.compile, args.cuda_graphs,
+                    args.max_step_s or (10.0 if cuda else 2.0))
+    dev = device_info(torch, args.device)
+    say(f"profiling {args.model} ({models.parameter_count(module):,} parameters, {args.dtype}) on {dev['name']}")
+
+    if args.batch_sizes:
+        try:
+            sizes = sorted({int(s) for s in args.batch_sizes.split(",") if s.strip()})
+        except ValueError:
+            raise UsageError(f"--batch-sizes {args.batch_sizes!r}: expected integers like 1,2,4,8") from None
+        if not sizes or sizes[0] < 1:
+            raise UsageError("--batch-sizes must be integers >= 1")
+        search = None
+    else:
+        cap = args.max_batch or (4096 if cuda else 64)
+        limit, search = find_max_batch(runner.fits, cap)
+        say(f"largest batch that fits: {limit} (cap {cap}, first failure: {search['first_failure']})")
+        sizes = models.log2_sizes(limit)
+
+    settings = Settings(warmup=args.warmup, min_samples=args.min_samples, max_samples=args.max_samples,
+                        target_ci_rel=args.target_ci, budget_s=args.budget_s, seed=args.seed)
+    started = time.perf_counter()
+    stats = measure(runner.step_ms, sizes, settings, say)
+    points = []
+    warnings = []
+    for b in sizes:
+        p = stats[b].summary()
+        p["peak_memory_bytes"] = runner.peak_memory_bytes(b)
+        if p["cv"] > 0.10:
+            warnings.append(f"batch {b}: coefficient of variation {p['cv']:.0%} > 10%: noisy measurements "
+                            "(other load on the machine? frequency scaling?)")
+        points.append(p)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    fit = fit_all([p["batch_size"] for p in points], [p["median_ms"] for p in points]).to_dict()
+    if not args.no_peaks:
+        dev.update(measure_peaks(torch, runner))
+
+    profile = {
+        "format": FORMAT, "version": VERSION,
+        "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "model": {"name": args.model, "params": models.parameter_count(module), "args": model_args,
+                  **{k: v for k, v in info.items()}, **stats_model},
+        "device": dev,
+        "dtype": args.dtype,
+        "settings": {**settings.as_dict(), "timer": "cuda_events" if cuda else "perf_counter+synchronize",
+                     "compile": args.compile, "cuda_graphs": args.cuda_graphs, "inference_mode": True,
+                     "measured_s": round(time.perf_counter() - started, 3), "command": args.command},
+        "max_batch_size": max(sizes),
+        "search": search,
+        "points": points,
+        "fit": fit,
+        "warnings": warnings,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".profile-", suffix=".yaml", dir=out.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"# servesim profile: {args.model} on {dev['name']} ({args.dtype}); written by python -m profiler.profile\n")
+        yaml.safe_dump(profile, fh, sort_keys=False, width=120)
+    os.replace(tmp, out)
+    if not args.no_plot:
+        plot_fit(out.with_suffix(".png"), points, fit, f"{args.model} on {dev['name']} ({args.dtype})")
+    say(format_table(points, fit))
+    say(f"wrote {out}" + ("" if args.no_plot else f" and {out.with_suffix('.png')}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

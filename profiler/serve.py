@@ -1,0 +1,109 @@
+"""A real batching server in one process: the measured half of `servesim validate`.
+
+An arrival thread releases requests at their trace times on the real clock into a queue; the serving
+loop forms batches with the same dispatch semantics as the simulator (sim/batching/base.py: start when
+a preferred/full batch waits or the oldest request's delay has run out, then take every waiting request
+up to the limit), assembles the input tensor from per-request inputs, runs the torch model and
+synchronises. Every request's arrival, dispatch, completion and batch size is recorded on the real clock,
+and so are the server's own overheads (input assembly, and the gap between one batch finishing and the
+next starting when requests were already waiting).
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class ServeRecord:
+    """Per-request times in seconds from the start of the run, plus per-batch overheads."""
+
+    arrival_s: np.ndarray        # intended (trace) arrival
+    released_s: np.ndarray       # when the arrival thread actually enqueued it
+    dispatch_s: np.ndarray       # when its batch was formed
+    completion_s: np.ndarray     # when its batch's outputs were ready (after synchronize)
+    batch_size: np.ndarray
+    batch_assembly_s: np.ndarray  # per batch: building the input tensor
+    batch_compute_s: np.ndarray   # per batch: model call to synchronize
+    batch_gap_s: np.ndarray       # per batch: previous completion -> this dispatch, when requests were waiting
+
+
+def serve_trace(runner, rule, arrival_s: np.ndarray, item_pool) -> ServeRecord:
+    """Serves the open-loop trace `arrival_s` (seconds, sorted) for real with `runner` (profiler.profile.Runner).
+
+    `item_pool` is a list of per-request input tensors (already on the device); request i uses
+    item_pool[i % len(item_pool)]. Returns a ServeRecord.
+    """
+    torch = runner.torch
+    n = len(arrival_s)
+    q: "queue.SimpleQueue[int]" = queue.SimpleQueue()
+    released = np.zeros(n)
+    dispatch = np.zeros(n)
+    completion = np.zeros(n)
+    size = np.zeros(n, dtype=np.int32)
+    assembly, compute, gaps = [], [], []
+    limit = rule.max_batch_size
+    smallest = rule.preferred_batch_sizes[0]
+    preferred = rule.preferred_batch_sizes
+    delay = rule.delay_s
+    clock = time.perf_counter
+    t0 = clock() + 0.05  # let both threads get going before the first arrival
+
+    def arrivals():
+        for i, a in enumerate(arrival_s):
+            wait = t0 + a - clock()
+            if wait > 0:
+                time.sleep(wait)  # no spinning: a spinning thread would hold the GIL the server loop needs
+            released[i] = clock() - t0
+            q.put(i)
+
+    feeder = threading.Thread(target=arrivals, daemon=True)
+    feeder.start()
+    waiting: list[int] = []
+    served = 0
+    last_end = None
+    with torch.inference_mode():
+        while served < n:
+            try:
+                while True:
+                    waiting.append(q.get_nowait())
+            except queue.Empty:
+                pass
+            if not waiting:
+                waiting.append(q.get())
+                continue
+            now = clock() - t0
+            due = released[waiting[0]] + delay
+            if len(waiting) < smallest and now < due:
+                try:
+                    waiting.append(q.get(timeout=due - now))
+                except queue.Empty:
+                    pass
+                continue
+            k = min(len(waiting), limit)
+            if now < due:
+                k = max(p for p in preferred if p <= k)
+            batch, waiting = waiting[:k], waiting[k:]
+            t_dispatch = clock()
+            if last_end is not None and released[batch[0]] <= last_end - t0:
+                gaps.append(t_dispatch - last_end)  # work was waiting while the server was between batches
+            x = torch.cat([item_pool[i % len(item_pool)] for i in batch])
+            t_start = clock()
+            runner.fn(x)
+            runner.sync()
+            t_end = clock()
+            assembly.append(t_start - t_dispatch)
+            compute.append(t_end - t_start)
+            idx = np.asarray(batch)
+            dispatch[idx] = t_dispatch - t0
+            completion[idx] = t_end - t0
+            size[idx] = k
+            served += k
+            last_end = t_end
+    feeder.join()
+    return ServeRecord(np.asarray(arrival_s, float), released, dispatch, completion, size,
+                       np.asarray(assembly), np.asarray(compute), np.asarray(gaps))

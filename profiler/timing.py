@@ -1,0 +1,149 @@
+"""Measurement discipline: warm-ups kept apart, shuffled interleaved rounds, stop on a tight median CI.
+
+Pure Python + numpy; the device-specific part is the `step(b) -> ms` callable the caller passes in
+(CUDA events on a GPU, perf_counter around a synchronize on the CPU).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+Z95 = 1.959964
+RATIO_QUANTILES = tuple(range(0, 101, 5))
+
+
+def median_ci(samples) -> tuple[float, float]:
+    """Returns the distribution-free 95% interval of the median (order statistics), in the samples' unit."""
+    x = np.sort(np.asarray(samples, dtype=float))
+    n = x.size
+    if n < 6:
+        return float(x[0]), float(x[-1])
+    half = Z95 * math.sqrt(n) / 2
+    lo = max(int(math.floor(n / 2 - half)), 1)
+    hi = min(int(math.ceil(n / 2 + half)) + 1, n)
+    return float(x[lo - 1]), float(x[hi - 1])
+
+
+def ci_rel(samples) -> float:
+    """Returns the median CI's half-width relative to the median."""
+    lo, hi = median_ci(samples)
+    return (hi - lo) / 2 / float(np.median(samples))
+
+
+@dataclass
+class Settings:
+    warmup: int = 5                 # unmeasured runs per batch size before any timing
+    min_samples: int = 10
+    max_samples: int = 200
+    target_ci_rel: float = 0.02     # stop once the median's 95% CI half-width is within 2%
+    budget_s: float = 5.0           # ... or once this much measured time was spent on the point
+    per_round: int = 3              # timed runs of one batch size per round
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class PointStats:
+    batch_size: int
+    samples_ms: list[float] = field(default_factory=list)
+    stop_reason: str = ""
+
+    def summary(self) -> dict:
+        """Returns the point as written to a profile (times in ms)."""
+        x = np.asarray(self.samples_ms, dtype=float)
+        med = float(np.median(x))
+        lo, hi = median_ci(x)
+        return {
+            "batch_size": self.batch_size, "samples": int(x.size), "median_ms": med,
+            "mean_ms": float(x.mean()), "std_ms": float(x.std(ddof=1)) if x.size > 1 else 0.0,
+            "min_ms": float(x.min()), "p10_ms": float(np.percentile(x, 10)), "p90_ms": float(np.percentile(x, 90)),
+            "p99_ms": float(np.percentile(x, 99)), "max_ms": float(x.max()),
+            "median_ci95_ms": [lo, hi], "ci_rel": (hi - lo) / 2 / med,
+            "cv": float(x.std(ddof=1) / x.mean()) if x.size > 1 else 0.0,
+            "ratio_quantiles": [float(v) for v in np.percentile(x / med, RATIO_QUANTILES)],
+            "stop_reason": self.stop_reason,
+        }
+
+
+def measure(step: Callable[[int], float], sizes: list[int], settings: Settings,
+            progress: Callable[[str], None] = lambda s: None) -> dict[int, PointStats]:
+    """Times step(b) for every batch size in shuffled, interleaved rounds; returns PointStats per size.
+
+    Each size first runs `warmup` untimed steps. Then, round after round, the unfinished sizes run
+    `per_round` timed steps each in a fresh random order, so slow drift (clocks, thermals, other
+    tenants) spreads over all sizes instead of biasing the last ones. A size finishes once it has
+    min_samples and its median CI is within target, or its time budget or max_samples is spent.
+    """
+    rng = np.random.default_rng(settings.seed)
+    for b in sizes:
+        for _ in range(settings.warmup):
+            step(b)
+    stats = {b: PointStats(b) for b in sizes}
+    spent = {b: 0.0 for b in sizes}
+    todo = list(sizes)
+    rounds = 0
+    while todo:
+        rounds += 1
+        for b in rng.permutation(todo).tolist():
+            for _ in range(settings.per_round):
+                ms = step(b)
+                stats[b].samples_ms.append(ms)
+                spent[b] += ms / 1000
+        still = []
+        for b in todo:
+            s = stats[b]
+            n = len(s.samples_ms)
+            if n >= settings.min_samples and ci_rel(s.samples_ms) <= settings.target_ci_rel:
+                s.stop_reason = "ci"
+            elif n >= settings.max_samples:
+                s.stop_reason = "max_samples"
+            elif spent[b] >= settings.budget_s and n >= min(settings.min_samples, 3):
+                s.stop_reason = "budget"
+            else:
+                still.append(b)
+                continue
+            progress(f"  batch {b:>5}: {n} samples, median {np.median(s.samples_ms):.4g} ms ({s.stop_reason})")
+        todo = still
+    return stats
+
+
+def find_max_batch(fits: Callable[[int], bool], cap: int) -> tuple[int, dict]:
+    """Returns (largest batch size b <= cap with fits(b), search record): doubling, then bisection.
+
+    fits(b) runs one step at batch b and returns False when it does not fit (out of memory, or over a
+    step-time limit); it must free what it allocated either way.
+    """
+    tried: dict[int, bool] = {}
+
+    def ok(b: int) -> bool:
+        if b not in tried:
+            tried[b] = bool(fits(b))
+        return tried[b]
+
+    if not ok(1):
+        raise RuntimeError("batch size 1 does not fit")
+    lo = 1
+    while lo * 2 <= cap and ok(lo * 2):
+        lo *= 2
+    hi = min(lo * 2, cap + 1)  # hi: first size known (or assumed, past the cap) not to fit
+    if hi == cap + 1 and cap > lo and ok(cap):
+        lo = cap
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid
+    failed = sorted(b for b, good in tried.items() if not good)
+    return lo, {"method": "doubling then bisection", "cap": cap, "largest_fits": lo,
+                "first_failure": failed[0] if failed else None, "tried": sorted(tried)}
+
+
+def wall() -> float:
+    return time.perf_counter()

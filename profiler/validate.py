@@ -1,0 +1,221 @@
+"""`servesim validate`: serve a scenario's arrival trace for real and report how far the prediction is.
+
+For each load (a fraction of the batching policy's capacity) it generates the scenario's arrivals with
+the same seed, saves them, serves them with a real batching loop around the profiled torch model
+(profiler/serve.py), simulates the identical trace with the profile's cost model, and compares mean,
+p50, p90, p99 latency, mean batch size and throughput. Before the loads, a short saturated burst
+measures the server's own overheads (input assembly, gap between batches), which become the cost
+model's `overhead_ms`, so the prediction is made before the validated runs are seen.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from sim.errors import ScenarioError
+
+METRICS = ("mean_latency_ms", "p50_latency_ms", "p90_latency_ms", "p99_latency_ms", "mean_batch", "throughput_rps")
+CHECKED = ("p50_latency_ms", "p99_latency_ms", "throughput_rps")  # what --max-error-pct bounds
+BOUND_EXCEEDED = 3
+
+
+def _stats(arrival, dispatch, completion, size, warmup_s: float) -> dict:
+    keep = arrival >= warmup_s
+    lat_ms = (completion[keep] - arrival[keep]) * 1000
+    first = arrival[keep].min()
+    span = completion[keep].max() - first
+    # mean batch over the batches that served measured requests (each batch counted once)
+    d, s = dispatch[keep], size[keep]
+    _, first_idx = np.unique(d, return_index=True)
+    return {"requests": int(keep.sum()), "mean_latency_ms": float(lat_ms.mean()),
+            "p50_latency_ms": float(np.percentile(lat_ms, 50)), "p90_latency_ms": float(np.percentile(lat_ms, 90)),
+            "p99_latency_ms": float(np.percentile(lat_ms, 99)), "mean_batch": float(s[first_idx].mean()),
+            "throughput_rps": float(keep.sum() / span) if span > 0 else math.nan}
+
+
+def _with_rate(arrival, factor_rps: float):
+    """Returns the arrival process with its mean rate set to factor_rps (traces: replayed faster or slower)."""
+    from sim.arrivals import TraceArrivals
+
+    if isinstance(arrival, TraceArrivals):
+        return arrival.model_copy(update={"speedup": arrival.speedup * factor_rps / arrival.rate_rps})
+    return arrival.model_copy(update={"rate_rps": factor_rps})
+
+
+def run_validation(args) -> int:
+    """Runs the validation described by the CLI arguments; returns the exit code (0, or 3 past the bound)."""
+    import sim
+    from sim.cost import ProfileCost
+    from sim.engine import simulate
+    from sim.metrics import request_columns
+    from sim.rng import component_rng
+
+    from .profile import Runner, UsageError, _torch, device_info
+    from .serve import serve_trace
+    from . import models
+
+    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    if args.requests is not None:
+        overrides.append(f"requests={args.requests}")
+    scenario = sim.load_scenario(args.scenario, overrides)
+    cm = scenario.cost_model
+    if not isinstance(cm, ProfileCost):
+        raise ScenarioError(args.scenario, "cost_model", "validate needs a measured profile ({profile: file.yaml}) "
+                            "to know which model to serve and how it was measured")
+    if scenario.server.replicas != 1:
+        raise ScenarioError(args.scenario, "server.replicas", "validate serves one model instance; allowed: 1")
+    prof, _ = cm.load()
+    kind = "cuda" if args.device.startswith("cuda") else args.device
+    if kind not in ("cpu", "cuda"):
+        raise ScenarioError("--device", "", f"{args.device!r}: allowed cpu, cuda, cuda:N")
+    if prof.device.kind != kind:
+        raise ScenarioError(cm.paths[0], "device.kind", f"the profile was measured on {prof.device.kind} "
+                            f"({prof.device.name}), but --device is {args.device}; profile this device first")
+    try:
+        loads = [float(x) for x in args.loads.split(",") if x.strip()]
+    except ValueError:
+        loads = []
+    if not loads or any(not 0 < x < 1 for x in loads):
+        raise ScenarioError("--loads", "", f"{args.loads!r}: expected fractions of capacity in (0, 1), e.g. 0.2,0.5,0.8")
+    torch = _torch()
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ScenarioError("--device", "", f"{args.device}: no CUDA device is available here")
+    threads = (prof.device.model_extra or {}).get("cpu_threads")
+    if kind == "cpu" and threads:
+        torch.set_num_threads(int(threads))
+
+    module, make_batch, _ = models.build(prof.model.name, dict(prof.model.args))
+    runner = Runner(torch, module, make_batch, args.device, prof.dtype, False, False, math.inf)
+    rule = scenario.rule
+    pool = [runner.cast(make_batch(1)) for _ in range(16)]
+    say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
+    dev = device_info(torch, args.device)
+    say(f"validating {scenario.name}: {prof.model.name} ({prof.dtype}) on {dev['name']}, profile {Path(cm.paths[0]).name}")
+    if dev["name"] != prof.device.name:
+        say(f"  warning: the profile was measured on {prof.device.name!r}, this is {dev['name']!r}")
+    for b in sorted({1, rule.max_batch_size, *rule.preferred_batch_sizes}):  # warm kernels/allocator
+        for _ in range(3):
+            runner.step_ms(b)
+        runner.release(b)
+
+    # calibration burst: everything arrives at once, so the server runs back-to-back full batches
+    burst = serve_trace(runner, rule, np.zeros(max(10 * rule.max_batch_size, 100)), pool)
+    assembly_ms = float(np.mean(burst.batch_assembly_s)) * 1000
+    gap_ms = float(np.mean(burst.batch_gap_s)) * 1000 if burst.batch_gap_s.size else 0.0
+    overhead_ms = assembly_ms + gap_ms
+    full = burst.batch_size == rule.max_batch_size
+    compute_full_ms = float(np.median(burst.batch_compute_s)) * 1000
+    fitted_full_ms = float(cm.compute_s(rule.max_batch_size)) * 1000
+    cost = cm.model_copy(update={"overhead_ms": overhead_ms})
+    capacity = rule.max_batch_size / float(cost.step_s(rule.max_batch_size))
+    say(f"  server overheads (calibration burst): input assembly {assembly_ms:.3f} ms + gap between batches "
+        f"{gap_ms:.3f} ms per batch -> overhead_ms {overhead_ms:.3f}")
+    say(f"  full batch ({rule.max_batch_size}): compute {compute_full_ms:.3f} ms served vs {fitted_full_ms:.3f} ms profiled; "
+        f"capacity {capacity:.5g} rps")
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.validate-", dir=out.parent))
+    rows = []
+    try:
+        figs = []
+        for load in loads:
+            arr_proc = _with_rate(scenario.workload.arrival, load * capacity)
+            arrivals = arr_proc.arrival_times_s(component_rng(scenario.seed, 0, "workload.arrival"), **scenario.horizon())
+            np.savetxt(tmp / f"trace-load{load:g}.csv", arrivals, header="arrival_s", comments="", fmt="%.9f")
+            say(f"  load {load:.0%}: {arrivals.size} requests at {arrivals.size / max(arrivals[-1], 1e-9):.5g} rps "
+                f"for {arrivals[-1]:.1f} s ...")
+            rec = serve_trace(runner, rule, arrivals, pool)
+            log = simulate(rule, cost, arrivals, noise_rng=component_rng(scenario.seed, 0, "cost_model.noise"))
+            pred = request_columns(log)
+            measured = _stats(rec.arrival_s, rec.dispatch_s, rec.completion_s, rec.batch_size, scenario.warmup_s)
+            predicted = _stats(pred["arrival_s"], pred["dispatch_s"], pred["completion_s"], pred["batch_size"],
+                               scenario.warmup_s)
+            err = {m: 100 * (predicted[m] / measured[m] - 1) for m in METRICS}
+            rows.append({"load": load, "offered_rps": load * capacity, "measured": measured, "predicted": predicted,
+                         "error_pct": err,
+                         "server": {"release_lateness_ms_p99": float(np.percentile(rec.released_s - rec.arrival_s, 99) * 1000),
+                                    "assembly_ms_mean": float(rec.batch_assembly_s.mean() * 1000),
+                                    "gap_ms_mean": float(rec.batch_gap_s.mean() * 1000) if rec.batch_gap_s.size else 0.0}})
+            figs.append((load, (rec.completion_s - rec.arrival_s)[rec.arrival_s >= scenario.warmup_s],
+                         (pred["completion_s"] - pred["arrival_s"])[pred["arrival_s"] >= scenario.warmup_s]))
+            import pandas as pd
+            pd.DataFrame({"arrival_s": rec.arrival_s, "released_s": rec.released_s, "dispatch_s": rec.dispatch_s,
+                          "completion_s": rec.completion_s, "batch_size": rec.batch_size}).to_parquet(
+                tmp / f"measured-load{load:g}.parquet", index=False)
+        report = {
+            "scenario": scenario.name, "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "device": dev, "profile": cm.paths, "model": prof.model.name, "dtype": prof.dtype,
+            "batching": {"policy": scenario.server.batching.policy, "max_batch_size": rule.max_batch_size,
+                         "max_queue_delay_ms": None if math.isinf(rule.delay_s) else rule.delay_s * 1000},
+            "calibration": {"overhead_ms": overhead_ms, "assembly_ms": assembly_ms, "gap_ms": gap_ms,
+                            "full_batch_compute_ms_served": compute_full_ms, "full_batch_compute_ms_profiled": fitted_full_ms,
+                            "full_batches_in_burst": int(full.sum())},
+            "capacity_rps": capacity, "warmup_s": scenario.warmup_s, "loads": rows,
+        }
+        (tmp / "validation.json").write_text(json.dumps(report, indent=2) + "\n")
+        _write_csv(tmp / "validation.csv", rows)
+        _plot(tmp / "latency_cdf.png", figs, scenario.name)
+        out.mkdir(exist_ok=True)
+        for f in sorted(tmp.iterdir()):
+            f.replace(out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(format_table(report))
+    print(f"  wrote {out}/: validation.json validation.csv latency_cdf.png, traces and measured records")
+    if args.max_error_pct is not None:
+        worst = max((abs(r["error_pct"][m]), m, r["load"]) for r in rows for m in CHECKED)
+        if worst[0] > args.max_error_pct:
+            print(f"servesim validate: prediction error {worst[0]:.1f}% ({worst[1]} at load {worst[2]:.0%}) exceeds "
+                  f"--max-error-pct {args.max_error_pct:g}", file=__import__("sys").stderr)
+            return BOUND_EXCEEDED
+    return 0
+
+
+def format_table(report: dict) -> str:
+    """Returns the side-by-side measured / predicted / error table of a validation report."""
+    lines = [f"servesim validate: {report['scenario']} - {report['model']} ({report['dtype']}) on "
+             f"{report['device']['name']}; {report['batching']['policy']} batching, max {report['batching']['max_batch_size']}"
+             f"; overhead_ms {report['calibration']['overhead_ms']:.3f}",
+             f"  {'load':>5} {'metric':<16} {'measured':>11} {'predicted':>11} {'error %':>8}"]
+    for r in report["loads"]:
+        for m in METRICS:
+            lines.append(f"  {r['load']:>5.0%} {m:<16} {r['measured'][m]:>11.4g} {r['predicted'][m]:>11.4g} "
+                         f"{r['error_pct'][m]:>+8.1f}")
+    return "\n".join(lines)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    lines = ["load,metric,measured,predicted,error_pct"]
+    for r in rows:
+        for m in METRICS:
+            lines.append(f"{r['load']},{m},{r['measured'][m]:.6g},{r['predicted'][m]:.6g},{r['error_pct'][m]:.3f}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _plot(path: Path, figs, name: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(figs), figsize=(4.2 * len(figs), 3.8), squeeze=False)
+    for ax, (load, meas, pred) in zip(axes[0], figs):
+        for data, label, style in ((meas, "measured", "-"), (pred, "predicted", "--")):
+            x = np.sort(data) * 1000
+            ax.plot(x, np.arange(1, x.size + 1) / x.size, ls=style, lw=1.6, label=label)
+        ax.set_title(f"load {load:.0%} of capacity", fontsize=10)
+        ax.set_xlabel("latency (ms)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("fraction of requests")
+    axes[0][0].legend(loc="lower right")
+    fig.suptitle(f"{name}: measured vs predicted latency", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
