@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from sim.fitreport import format_table, plot_fit
@@ -315,10 +314,30 @@ def _run(args) -> int:
 
     settings = Settings(warmup=args.warmup, min_samples=args.min_samples, max_samples=args.max_samples,
                         target_ci_rel=args.target_ci, budget_s=args.budget_s, seed=args.seed)
+    profile = measure_profile(runner, sizes, settings, say=say)
+    if not args.no_peaks:
+        dev.update(measure_peaks(torch, runner))
+    profile.update({
+        "model": {"name": args.model, "params": models.parameter_count(module), "args": model_args,
+                  **{k: v for k, v in info.items()}, **stats_model},
+        "device": dev,
+        "search": search,
+    })
+    profile["settings"].update({"compile": args.compile, "cuda_graphs": args.cuda_graphs, "command": args.command})
+    write_profile(out, profile)
+    if not args.no_plot:
+        plot_fit(out.with_suffix(".png"), profile["points"], profile["fit"], f"{args.model} on {dev['name']} ({args.dtype})")
+    say(format_table(profile["points"], profile["fit"]))
+    say(f"wrote {out}" + ("" if args.no_plot else f" and {out.with_suffix('.png')}"))
+    return 0
+
+
+def measure_profile(runner: Runner, sizes: list[int], settings: Settings, say=lambda s: None) -> dict:
+    """Times `runner` at every batch size and fits the medians; returns the profile dict without the
+    model and device sections (the caller adds them)."""
     started = time.perf_counter()
     stats = measure(runner.step_ms, sizes, settings, say)
-    points = []
-    warnings = []
+    points, warnings = [], []
     for b in sizes:
         p = stats[b].summary()
         p["peak_memory_bytes"] = runner.peak_memory_bytes(b)
@@ -328,37 +347,32 @@ def _run(args) -> int:
         points.append(p)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
-    fit = fit_all([p["batch_size"] for p in points], [p["median_ms"] for p in points]).to_dict()
-    if not args.no_peaks:
-        dev.update(measure_peaks(torch, runner))
-
-    profile = {
+    dtype = {v: k for k, v in {"fp32": runner.torch.float32, "fp16": runner.torch.float16,
+                                "bf16": runner.torch.bfloat16}.items()}[runner.dtype]
+    return {
         "format": FORMAT, "version": VERSION,
         "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "model": {"name": args.model, "params": models.parameter_count(module), "args": model_args,
-                  **{k: v for k, v in info.items()}, **stats_model},
-        "device": dev,
-        "dtype": args.dtype,
-        "settings": {**settings.as_dict(), "timer": "cuda_events" if cuda else "perf_counter+synchronize",
-                     "compile": args.compile, "cuda_graphs": args.cuda_graphs, "inference_mode": True,
-                     "measured_s": round(time.perf_counter() - started, 3), "command": args.command},
+        "model": {}, "device": {},
+        "dtype": dtype,
+        "settings": {**settings.as_dict(), "timer": "cuda_events" if runner.cuda else "perf_counter+synchronize",
+                     "inference_mode": True, "measured_s": round(time.perf_counter() - started, 3)},
         "max_batch_size": max(sizes),
-        "search": search,
+        "search": None,
         "points": points,
-        "fit": fit,
+        "fit": fit_all([p["batch_size"] for p in points], [p["median_ms"] for p in points]).to_dict(),
         "warnings": warnings,
     }
+
+
+def write_profile(out: Path, profile: dict) -> None:
+    """Writes the profile YAML atomically (temporary file, then rename)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".profile-", suffix=".yaml", dir=out.parent)
     with os.fdopen(fd, "w") as fh:
-        fh.write(f"# servesim profile: {args.model} on {dev['name']} ({args.dtype}); written by python -m profiler.profile\n")
+        fh.write(f"# servesim profile: {profile['model'].get('name')} on {profile['device'].get('name')} "
+                 f"({profile['dtype']}); written by python -m profiler.profile\n")
         yaml.safe_dump(profile, fh, sort_keys=False, width=120)
     os.replace(tmp, out)
-    if not args.no_plot:
-        plot_fit(out.with_suffix(".png"), points, fit, f"{args.model} on {dev['name']} ({args.dtype})")
-    say(format_table(points, fit))
-    say(f"wrote {out}" + ("" if args.no_plot else f" and {out.with_suffix('.png')}"))
-    return 0
 
 
 if __name__ == "__main__":

@@ -56,7 +56,8 @@ def run_validation(args) -> int:
     from sim.metrics import request_columns
     from sim.rng import component_rng
 
-    from .profile import Runner, UsageError, _torch, device_info
+    from .profile import Runner, _torch, device_info, measure_profile, write_profile
+    from .timing import Settings
     from .serve import serve_trace
     from . import models
 
@@ -104,6 +105,36 @@ def run_validation(args) -> int:
             runner.step_ms(b)
         runner.release(b)
 
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.validate-", dir=out.parent))
+    try:
+        return _validate(args, loads, scenario, cm, prof, rule, runner, pool, dev, say, out, tmp, sim_helpers=(
+            simulate, request_columns, component_rng, serve_trace, measure_profile, write_profile, Settings, models))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _validate(args, loads, scenario, cm, prof, rule, runner, pool, dev, say, out, tmp, sim_helpers) -> int:
+    (simulate, request_columns, component_rng, serve_trace, measure_profile, write_profile, Settings,
+     models) = sim_helpers
+    drift = None
+    if args.reprofile:
+        # same process, same conditions, minutes before serving: separates the simulator's error from the
+        # device drifting since the shipped profile was measured
+        sizes = models.log2_sizes(rule.max_batch_size)
+        fresh = measure_profile(runner, sizes, Settings(warmup=2, min_samples=10, budget_s=1.0, target_ci_rel=0.02))
+        fresh["model"] = prof.model.model_dump()
+        fresh["device"] = dev
+        fresh["settings"]["command"] = "servesim validate --reprofile"
+        write_profile(tmp / "fresh-profile.yaml", fresh)
+        drift = {p["batch_size"]: p["median_ms"] / (float(cm.compute_s(p["batch_size"])) * 1000) for p in fresh["points"]}
+        cm = cm.model_copy(update={"profile": str(tmp / "fresh-profile.yaml")})
+        cm._loaded = None
+        cm.load()
+        say("  re-profiled now: step time / shipped profile = " +
+            ", ".join(f"{b}: {r:.2f}" for b, r in drift.items()))
+
     # calibration burst: everything arrives at once, so the server runs back-to-back full batches
     burst = serve_trace(runner, rule, np.zeros(max(10 * rule.max_batch_size, 100)), pool)
     assembly_ms = float(np.mean(burst.batch_assembly_s)) * 1000
@@ -119,54 +150,51 @@ def run_validation(args) -> int:
     say(f"  full batch ({rule.max_batch_size}): compute {compute_full_ms:.3f} ms served vs {fitted_full_ms:.3f} ms profiled; "
         f"capacity {capacity:.5g} rps")
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.validate-", dir=out.parent))
     rows = []
-    try:
-        figs = []
-        for load in loads:
-            arr_proc = _with_rate(scenario.workload.arrival, load * capacity)
-            arrivals = arr_proc.arrival_times_s(component_rng(scenario.seed, 0, "workload.arrival"), **scenario.horizon())
-            np.savetxt(tmp / f"trace-load{load:g}.csv", arrivals, header="arrival_s", comments="", fmt="%.9f")
-            say(f"  load {load:.0%}: {arrivals.size} requests at {arrivals.size / max(arrivals[-1], 1e-9):.5g} rps "
-                f"for {arrivals[-1]:.1f} s ...")
-            rec = serve_trace(runner, rule, arrivals, pool)
-            log = simulate(rule, cost, arrivals, noise_rng=component_rng(scenario.seed, 0, "cost_model.noise"))
-            pred = request_columns(log)
-            measured = _stats(rec.arrival_s, rec.dispatch_s, rec.completion_s, rec.batch_size, scenario.warmup_s)
-            predicted = _stats(pred["arrival_s"], pred["dispatch_s"], pred["completion_s"], pred["batch_size"],
-                               scenario.warmup_s)
-            err = {m: 100 * (predicted[m] / measured[m] - 1) for m in METRICS}
-            rows.append({"load": load, "offered_rps": load * capacity, "measured": measured, "predicted": predicted,
-                         "error_pct": err,
-                         "server": {"release_lateness_ms_p99": float(np.percentile(rec.released_s - rec.arrival_s, 99) * 1000),
-                                    "assembly_ms_mean": float(rec.batch_assembly_s.mean() * 1000),
-                                    "gap_ms_mean": float(rec.batch_gap_s.mean() * 1000) if rec.batch_gap_s.size else 0.0}})
-            figs.append((load, (rec.completion_s - rec.arrival_s)[rec.arrival_s >= scenario.warmup_s],
-                         (pred["completion_s"] - pred["arrival_s"])[pred["arrival_s"] >= scenario.warmup_s]))
-            import pandas as pd
-            pd.DataFrame({"arrival_s": rec.arrival_s, "released_s": rec.released_s, "dispatch_s": rec.dispatch_s,
-                          "completion_s": rec.completion_s, "batch_size": rec.batch_size}).to_parquet(
-                tmp / f"measured-load{load:g}.parquet", index=False)
-        report = {
-            "scenario": scenario.name, "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "device": dev, "profile": cm.paths, "model": prof.model.name, "dtype": prof.dtype,
-            "batching": {"policy": scenario.server.batching.policy, "max_batch_size": rule.max_batch_size,
-                         "max_queue_delay_ms": None if math.isinf(rule.delay_s) else rule.delay_s * 1000},
-            "calibration": {"overhead_ms": overhead_ms, "assembly_ms": assembly_ms, "gap_ms": gap_ms,
-                            "full_batch_compute_ms_served": compute_full_ms, "full_batch_compute_ms_profiled": fitted_full_ms,
-                            "full_batches_in_burst": int(full.sum())},
-            "capacity_rps": capacity, "warmup_s": scenario.warmup_s, "loads": rows,
-        }
-        (tmp / "validation.json").write_text(json.dumps(report, indent=2) + "\n")
-        _write_csv(tmp / "validation.csv", rows)
-        _plot(tmp / "latency_cdf.png", figs, scenario.name)
-        out.mkdir(exist_ok=True)
-        for f in sorted(tmp.iterdir()):
-            f.replace(out / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    figs = []
+    for load in loads:
+        arr_proc = _with_rate(scenario.workload.arrival, load * capacity)
+        arrivals = arr_proc.arrival_times_s(component_rng(scenario.seed, 0, "workload.arrival"), **scenario.horizon())
+        np.savetxt(tmp / f"trace-load{load:g}.csv", arrivals, header="arrival_s", comments="", fmt="%.9f")
+        say(f"  load {load:.0%}: {arrivals.size} requests at {arrivals.size / max(arrivals[-1], 1e-9):.5g} rps "
+            f"for {arrivals[-1]:.1f} s ...")
+        rec = serve_trace(runner, rule, arrivals, pool)
+        log = simulate(rule, cost, arrivals, noise_rng=component_rng(scenario.seed, 0, "cost_model.noise"))
+        pred = request_columns(log)
+        measured = _stats(rec.arrival_s, rec.dispatch_s, rec.completion_s, rec.batch_size, scenario.warmup_s)
+        predicted = _stats(pred["arrival_s"], pred["dispatch_s"], pred["completion_s"], pred["batch_size"],
+                           scenario.warmup_s)
+        err = {m: 100 * (predicted[m] / measured[m] - 1) for m in METRICS}
+        rows.append({"load": load, "offered_rps": load * capacity, "measured": measured, "predicted": predicted,
+                     "error_pct": err,
+                     "server": {"release_lateness_ms_p99": float(np.percentile(rec.released_s - rec.arrival_s, 99) * 1000),
+                                "assembly_ms_mean": float(rec.batch_assembly_s.mean() * 1000),
+                                "gap_ms_mean": float(rec.batch_gap_s.mean() * 1000) if rec.batch_gap_s.size else 0.0,
+                                "compute_vs_profile_median": _compute_ratio(rec, cm)}})
+        figs.append((load, (rec.completion_s - rec.arrival_s)[rec.arrival_s >= scenario.warmup_s],
+                     (pred["completion_s"] - pred["arrival_s"])[pred["arrival_s"] >= scenario.warmup_s]))
+        import pandas as pd
+        pd.DataFrame({"arrival_s": rec.arrival_s, "released_s": rec.released_s, "dispatch_s": rec.dispatch_s,
+                      "completion_s": rec.completion_s, "batch_size": rec.batch_size}).to_parquet(
+            tmp / f"measured-load{load:g}.parquet", index=False)
+    report = {
+        "scenario": scenario.name, "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "device": dev, "profile": cm.paths, "model": prof.model.name, "dtype": prof.dtype,
+        "batching": {"policy": scenario.server.batching.policy, "max_batch_size": rule.max_batch_size,
+                     "max_queue_delay_ms": None if math.isinf(rule.delay_s) else rule.delay_s * 1000},
+        "calibration": {"overhead_ms": overhead_ms, "assembly_ms": assembly_ms, "gap_ms": gap_ms,
+                        "full_batch_compute_ms_served": compute_full_ms, "full_batch_compute_ms_profiled": fitted_full_ms,
+                        "full_batches_in_burst": int(full.sum())},
+        "capacity_rps": capacity, "warmup_s": scenario.warmup_s, "loads": rows,
+        "reprofiled": bool(args.reprofile),
+        "step_time_drift_vs_shipped_profile": {str(k): v for k, v in drift.items()} if drift else None,
+    }
+    (tmp / "validation.json").write_text(json.dumps(report, indent=2) + "\n")
+    _write_csv(tmp / "validation.csv", rows)
+    _plot(tmp / "latency_cdf.png", figs, scenario.name)
+    out.mkdir(exist_ok=True)
+    for f in sorted(tmp.iterdir()):
+        f.replace(out / f.name)
     print(format_table(report))
     print(f"  wrote {out}/: validation.json validation.csv latency_cdf.png, traces and measured records")
     if args.max_error_pct is not None:
@@ -176,6 +204,14 @@ def run_validation(args) -> int:
                   f"--max-error-pct {args.max_error_pct:g}", file=__import__("sys").stderr)
             return BOUND_EXCEEDED
     return 0
+
+
+def _compute_ratio(rec, cm) -> float:
+    """Median over batches of (model time measured while serving) / (profiled time at that batch size):
+    above 1 when serving runs the model slower than back-to-back profiling did (idle wake-ups, contention)."""
+    _, first = np.unique(rec.dispatch_s, return_index=True)  # one request per batch, in time order
+    profiled = np.asarray(cm.compute_s(rec.batch_size[first]), dtype=float)
+    return float(np.median(rec.batch_compute_s / profiled)) if profiled.size == rec.batch_compute_s.size else float("nan")
 
 
 def format_table(report: dict) -> str:
@@ -188,6 +224,9 @@ def format_table(report: dict) -> str:
         for m in METRICS:
             lines.append(f"  {r['load']:>5.0%} {m:<16} {r['measured'][m]:>11.4g} {r['predicted'][m]:>11.4g} "
                          f"{r['error_pct'][m]:>+8.1f}")
+        srv = r["server"]
+        lines.append(f"  {'':>5} server: model ran {srv['compute_vs_profile_median']:.2f}x its profiled time while serving; "
+                     f"arrivals released {srv['release_lateness_ms_p99']:.2f} ms late at p99")
     return "\n".join(lines)
 
 

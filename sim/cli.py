@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--requests", type=int, default=None, help="requests per load (default: the scenario's run length)")
     v.add_argument("--seed", type=int, default=None)
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    v.add_argument("--reprofile", action="store_true",
+                   help="re-measure the step times in this process first and predict from that fresh profile "
+                        "(separates the simulator's error from device drift since the profile was made)")
     v.add_argument("--quiet", action="store_true")
 
     f = sub.add_parser("fit", help="re-fit measured profile(s) and compare the cost-model families")

@@ -111,7 +111,6 @@ def simulate(rule: DispatchRule, cost: CostModel, arrival_s: np.ndarray, *, repl
     for rid in range(replicas):
         env.process(replica(env, rid))
     env.run()
-    del arr
     return BatchLog(
         arrival_s=arrivals,
         size=np.frombuffer(sizes, dtype=np.int32).copy(),
