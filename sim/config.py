@@ -29,3 +29,30 @@ YamlLoader.add_implicit_resolver(
 def load_yaml(text: str):
     """Parses YAML text with YamlLoader; raises yaml.YAMLError."""
     return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - YamlLoader is a SafeLoader
+
+
+def read_yaml_mapping(path, what: str) -> dict:
+    """Returns the top-level mapping of the YAML file at `path` (an empty file gives {}); raises
+    ScenarioError naming the file for a missing file, bad encoding, invalid YAML (with line and column)
+    or a top level that is not a mapping. `what` names the kind of file in messages ("scenario")."""
+    from pathlib import Path
+
+    from .errors import ScenarioError
+
+    src, p = str(path), Path(path)
+    if not p.is_file():
+        raise ScenarioError(src, "", f"{what} file not found")
+    try:
+        raw = load_yaml(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ScenarioError(src, "", "not a UTF-8 text file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ScenarioError(src, "", f"invalid YAML: {where}{problem}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ScenarioError(src, "", f"the top level of a {what} must be a mapping of keys, got a {type(raw).__name__}")
+    return raw

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import yaml  # noqa: F401  (YAMLError)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .config import load_yaml
+from .config import read_yaml_mapping
 from .errors import ScenarioError
 from .fitting import FAMILIES, FitReport, fit_all
 
@@ -109,15 +108,7 @@ class Profile(_Closed):
 def load_profile(path: str | Path) -> Profile:
     """Reads and checks one profile file; raises ScenarioError naming the file and key path."""
     src = str(path)
-    p = Path(path)
-    if not p.is_file():
-        raise ScenarioError(src, "", "profile file not found")
-    try:
-        raw = load_yaml(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ScenarioError(src, "", f"not a readable YAML profile ({exc.__class__.__name__})") from None
-    if not isinstance(raw, dict):
-        raise ScenarioError(src, "", "not a servesim profile (expected a mapping with format: servesim-profile)")
+    raw = read_yaml_mapping(path, "profile")
     try:
         prof = Profile.model_validate(raw)
     except ValidationError as exc:

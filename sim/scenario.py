@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from . import arrivals, batching, cost
-from .config import StrictModel, load_yaml
+from .config import StrictModel, load_yaml, read_yaml_mapping
 from .errors import ScenarioError
 
 DEFAULT_REQUESTS = 100_000
@@ -168,25 +168,10 @@ def set_override(raw: dict, assignment: str) -> None:
 def load_scenario(path: Union[str, Path], overrides: Iterable[str] = ()) -> Scenario:
     """Reads, overrides and validates a scenario YAML file; returns the frozen Scenario or raises ScenarioError."""
     src = str(path)
-    p = Path(path)
-    if not p.is_file():
-        raise ScenarioError(src, "", "scenario file not found")
-    try:
-        raw = load_yaml(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ScenarioError(src, "", "not a UTF-8 text file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ScenarioError(src, "", f"invalid YAML: {where}{problem}") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ScenarioError(src, "", f"the top level must be a mapping of keys, got a {type(raw).__name__}")
+    raw = read_yaml_mapping(path, "scenario")
     for assignment in overrides:
         set_override(raw, assignment)
-    return validate(raw, src, p.parent)
+    return validate(raw, src, Path(path).parent)
 
 
 def validate(raw: dict, source: str = "<scenario>", base_dir: Union[str, Path, None] = None) -> Scenario:

@@ -74,7 +74,7 @@ def test_profile_errors_name_file_and_key(tmp_path, write_yaml):
             load_profile(tmp_path / name)
         assert info.value.path == path and info.value.source.endswith(name), info.value
     (tmp_path / "garbage.yaml").write_text("::: [")
-    with pytest.raises(ScenarioError, match="not a readable YAML profile"):
+    with pytest.raises(ScenarioError, match="invalid YAML"):
         load_profile(tmp_path / "garbage.yaml")
     # through the CLI: exit 2, one message naming the profile
     raw = scenario_dict(cost_model={"profile": "neg.yaml"})

@@ -89,7 +89,7 @@ def test_warmup_beyond_duration(write_yaml):
 
 @pytest.mark.parametrize("text,words", [
     ("name: [unclosed", "invalid YAML: line"),
-    ("- a\n- b\n", "top level must be a mapping"),
+    ("- a\n- b\n", "top level of a scenario must be a mapping"),
     ("", "required key is missing"),
 ])
 def test_unparsable_files(write_yaml, text, words):
