@@ -49,7 +49,10 @@ def _parse_kv(items: list[str]) -> dict:
         key, sep, val = item.partition("=")
         if not sep or not key:
             raise UsageError(f"--model-arg {item!r}: expected key=value, e.g. seq_len=256")
-        out[key] = yaml.safe_load(val)
+        try:
+            out[key] = yaml.safe_load(val)
+        except yaml.YAMLError:
+            raise UsageError(f"--model-arg {item!r}: the value is not valid YAML") from None
     return out
 
 
@@ -145,9 +148,10 @@ class Runner:
         torch = self.torch
         self.prepare(b)
         self.sync()
+        before = torch.cuda.memory_allocated(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
         self.step_ms(b)
-        return int(torch.cuda.max_memory_allocated(self.device))
+        return int(torch.cuda.max_memory_allocated(self.device) - before)  # the step's own working memory
 
 
 def device_info(torch, device: str) -> dict:
@@ -274,6 +278,9 @@ def _run(args) -> int:
             raise UsageError(f"--{name.replace('_', '-')} must be >= {0 if name == 'warmup' else 1}")
     if not (0 < args.target_ci < 1) or args.budget_s <= 0:
         raise UsageError("--target-ci must be in (0, 1) and --budget-s > 0")
+    for flag, value in (("--threads", args.threads), ("--max-batch", args.max_batch), ("--max-step-s", args.max_step_s)):
+        if value is not None and value <= 0:
+            raise UsageError(f"{flag} {value}: must be > 0")
     out = Path(args.out)
     if out.suffix not in (".yaml", ".yml"):
         raise UsageError(f"--out {out}: the profile must be a .yaml file")
@@ -286,8 +293,8 @@ def _run(args) -> int:
     except KeyError:
         raise UsageError(f"--model {args.model!r}: not a built-in model ({', '.join(models.BUILTIN)}) "
                          "nor pkg.module:factory") from None
-    except (ImportError, AttributeError, TypeError) as exc:
-        raise UsageError(f"--model {args.model!r}: {exc}") from None
+    except (ImportError, AttributeError, TypeError, ValueError, RuntimeError) as exc:
+        raise UsageError(f"--model {args.model!r} with {model_args}: {exc.__class__.__name__}: {exc}") from None
 
     stats_model = models.count_model_stats(module.float().eval(), make_batch, lambda x: x)
     dtype_bytes = {"fp32": 4, "fp16": 2, "bf16": 2}[args.dtype]
@@ -308,7 +315,13 @@ def _run(args) -> int:
         search = None
     else:
         cap = args.max_batch or (4096 if cuda else 64)
-        limit, search = find_max_batch(runner.fits, cap)
+        try:
+            limit, search = find_max_batch(runner.fits, cap)
+        except RuntimeError as exc:
+            if "does not fit" not in str(exc):
+                raise
+            raise UsageError(f"batch size 1 does not fit on {args.device} (out of memory, or slower than "
+                             f"--max-step-s {runner.max_step_s:g} s)") from None
         say(f"largest batch that fits: {limit} (cap {cap}, first failure: {search['first_failure']})")
         sizes = models.log2_sizes(limit)
 
@@ -316,7 +329,14 @@ def _run(args) -> int:
                         target_ci_rel=args.target_ci, budget_s=args.budget_s, seed=args.seed)
     profile = measure_profile(runner, sizes, settings, say=say)
     if not args.no_peaks:
-        dev.update(measure_peaks(torch, runner))
+        for b in list(runner.inputs):
+            runner.release(b)
+        try:
+            dev.update(measure_peaks(torch, runner))
+        except Exception as exc:  # optional extra: never lose the measurements for it
+            if not _is_oom(exc):
+                raise
+            profile["warnings"].append("device peaks not measured: out of memory")
     profile.update({
         "model": {"name": args.model, "params": models.parameter_count(module), "args": model_args,
                   **{k: v for k, v in info.items()}, **stats_model},
@@ -366,13 +386,21 @@ def measure_profile(runner: Runner, sizes: list[int], settings: Settings, say=la
 
 def write_profile(out: Path, profile: dict) -> None:
     """Writes the profile YAML atomically (temporary file, then rename)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".profile-", suffix=".yaml", dir=out.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"# servesim profile: {profile['model'].get('name')} on {profile['device'].get('name')} "
-                 f"({profile['dtype']}); written by python -m profiler.profile\n")
-        yaml.safe_dump(profile, fh, sort_keys=False, width=120)
-    os.replace(tmp, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".profile-", suffix=".yaml", dir=out.parent)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"# servesim profile: {profile['model'].get('name')} on {profile['device'].get('name')} "
+                     f"({profile['dtype']}); written by python -m profiler.profile\n")
+            yaml.safe_dump(profile, fh, sort_keys=False, width=120)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 if __name__ == "__main__":

@@ -42,8 +42,8 @@ def serve_trace(runner, rule, arrival_s: np.ndarray, item_pool) -> ServeRecord:
     n = len(arrival_s)
     q: "queue.SimpleQueue[int]" = queue.SimpleQueue()
     released = np.zeros(n)
-    dispatch = np.zeros(n)
-    completion = np.zeros(n)
+    dispatch = np.full(n, np.nan)    # NaN: never served (a static batch that could not fill)
+    completion = np.full(n, np.nan)
     size = np.zeros(n, dtype=np.int32)
     assembly, compute, gaps = [], [], []
     limit = rule.max_batch_size
@@ -79,8 +79,10 @@ def serve_trace(runner, rule, arrival_s: np.ndarray, item_pool) -> ServeRecord:
             now = clock() - t0
             due = released[waiting[0]] + delay
             if len(waiting) < smallest and now < due:
+                if not feeder.is_alive() and q.empty():
+                    break  # every request has arrived and the batch can never fill: the rest stay unserved
                 try:
-                    waiting.append(q.get(timeout=due - now))
+                    waiting.append(q.get(timeout=min(due - now, 0.05)))  # recheck at least every 50 ms
                 except queue.Empty:
                     pass
                 continue

@@ -26,7 +26,9 @@ BOUND_EXCEEDED = 3
 
 
 def _stats(arrival, dispatch, completion, size, warmup_s: float) -> dict:
-    keep = arrival >= warmup_s
+    keep = (arrival >= warmup_s) & np.isfinite(completion)
+    if not keep.any():
+        raise ScenarioError("--requests", "", f"no request completed after warmup_s={warmup_s}; serve more requests")
     lat_ms = (completion[keep] - arrival[keep]) * 1000
     first = arrival[keep].min()
     span = completion[keep].max() - first
@@ -44,7 +46,9 @@ def _with_rate(arrival, factor_rps: float):
     from sim.arrivals import TraceArrivals
 
     if isinstance(arrival, TraceArrivals):
-        return arrival.model_copy(update={"speedup": arrival.speedup * factor_rps / arrival.rate_rps})
+        faster = arrival.model_copy(update={"speedup": arrival.speedup * factor_rps / arrival.rate_rps})
+        faster._times = None  # the copy must re-read its times at the new speed-up
+        return faster
     return arrival.model_copy(update={"rate_rps": factor_rps})
 
 
@@ -92,7 +96,9 @@ def run_validation(args) -> int:
         torch.set_num_threads(int(threads))
 
     module, make_batch, _ = models.build(prof.model.name, dict(prof.model.args))
-    runner = Runner(torch, module, make_batch, args.device, prof.dtype, False, False, math.inf)
+    # serve the same program that was profiled (compiled / CUDA graphs as recorded)
+    runner = Runner(torch, module, make_batch, args.device, prof.dtype, bool(prof.settings.get("compile")),
+                    bool(prof.settings.get("cuda_graphs")), math.inf)
     rule = scenario.rule
     pool = [runner.cast(make_batch(1)) for _ in range(16)]
     say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
@@ -138,12 +144,14 @@ def _validate(args, loads, scenario, cm, prof, rule, runner, pool, dev, say, out
             ", ".join(f"{b}: {r:.2f}" for b, r in drift.items()))
 
     # calibration burst: everything arrives at once, so the server runs back-to-back full batches
-    burst = serve_trace(runner, rule, np.zeros(max(10 * rule.max_batch_size, 100)), pool)
+    b = rule.max_batch_size
+    burst = serve_trace(runner, rule, np.zeros(b * max(10, -(-100 // b))), pool)  # whole batches only
     assembly_ms = float(np.mean(burst.batch_assembly_s)) * 1000
     gap_ms = float(np.mean(burst.batch_gap_s)) * 1000 if burst.batch_gap_s.size else 0.0
     overhead_ms = assembly_ms + gap_ms
-    full = burst.batch_size == rule.max_batch_size
-    compute_full_ms = float(np.median(burst.batch_compute_s)) * 1000
+    _, first = np.unique(burst.dispatch_s, return_index=True)
+    full_batches = burst.batch_size[first] == rule.max_batch_size
+    compute_full_ms = float(np.median(burst.batch_compute_s[full_batches])) * 1000
     fitted_full_ms = float(cm.compute_s(rule.max_batch_size)) * 1000
     cost = cm.model_copy(update={"overhead_ms": overhead_ms})
     capacity = rule.max_batch_size / float(cost.step_s(rule.max_batch_size))
@@ -196,7 +204,7 @@ def _validate(args, loads, scenario, cm, prof, rule, runner, pool, dev, say, out
                      "max_queue_delay_ms": None if math.isinf(rule.delay_s) else rule.delay_s * 1000},
         "calibration": {"overhead_ms": overhead_ms, "assembly_ms": assembly_ms, "gap_ms": gap_ms,
                         "full_batch_compute_ms_served": compute_full_ms, "full_batch_compute_ms_profiled": fitted_full_ms,
-                        "full_batches_in_burst": int(full.sum())},
+                        "full_batches_in_burst": int(full_batches.sum())},
         "capacity_rps": capacity, "warmup_s": scenario.warmup_s, "loads": rows,
         "reprofiled": bool(args.reprofile),
         "step_time_drift_vs_shipped_profile": {str(k): v for k, v in drift.items()} if drift else None,

@@ -72,6 +72,10 @@ def _load(args):
 
 
 def _describe_batching(scenario) -> str:
+    if scenario.is_llm:
+        pol = scenario.server.batching
+        fields = pol.model_dump(exclude={"policy"})
+        return pol.policy + ", " + ", ".join(f"{k} {v}" for k, v in fields.items() if v is not None)
     rule = scenario.rule
     pol = scenario.server.batching.policy
     parts = [pol, f"max_batch_size {rule.max_batch_size}"]
@@ -108,7 +112,8 @@ def cmd_check(args) -> int:
     scenario = _load(args)
     print(f"{args.scenario}: OK")
     print(f"  batching: {_describe_batching(scenario)}")
-    print(f"  capacity: {scenario.capacity_rps():.6g} rps; offered {scenario.workload.arrival.rate_rps:.6g} rps")
+    if not scenario.is_llm:
+        print(f"  capacity: {scenario.capacity_rps():.6g} rps; offered {scenario.workload.arrival.rate_rps:.6g} rps")
     print(json.dumps(scenario.model_dump(mode="json"), indent=2))
     return 0
 

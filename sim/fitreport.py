@@ -34,8 +34,11 @@ def plot_fit(path: Path, points: list[dict], fit: dict, title: str) -> None:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)  # then rename: a reader never sees half a PNG
     plt.close(fig)
+    tmp.replace(path)
 
 
 def format_table(points: list[dict], fit: dict) -> str:

@@ -78,3 +78,45 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def write_llm_plots(result, out_dir: Path) -> list[Path]:
+    """Writes llm_latency_cdf.png (TTFT, TPOT, E2EL) and kv_cache.png (KV use, running and waiting over time)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = result.summary
+    name = result.scenario.name
+    df = result.requests
+    m = df[(df["arrival_s"] >= result.scenario.warmup_s) & df["finish_s"].notna()]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    for ax, col, label in zip(axes, ("ttft_s", "tpot_s", "e2e_s"), ("TTFT", "TPOT", "E2E latency")):
+        x = np.sort(m[col].dropna().to_numpy()) * 1000
+        if x.size:
+            ax.plot(x, np.arange(1, x.size + 1) / x.size, lw=1.6)
+        ax.set_xlabel(f"{label} (ms)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("fraction of requests")
+    fig.suptitle(f"{name}: {s['requests']} requests, {s['output_tokens_per_s']:.4g} output tokens/s"
+                 + ("" if s["stable"] else " (UNSTABLE)"), fontsize=11)
+    paths = [_save(fig, out_dir / "llm_latency_cdf.png")]
+
+    log = result.logs[0]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
+    t = log.step_start_s
+    every = max(1, t.size // 4000)
+    ax1.plot(t[::every], log.step_kv_used[::every] / max(log.kv_capacity_tokens, 1), lw=1)
+    ax1.set_ylabel("KV cache used")
+    ax1.set_ylim(0, 1.05)
+    ax1.grid(alpha=0.3)
+    ax2.plot(t[::every], log.step_running[::every], lw=1, label="running")
+    ax2.plot(t[::every], log.step_waiting[::every], lw=1, label="waiting")
+    ax2.set_ylabel("sequences")
+    ax2.set_xlabel("simulated time (s)")
+    ax2.legend(loc="upper left")
+    ax2.grid(alpha=0.3)
+    ax1.set_title(f"{name}: KV cache and sequences over time (replication 0)")
+    paths.append(_save(fig, out_dir / "kv_cache.png"))
+    return paths

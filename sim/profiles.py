@@ -23,11 +23,11 @@ VERSION = 1
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
 
 class _Closed(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ProfileModel(_Open):
@@ -101,8 +101,12 @@ class Profile(_Closed):
         return k[order], y[order]
 
     def identity(self) -> tuple:
-        return (self.device.kind, self.device.name, self.dtype, self.model.name,
-                tuple(sorted((k, str(v)) for k, v in self.model.args.items())))
+        """What must match for two profiles' measurements to be merged: device, software, dtype, model, settings."""
+        dev = self.device.model_extra or {}
+        return (self.device.kind, self.device.name, dev.get("cpu_threads") if self.device.kind == "cpu" else None,
+                dev.get("torch"), self.dtype, self.model.name,
+                tuple(sorted((k, str(v)) for k, v in self.model.args.items())),
+                bool(self.settings.get("compile")), bool(self.settings.get("cuda_graphs")))
 
 
 def load_profile(path: str | Path) -> Profile:
@@ -132,8 +136,12 @@ def merge_profiles(profiles: list[Profile], sources: list[str]) -> Profile:
     first = profiles[0]
     for prof, src in zip(profiles[1:], sources[1:]):
         if prof.identity() != first.identity():
-            a = f"{first.device.name} ({first.device.kind}), {first.dtype}, model {first.model.name}"
-            b = f"{prof.device.name} ({prof.device.kind}), {prof.dtype}, model {prof.model.name}"
+            def describe(p):
+                dev = p.device.model_extra or {}
+                return (f"{p.device.name} ({p.device.kind}, {dev.get('cpu_threads')} threads, torch {dev.get('torch')}), "
+                        f"{p.dtype}, model {p.model.name} {dict(p.model.args)}, compile={bool(p.settings.get('compile'))}, "
+                        f"cuda_graphs={bool(p.settings.get('cuda_graphs'))}")
+            a, b = describe(first), describe(prof)
             raise ScenarioError(src, "", f"cannot be mixed with {sources[0]}: measured on {b}, not {a}; "
                                 "one replica group needs profiles of one device, dtype and model")
     by_size: dict[int, list[ProfilePoint]] = {}

@@ -28,6 +28,8 @@ def _row(label: str, stats: dict) -> tuple[str, bool]:
 
 def format_summary(summary: dict, batching: str = "") -> str:
     """Returns the human-readable table for a summary.json dict (null values print as '-')."""
+    if "ttft_s" in summary:
+        return format_llm_summary(summary, batching)
     s = summary
     lines = [f"servesim: {s['scenario']}  (seed {s['seed']}, {s['replications']} replication(s), "
              f"{s['requests']} requests measured, {_num(s.get('duration_s'), '.4g')} s simulated)"]
@@ -58,6 +60,42 @@ def format_summary(summary: dict, batching: str = "") -> str:
                          + (", within the confidence interval: run longer or add replications)" if verdict == "UNCERTAIN" else ")"))
         lines.append(f"  SLO attainment {_num(s.get('slo_attainment'), '.3%')} of requests within the "
                      f"{s['slo']['attainment_target']} target")
+    for w in s.get("warnings", []):
+        lines.append(f"  WARNING: {w}")
+    return "\n".join(lines)
+
+
+def format_llm_summary(s: dict, batching: str = "") -> str:
+    """Returns the table for an LLM summary: TTFT, TPOT, ITL, E2EL, tokens/s, KV cache, preemptions."""
+    lines = [f"servesim: {s['scenario']}  (seed {s['seed']}, {s['replications']} replication(s), {s['requests']} requests "
+             f"measured, {_num(s.get('duration_s'), '.4g')} s simulated)"]
+    if batching:
+        lines.append(f"  batching     {batching}")
+    state = "stable" if s["stable"] else "UNSTABLE"
+    lines.append(f"  offered      {_num(s.get('offered_rps'))} rps = {_num(s.get('offered_load'), '.1%')} of estimated "
+                 f"capacity {_num(s.get('capacity_rps'))} rps  [{state}]")
+    lines.append(f"  throughput   {_num(s.get('throughput_rps'))} rps, {_num(s.get('output_tokens_per_s'))} output tokens/s"
+                 + (f", goodput {_num(s.get('goodput_rps'))} rps" if "goodput_rps" in s else ""))
+    b = s["batch_size"]
+    lines.append(f"  engine       busy {_num(s.get('utilization'), '.3f')}, mean {_num(b.get('mean'), '.3g')} decoding "
+                 f"sequences per step (max {b['max']}), padding {s.get('decode_padding_fraction', 0):.1%} of decode slots")
+    kv = s["kv_cache"]
+    lines.append(f"  KV cache     mean {_num(kv.get('mean_utilization'), '.1%')}, max {_num(kv.get('max_utilization'), '.1%')} of "
+                 f"{kv['capacity_tokens']} tokens; {s['preemptions']} preemptions ({s['recomputed_prefill_tokens']} tokens recomputed)")
+    lines.append("  (ms)        " + "".join(f"{k:>16}" for k in KEYS))
+    any_ci = False
+    for label, key in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("ITL", "itl_s"), ("E2E latency", "e2e_s")):
+        row, has = _row(label, s[key])
+        lines.append(row)
+        any_ci |= has
+    if any_ci:
+        conf = s.get("confidence") or {}
+        lines.append(f"  ± is the {conf.get('level', 0.95):.0%} confidence half-width ({conf.get('method', '')}); "
+                     "none shown where too few requests for it")
+    if "slo" in s:
+        for q, c in s["slo"]["targets"].items():
+            lines.append(f"  SLO {q} <= {c['target_ms']:g} ms: {c['verdict'].upper()} ({_num(c.get('achieved_ms'), '.4g')} ms)")
+        lines.append(f"  SLO attainment {_num(s.get('slo_attainment'), '.3%')} of requests met both TTFT and TPOT targets")
     for w in s.get("warnings", []):
         lines.append(f"  WARNING: {w}")
     return "\n".join(lines)

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .engine import BatchLog, simulate
+from .engine import simulate
 from .metrics import request_frame, summarize
 from .rng import component_rng
 from .scenario import Scenario, check
 
 
 OUTPUT_FILES = frozenset({"summary.json", "scenario.json", "requests.parquet", "latency_cdf.png", "batch_size.png",
-                          "queue_length.png"})
+                          "queue_length.png", "llm_latency_cdf.png", "kv_cache.png"})
 
 
 @dataclass
@@ -29,11 +29,14 @@ class Result:
 
     scenario: Scenario
     summary: dict
-    logs: list[BatchLog] = field(repr=False)
+    logs: list = field(repr=False)  # BatchLog per replication (LlmLog for LLM policies)
 
     @cached_property
     def requests(self) -> pd.DataFrame:
         """One row per request of every replication; times in seconds."""
+        if self.scenario.is_llm:
+            from .llm_metrics import request_frame as llm_frame
+            return llm_frame(self.logs)
         return request_frame(self.logs)
 
     def write(self, out_dir: str | Path, *, records: bool | None = None, plots: bool | None = None) -> list[Path]:
@@ -54,8 +57,8 @@ class Result:
             if records:
                 self.requests.to_parquet(tmp / "requests.parquet", index=False)
             if plots:
-                from .plots import write_plots
-                write_plots(self, tmp)
+                from .plots import write_llm_plots, write_plots
+                (write_llm_plots if self.scenario.is_llm else write_plots)(self, tmp)
             out.mkdir(exist_ok=True)
             new = {f.name for f in tmp.iterdir()}
             for stale in OUTPUT_FILES - new:
@@ -84,10 +87,22 @@ def _jsonable(x):
     return x
 
 
-def simulate_replication(scenario: Scenario, replication: int = 0) -> BatchLog:
-    """Runs one independent replication of the scenario; returns its BatchLog."""
+def simulate_replication(scenario: Scenario, replication: int = 0):
+    """Runs one independent replication of the scenario; returns its BatchLog (LlmLog for LLM policies)."""
     arr_rng = component_rng(scenario.seed, replication, "workload.arrival")
     arrivals = scenario.workload.arrival.arrival_times_s(arr_rng, **scenario.horizon())
+    if scenario.is_llm:
+        from .llm_engine import simulate_continuous, simulate_static
+        from .sizes import sample_pair
+
+        wl = scenario.workload
+        if wl.tokens_from_trace:
+            prompt, output = (x[: arrivals.size] for x in wl.arrival.load_tokens())
+        else:
+            prompt, output = sample_pair(wl.prompt_tokens, wl.output_tokens, wl.token_correlation,
+                                         component_rng(scenario.seed, replication, "workload.tokens"), arrivals.size)
+        engine = simulate_continuous if scenario.server.batching.policy == "continuous" else simulate_static
+        return engine(scenario.server.batching, scenario.cost_model, arrivals, prompt, output)
     noise_rng = component_rng(scenario.seed, replication, "cost_model.noise")
     return simulate(scenario.rule, scenario.cost_model, arrivals, replicas=scenario.server.replicas, noise_rng=noise_rng)
 
@@ -98,4 +113,7 @@ def run(scenario: Scenario, source: str = "<scenario>") -> Result:
     Raises ScenarioError (naming `source`) for input that passes the schema but cannot be simulated."""
     check(scenario, source)
     logs = [simulate_replication(scenario, r) for r in range(scenario.replications)]
+    if scenario.is_llm:
+        from .llm_metrics import summarize_llm
+        return Result(scenario=scenario, summary=summarize_llm(scenario, logs, source), logs=logs)
     return Result(scenario=scenario, summary=summarize(scenario, logs, source), logs=logs)

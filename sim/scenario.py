@@ -16,17 +16,18 @@
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union, get_args, get_origin
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from . import arrivals, batching, cost
+from . import arrivals, batching, cost, sizes
 from .config import StrictModel, load_yaml, read_yaml_mapping
 from .errors import ScenarioError
 
 DEFAULT_REQUESTS = 100_000
 # Memory is ~150-200 bytes per simulated request: keep one run well inside a 24 GiB machine.
 MAX_TOTAL_REQUESTS = 100_000_000
-_TAGS = ("process", "policy", "kind")
+_TAGS = ("process", "policy", "kind", "dist")
 
 ArrivalSpec = arrivals.REGISTRY.union()
 BatchingSpec = batching.REGISTRY.union()
@@ -35,6 +36,14 @@ CostSpec = cost.REGISTRY.union()
 
 class Workload(StrictModel):
     arrival: ArrivalSpec = Field(description="arrival process")
+    prompt_tokens: Optional[sizes.TokenDist] = Field(default=None, description="LLM prompt length distribution")
+    output_tokens: Optional[sizes.TokenDist] = Field(default=None, description="LLM output length distribution")
+    token_correlation: float = Field(default=0.0, ge=-1, le=1, description="Gaussian-copula correlation of the two")
+    tokens_from_trace: bool = Field(default=False, description="take prompt/output tokens from the trace file")
+
+    @property
+    def has_tokens(self) -> bool:
+        return self.tokens_from_trace or (self.prompt_tokens is not None and self.output_tokens is not None)
 
 
 class Server(StrictModel):
@@ -43,6 +52,8 @@ class Server(StrictModel):
 
 
 class Slo(StrictModel):
+    ttft_p99_ms: Optional[float] = Field(default=None, gt=0, description="LLM: time to first token target")
+    tpot_p99_ms: Optional[float] = Field(default=None, gt=0, description="LLM: time per output token target")
     latency_p50_ms: Optional[float] = Field(default=None, gt=0)
     latency_p90_ms: Optional[float] = Field(default=None, gt=0)
     latency_p95_ms: Optional[float] = Field(default=None, gt=0)
@@ -77,6 +88,10 @@ class Scenario(StrictModel):
     outputs: Outputs = Field(default_factory=Outputs)
 
     @property
+    def is_llm(self) -> bool:
+        return getattr(self.server.batching, "is_llm", False)
+
+    @property
     def rule(self) -> batching.DispatchRule:
         return self.server.batching.rule(self.cost_model.batch_limit())
 
@@ -91,7 +106,8 @@ class Scenario(StrictModel):
         return {"requests": DEFAULT_REQUESTS}
 
     def capacity_rps(self) -> float:
-        """Returns the saturated throughput of the whole server (all replicas, full batches), requests/s."""
+        """Returns the saturated throughput of the whole server (all replicas, full batches), requests/s.
+        (LLM scenarios estimate theirs from the sampled token counts: sim.llm_metrics.)"""
         return self.server.replicas * self.cost_model.capacity_rps(self.rule.max_batch_size)
 
 
@@ -102,6 +118,28 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
         problems.append(("requests", "give either 'requests' or 'duration_s', not both"))
     if scenario.duration_s is not None and scenario.warmup_s >= scenario.duration_s:
         problems.append(("warmup_s", f"{scenario.warmup_s} must be below duration_s={scenario.duration_s}"))
+    wl = scenario.workload
+    llm_policy, llm_cost = scenario.is_llm, isinstance(scenario.cost_model, cost.LlmCost)
+    if llm_policy and not llm_cost:
+        problems.append(("cost_model.kind", f"policy {scenario.server.batching.policy!r} prices engine steps: "
+                         "it needs kind: llm (prefill and decode costs)"))
+    if llm_cost and not llm_policy:
+        problems.append(("server.batching.policy", "an llm cost model needs an LLM policy; allowed: continuous, llm_static"))
+    if llm_policy and not wl.has_tokens:
+        problems.append(("workload.prompt_tokens", "LLM policies need request sizes: give prompt_tokens and "
+                         "output_tokens (e.g. {dist: fixed, value: 512}) or tokens_from_trace: true"))
+    if not llm_policy and (wl.prompt_tokens is not None or wl.output_tokens is not None or wl.tokens_from_trace):
+        problems.append(("workload.prompt_tokens", "token sizes apply to LLM policies only (continuous, llm_static)"))
+    if wl.tokens_from_trace and not isinstance(wl.arrival, arrivals.TraceArrivals):
+        problems.append(("workload.tokens_from_trace", "needs workload.arrival.process: trace with a file"))
+    if llm_policy and scenario.server.replicas != 1:
+        problems.append(("server.replicas", "LLM policies simulate one engine; allowed: 1"))
+    pol = scenario.server.batching
+    if llm_policy and getattr(pol, "chunked_prefill", True) is False and wl.prompt_tokens is not None:
+        top = wl.prompt_tokens.max_tokens if not isinstance(wl.prompt_tokens, sizes.EmpiricalTokens) else None
+        if top is not None and top > pol.max_num_batched_tokens:
+            problems.append(("server.batching.max_num_batched_tokens", f"{pol.max_num_batched_tokens} is below the "
+                             f"longest prompt ({top}); without chunked prefill a prompt must fit in one step"))
     arr = scenario.workload.arrival
     if isinstance(arr, arrivals.TraceArrivals):
         size = arr.load().size
@@ -125,8 +163,13 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
         problems.append(("cost_model.max_batch_size", f"{cm.max_batch_size} is beyond the largest measured batch; "
                          f"allowed 1..{cm.measured_limit} (profile {cm.paths[-1]})"))
     limit = cm.batch_limit()
-    pol = scenario.server.batching
-    b = getattr(pol, "max_batch_size", None)
+    b = getattr(pol, "max_batch_size", None) if not llm_policy else None
+    if not llm_policy and not llm_cost:
+        steps = cm.step_table_s(min(b or limit, limit))[1:]
+        bad = np.flatnonzero(~(steps > 0) | ~np.isfinite(steps))
+        if bad.size:
+            problems.append(("cost_model", f"the step time at batch size {int(bad[0]) + 1} is {steps[bad[0]]!r} s; "
+                             "step times must be finite and > 0"))
     if b is not None and b > limit:
         problems.append(("server.batching.max_batch_size",
                          f"{b} exceeds the cost model's limit; allowed 1..{limit} (cost_model max batch size)"))
@@ -202,11 +245,22 @@ def _resolve_files(scenario: Scenario, base: Path) -> Scenario:
     """Resolves relative paths against `base` and loads referenced files now, so a bad trace or profile
     is reported (with its own file name) before any output is written."""
     update = {}
+    wl_update = {}
     arr = scenario.workload.arrival
     if hasattr(arr, "with_base_dir"):
         arr = arr.with_base_dir(base)
         arr.load()
-        update["workload"] = scenario.workload.model_copy(update={"arrival": arr})
+        if scenario.workload.tokens_from_trace:
+            arr.load_tokens()
+        wl_update["arrival"] = arr
+    for key in ("prompt_tokens", "output_tokens"):
+        dist = getattr(scenario.workload, key)
+        if isinstance(dist, sizes.EmpiricalTokens):
+            dist = dist.with_base_dir(base)
+            dist.load()
+            wl_update[key] = dist
+    if wl_update:
+        update["workload"] = scenario.workload.model_copy(update=wl_update)
     cm = scenario.cost_model
     if hasattr(cm, "with_base_dir"):
         cm = cm.with_base_dir(base)
@@ -233,11 +287,11 @@ def _describe(err: dict, raw: Any, source: str) -> tuple[str, str]:
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         tag = err.get("ctx", {}).get("discriminator", "").strip("'")
         reg = {"process": arrivals.REGISTRY, "policy": batching.REGISTRY, "kind": cost.REGISTRY}.get(tag)
-        names = ", ".join(reg.names()) if reg else ""
+        names = ", ".join(reg.names()) if reg else "fixed, uniform, lognormal, empirical"
         path = f"{path}.{tag}" if path else tag
         if kind == "union_tag_not_found":
             return path, f"required key is missing; allowed: {names}"
-        return path, f"unknown {reg.what if reg else tag} {err['input'].get(tag)!r}; allowed: {names}"
+        return path, f"unknown {reg.what if reg else 'token distribution'} {err['input'].get(tag)!r}; allowed: {names}"
     if kind == "model_type" or kind == "dict_type":
         return path, f"expected a mapping of keys, got {_show(err['input'])}"
     msg = err["msg"]

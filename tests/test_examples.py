@@ -33,7 +33,8 @@ def test_example_runs(path, tmp_path):
     assert s["requests"] > 0
     assert s["latency_s"]["p99"] >= s["latency_s"]["p50"] > 0
     result.write(tmp_path, plots=True)
-    assert (tmp_path / "summary.json").exists() and (tmp_path / "latency_cdf.png").exists()
+    plot = "llm_latency_cdf.png" if result.scenario.is_llm else "latency_cdf.png"
+    assert (tmp_path / "summary.json").exists() and (tmp_path / plot).exists()
 
 
 def test_vision_story_dynamic_beats_none_and_static_on_p99():

@@ -74,7 +74,7 @@ def test_measure_stops_on_budget_when_noisy():
 
 
 def test_tiny_cpu_profile_end_to_end(tmp_path):
-    torch = pytest.importorskip("torch")  # noqa: F841
+    pytest.importorskip("torch")
     from profiler.profile import main
     import sim
 
@@ -87,8 +87,8 @@ def test_tiny_cpu_profile_end_to_end(tmp_path):
     assert (tmp_path / "tiny.png").stat().st_size > 0
     assert prof.settings["timer"] == "perf_counter+synchronize" and prof.settings["warmup"] == 2
     # profile -> scenario -> run, through the real console script
-    (tmp_path / "s.yaml").write_text(f"name: p\nrequests: 2000\nworkload: {{arrival: {{process: poisson, rate_rps: 50}}}}\n"
-                                     f"cost_model: {{profile: tiny.yaml}}\nserver: {{batching: {{policy: dynamic, max_queue_delay_ms: 1}}}}\n")
+    (tmp_path / "s.yaml").write_text("name: p\nrequests: 2000\nworkload: {arrival: {process: poisson, rate_rps: 50}}\n"
+                                     "cost_model: {profile: tiny.yaml}\nserver: {batching: {policy: dynamic, max_queue_delay_ms: 1}}\n")
     proc = run_cli("run", tmp_path / "s.yaml", "--out", tmp_path / "o", "--no-plots")
     assert proc.returncode == 0, proc.stderr
     fit = run_cli("fit", out, "--plot", tmp_path / "fit.png")

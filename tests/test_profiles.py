@@ -36,14 +36,41 @@ def test_profiles_are_shipped():
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
-def test_shipped_profile_fit_within_five_percent_of_every_median(path):
+def test_shipped_profile_fit_within_five_percent_of_every_median(path, write_yaml):
+    # through the whole chain a scenario uses (load, merge, refit, choose, PCHIP/line evaluation, clamping)
     prof = load_profile(path)
     k, y = prof.table()
-    rep = refit(prof)
-    err = np.abs(predict_ms(rep.chosen, rep.best.params, k) / y - 1)
-    assert err.max() <= 0.05, f"{path.name}: worst {err.max():.1%} at batch {k[err.argmax()]:.0f} ({rep.chosen})"
-    assert prof.device.name and prof.model.params > 0 and prof.settings
+    s = sim.load_scenario(write_yaml(scenario_dict(cost_model={"profile": str(path)})))
+    got_ms = np.asarray(s.cost_model.compute_s(k)) * 1000
+    err = np.abs(got_ms / y - 1)
+    assert err.max() <= 0.05, f"{path.name}: worst {err.max():.1%} at batch {k[err.argmax()]:.0f}"
+    assert (np.diff(s.cost_model.step_table_s(int(k.max()))) > -0.5 * y.max() / 1000).all()
+    assert prof.device.name and prof.model.params > 0 and prof.settings and prof.model.flops_per_item > 0
     assert all(p.samples >= 3 for p in prof.points)
+    rep = refit(prof)
+    assert rep.best.loo_error == rep.best.loo_error  # cross-validated (not NaN)
+
+
+def test_fits_are_not_extrapolated_below_the_smallest_measured_batch(tmp_path, write_yaml):
+    make_profile(tmp_path / "p.yaml", sizes=(8, 12, 16, 24, 32, 48, 64), step=lambda k: 0.2 * k ** 1.15)
+    s = sim.load_scenario(write_yaml(scenario_dict(cost_model={"profile": "p.yaml"})))
+    steps = s.cost_model.step_table_s(64)[1:]
+    assert (steps > 0).all() and steps[0] == pytest.approx(steps[7])  # flat below batch 8
+
+
+def test_profiles_with_other_threads_or_torch_are_not_merged(tmp_path, write_yaml):
+    a = make_profile(tmp_path / "a.yaml", sizes=(1, 2))
+    b = make_profile(tmp_path / "b.yaml", sizes=(4, 8))
+    data = yaml.safe_load(b.read_text())
+    data["device"]["cpu_threads"] = 32
+    data["device"]["kind"] = "cpu"
+    b.write_text(yaml.safe_dump(data))
+    data = yaml.safe_load(a.read_text())
+    data["device"]["cpu_threads"] = 2
+    data["device"]["kind"] = "cpu"
+    a.write_text(yaml.safe_dump(data))
+    with pytest.raises(ScenarioError, match="32 threads"):
+        sim.load_scenario(write_yaml(scenario_dict(cost_model={"profile": ["a.yaml", "b.yaml"]})))
 
 
 def test_profile_round_trip_through_the_cli(tmp_path):
@@ -126,7 +153,10 @@ def test_roofline_matches_hand_computation_and_reads_model_stats(tmp_path, write
     make_profile(tmp_path / "p.yaml")
     s = sim.load_scenario(write_yaml(scenario_dict(cost_model={"kind": "roofline", "gpu": "H200",
                                                                "model_stats_from": "p.yaml"})))
-    assert s.cost_model.flops_per_item == 2e9 and s.cost_model.bytes_per_batch == 5e7
+    assert s.cost_model.flops_per_item == 2e9 and s.cost_model.bytes_per_batch == 5e7  # fp16 profile, bf16 roofline
+    s32 = sim.load_scenario(write_yaml(scenario_dict(cost_model={"kind": "roofline", "gpu": "H200", "dtype": "fp32",
+                                                                 "model_stats_from": "p.yaml"}), "s32.yaml"))
+    assert s32.cost_model.bytes_per_batch == 1e8 and s32.cost_model.bytes_per_item == 2e6  # 4-byte weights
     with pytest.raises(ScenarioError) as info:
         sim.load_scenario(write_yaml(scenario_dict(cost_model={"kind": "roofline", "gpu": "H999", "flops_per_item": 1,
                                                                "bytes_per_batch": 1})))

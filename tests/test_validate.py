@@ -33,3 +33,33 @@ def test_validate_refuses_what_it_cannot_serve(tmp_path, write_yaml):
     proc = run_cli("validate", ROOT / "scenarios/validate-mlp-cpu.yaml", "--loads", "0.5,1.5", "--out", tmp_path / "v")
     assert proc.returncode == 2 and "--loads" in proc.stderr
     assert not (tmp_path / "v").exists()
+
+
+def test_trace_rescaling_changes_the_replayed_rate():
+    from profiler.validate import _with_rate
+    from sim.arrivals import TraceArrivals
+
+    tr = TraceArrivals(times_s=[0.0, 1.0, 2.0, 3.0, 4.0])
+    assert tr.rate_rps == pytest.approx(1.0)
+    fast = _with_rate(tr, 10.0)
+    assert fast.rate_rps == pytest.approx(10.0) and fast.load()[-1] == pytest.approx(0.4)
+
+
+def test_serve_loop_static_batching_terminates_and_leaves_partial_batch_unserved():
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    from profiler.serve import serve_trace
+    from sim import StaticBatching
+
+    class Fake:
+        def __init__(self):
+            self.torch = torch
+            self.fn = lambda x: x * 2
+            self.sync = lambda: None
+
+    rec = serve_trace(Fake(), StaticBatching(max_batch_size=2).rule(8), np.array([0.0, 0.001, 0.002, 0.003, 0.004]),
+                      [torch.zeros(1, 3)])
+    assert rec.batch_size.tolist() == [2, 2, 2, 2, 0]
+    assert np.isnan(rec.completion_s[4]) and np.isfinite(rec.completion_s[:4]).all()
+    assert (rec.dispatch_s[:4] >= rec.arrival_s[:4]).all()

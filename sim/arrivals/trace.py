@@ -16,6 +16,7 @@ from . import REGISTRY
 from .base import ArrivalProcess
 
 TIME_COLUMNS = ("arrival_s", "TIMESTAMP")
+TOKEN_COLUMNS = (("prompt_tokens", "output_tokens"), ("ContextTokens", "GeneratedTokens"))
 
 
 @REGISTRY.register
@@ -25,6 +26,7 @@ class TraceArrivals(ArrivalProcess):
     times_s: Optional[list[float]] = Field(default=None, description="inline arrival times in seconds")
     speedup: float = Field(default=1.0, gt=0, description="replay this many times faster (divides times)")
     _times: Optional[np.ndarray] = PrivateAttr(default=None)
+    _order: Optional[np.ndarray] = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -42,9 +44,34 @@ class TraceArrivals(ArrivalProcess):
         """Returns the replayed arrival times in seconds (sorted, starting at 0); raises ScenarioError on a bad file."""
         if self._times is None:
             t = self._read_file() if self.path is not None else self._check(np.asarray(self.times_s, dtype=float), "times_s")
-            t = np.sort(t, kind="stable")
+            self._order = np.argsort(t, kind="stable")
+            t = t[self._order]
             self._times = (t - t[0]) / self.speedup
         return self._times
+
+    def load_tokens(self) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (prompt_tokens, output_tokens) per request in arrival order, from the trace file's
+        prompt_tokens/output_tokens or ContextTokens/GeneratedTokens columns; raises ScenarioError."""
+        import pandas as pd
+
+        self.load()
+        src = str(self.path or "times_s")
+        if self.path is None:
+            raise ScenarioError(src, "", "an inline trace has no token counts; use a file with token columns")
+        head = pd.read_csv(src, nrows=0)
+        cols = next((c for c in TOKEN_COLUMNS if set(c) <= set(head.columns)), None)
+        if cols is None:
+            raise ScenarioError(src, "", "no token columns; expected " + " or ".join("/".join(c) for c in TOKEN_COLUMNS))
+        df = pd.read_csv(src, usecols=list(cols))
+        out = []
+        for col in cols:
+            vals = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+            # zero-token outputs happen in real logs (errors, cancellations): they still produce one step
+            bad = np.flatnonzero(~np.isfinite(vals) | (vals < 0) | (vals != np.round(vals)))
+            if bad.size:
+                raise ScenarioError(src, f"row {int(bad[0]) + 2}, column {col}", f"{df[col].iloc[bad[0]]!r} is not a token count")
+            out.append(np.maximum(vals.astype(np.int64), 1)[self._order])
+        return out[0], out[1]
 
     def _check(self, t: np.ndarray, where: str) -> np.ndarray:
         if t.size == 0:

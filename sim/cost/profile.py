@@ -67,9 +67,11 @@ class ProfileCost(CostModel):
         return self.max_batch_size or self.measured_limit
 
     def compute_s(self, batch_size):
-        _, report = self.load()
+        prof, report = self.load()
         fam = report.best
-        return predict_ms(fam.family, fam.params, np.asarray(batch_size, dtype=float)) / 1000.0
+        # below the smallest measured batch the fit is not extrapolated (a line could go negative): flat
+        k = np.maximum(np.asarray(batch_size, dtype=float), min(p.batch_size for p in prof.points))
+        return predict_ms(fam.family, fam.params, k) / 1000.0
 
     def is_noisy(self) -> bool:
         return self.measured_noise or self.noise is not None

@@ -82,13 +82,16 @@ class RooflineCost(CostModel):
         from ..profiles import load_profile
 
         path = self.model_stats_from if Path(self.model_stats_from).is_absolute() else str((base / self.model_stats_from).resolve())
-        m = load_profile(path).model
+        prof = load_profile(path)
+        m = prof.model
         if m.flops_per_item is None:
             raise ScenarioError(path, "model.flops_per_item", "this profile has no FLOP count")
+        size = {"fp32": 4, "fp16": 2, "bf16": 2}
+        scale = size[self.dtype] / size.get(prof.dtype, 4)  # weights and activations take the roofline's dtype
         update = {"model_stats_from": path}
         for key in ("flops_per_item", "flops_per_batch", "bytes_per_item", "bytes_per_batch"):
             if getattr(self, key) is None:
-                update[key] = getattr(m, key) or 0.0
+                update[key] = (getattr(m, key) or 0.0) * (scale if key.startswith("bytes") else 1.0)
         return self.model_copy(update=update)
 
     def batch_limit(self) -> int:

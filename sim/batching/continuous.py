@@ -1,0 +1,54 @@
+"""Continuous (iteration-level) batching for LLMs, as vLLM schedules it.
+
+Every engine step decodes one token for each running sequence and spends the rest of the token budget
+(max_num_batched_tokens) on prefill: with chunked prefill, a long prompt is split across steps
+(at most chunk_size tokens of one sequence per step); without it, a prompt runs whole in one step.
+Sequences are admitted first come, first served while fewer than max_num_seqs run and the KV cache
+(kv_cache_tokens, in blocks of block_size) has room; when a running sequence needs a new block and none
+is free, the most recently admitted sequence is preempted and later recomputed from scratch.
+"""
+from __future__ import annotations
+
+from typing import ClassVar, Literal, Optional
+
+from pydantic import Field, model_validator
+
+from . import REGISTRY
+from .base import BatchingPolicy
+
+
+@REGISTRY.register
+class ContinuousBatching(BatchingPolicy):
+    is_llm: ClassVar[bool] = True
+    policy: Literal["continuous"] = "continuous"
+    max_num_seqs: int = Field(default=256, ge=1, le=100_000, description="most sequences running at once")
+    max_num_batched_tokens: int = Field(default=8192, ge=1, le=10_000_000, description="token budget per step")
+    chunked_prefill: bool = Field(default=True, description="split long prompts across steps")
+    chunk_size: Optional[int] = Field(default=None, ge=1, le=10_000_000,
+                                      description="most prefill tokens of one sequence per step; default: the budget")
+    order: Literal["decode_first", "prefill_first"] = Field(
+        default="decode_first", description="decode_first: decodes, then prefill in the leftover budget; "
+        "prefill_first: a step with prefill work runs prefill only")
+    kv_cache_tokens: int = Field(default=1 << 20, ge=1, le=10 ** 10, description="KV cache capacity in tokens")
+    block_size: int = Field(default=16, ge=1, le=4096, description="KV cache block size in tokens")
+
+    @model_validator(mode="after")
+    def _budget(self):
+        if self.order == "decode_first" and self.max_num_batched_tokens < self.max_num_seqs:
+            raise ValueError(f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= max_num_seqs "
+                             f"({self.max_num_seqs}) so every running sequence can decode each step")
+        return self
+
+    @property
+    def kv_blocks(self) -> int:
+        return self.kv_cache_tokens // self.block_size
+
+    @property
+    def chunk(self) -> int:
+        return min(self.chunk_size or self.max_num_batched_tokens, self.max_num_batched_tokens)
+
+    def batch_limit(self, model_limit: int) -> int:
+        return self.max_num_seqs
+
+    def rule(self, model_limit: int):
+        raise TypeError("continuous batching is iteration-level; it has no request-level dispatch rule")

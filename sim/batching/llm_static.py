@@ -1,0 +1,31 @@
+"""Static (request-level) batching for LLMs, as served before continuous batching.
+
+A batch forms like request-level static batching (max_batch_size requests, or the oldest request's
+max_queue_delay_ms), is prefilled together with prompts padded to the longest, then decodes every slot
+until its longest output finishes; nobody joins a running batch. Each slot reserves KV cache for the
+batch's longest prompt plus longest output, so a batch is cut short when kv_cache_tokens would not hold it.
+"""
+from __future__ import annotations
+
+from typing import ClassVar, Literal, Optional
+
+from pydantic import Field
+
+from . import REGISTRY
+from .base import BatchingPolicy, DispatchRule, delay_s_from_ms
+
+
+@REGISTRY.register
+class LlmStaticBatching(BatchingPolicy):
+    is_llm: ClassVar[bool] = True
+    policy: Literal["llm_static"] = "llm_static"
+    max_batch_size: int = Field(default=32, ge=1, le=100_000)
+    max_queue_delay_ms: Optional[float] = Field(default=None, ge=0, description="send a partial batch after this; "
+                                                "default: wait for a full batch")
+    kv_cache_tokens: int = Field(default=1 << 20, ge=1, le=10 ** 10, description="KV cache capacity in tokens")
+
+    def batch_limit(self, model_limit: int) -> int:
+        return self.max_batch_size
+
+    def rule(self, model_limit: int) -> DispatchRule:
+        return DispatchRule(self.max_batch_size, (self.max_batch_size,), delay_s_from_ms(self.max_queue_delay_ms))

@@ -1,0 +1,45 @@
+"""LLM iteration cost: one step of a continuous-batching engine, priced by what it computes.
+
+    step = overhead + base + prefill_token * P + prefill_attention * A + decode_seq * D + decode_context * C
+
+P: prefill tokens in the step (chunks included); A: prefill attention work, sum over chunks of
+chunk * (tokens already in context + (chunk + 1) / 2), i.e. query-key pairs, which grows with prompt
+length; D: sequences decoding one token; C: their total context (KV) length. All coefficients in ms.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from . import REGISTRY
+from .base import CostModel
+
+
+@REGISTRY.register
+class LlmCost(CostModel):
+    kind: Literal["llm"] = "llm"
+    base_ms: float = Field(ge=0, le=1e6, description="per step whatever it holds (weights read once), ms")
+    prefill_token_ms: float = Field(ge=0, le=1e3, description="per prefill token (linear layers), ms")
+    prefill_attention_ms: float = Field(default=0.0, ge=0, le=1, description="per prefill query-key pair, ms")
+    decode_seq_ms: float = Field(ge=0, le=1e3, description="per decoding sequence, ms")
+    decode_context_ms: float = Field(default=0.0, ge=0, le=1, description="per context token of decoding sequences, ms")
+
+    def batch_limit(self) -> int:
+        return 1_000_000  # request-level limits do not apply; LLM policies bound the batch themselves
+
+    def compute_s(self, batch_size):
+        raise TypeError("an llm cost model prices iterations (prefill and decode tokens), not request batches; "
+                        "use it with server.batching.policy continuous or llm_static")
+
+    def iteration_s(self, prefill_tokens: float, prefill_pairs: float, decode_seqs: float, decode_context: float) -> float:
+        """Returns the time of one engine step in seconds."""
+        return (self.overhead_ms + self.base_ms + self.prefill_token_ms * prefill_tokens
+                + self.prefill_attention_ms * prefill_pairs + self.decode_seq_ms * decode_seqs
+                + self.decode_context_ms * decode_context) / 1000.0
+
+    def prefill_s(self, prompt_tokens: np.ndarray) -> np.ndarray:
+        """Returns the time of prefilling each prompt alone in one step, seconds (vectorised)."""
+        p = np.asarray(prompt_tokens, dtype=float)
+        return (self.overhead_ms + self.base_ms + self.prefill_token_ms * p + self.prefill_attention_ms * p * (p + 1) / 2) / 1000

@@ -1,0 +1,191 @@
+"""LLM metrics with the names LLM benchmarking tools use: TTFT, TPOT, ITL, E2EL, output tokens/s, goodput.
+
+TTFT: arrival to first output token. TPOT: (E2EL - TTFT) / (output tokens - 1), for requests with more
+than one output token. ITL: the gap between consecutive output tokens of a request, i.e. the duration of
+each decode step, counted once per token it delivered. E2EL: arrival to last token. Goodput: requests per
+second that met both the TTFT and the TPOT target (DistServe's definition).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .errors import ScenarioError
+from .llm_engine import LlmLog
+from .metrics import BATCH_MEANS, LEVEL, PERCENTILES, _scalar_ci, _with_ci
+
+
+class _LlmRep:
+    def __init__(self, log: LlmLog, warmup_s: float):
+        self.log = log
+        keep = (log.arrival_s >= warmup_s) & log.finished
+        self.keep = keep
+        a = log.arrival_s[keep]
+        self.n = int(keep.sum())
+        self.ttft = log.first_token_s[keep] - a
+        self.e2e = log.finish_s[keep] - a
+        out = log.output_tokens[keep]
+        multi = out > 1
+        self.tpot = (self.e2e[multi] - self.ttft[multi]) / (out[multi] - 1)
+        self.out_tokens = int(out.sum())
+        self.start_s = warmup_s if warmup_s > 0 else float(log.arrival_s[0]) if log.arrival_s.size else 0.0
+        self.end_s = float(log.finish_s[keep].max()) if self.n else self.start_s
+        self.span_s = max(self.end_s - self.start_s, 1e-300)
+        self.unfinished = int(((log.arrival_s >= warmup_s) & ~log.finished).sum())
+        win = (log.step_start_s >= self.start_s) & (log.step_start_s < self.end_s)
+        self.win = win
+        self.busy_s = float(log.step_s[win].sum())
+
+
+def _weighted_stats(values: np.ndarray, weights: np.ndarray) -> dict:
+    if values.size == 0 or weights.sum() == 0:
+        return {"mean": math.nan, **{f"p{q}": math.nan for q in PERCENTILES}, "max": math.nan}
+    order = np.argsort(values)
+    v, w = values[order], weights[order].astype(float)
+    cum = np.cumsum(w) / w.sum()
+    out = {"mean": float((v * w).sum() / w.sum())}
+    for q in PERCENTILES:
+        out[f"p{q}"] = float(v[min(np.searchsorted(cum, q / 100), v.size - 1)])
+    out["max"] = float(v[-1])
+    return out
+
+
+def capacity_rps(scenario, logs: list[LlmLog]) -> float:
+    """Returns an estimate of the engine's saturated request rate for the sampled request sizes."""
+    pol, cost = scenario.server.batching, scenario.cost_model
+    p = float(np.mean([log.prompt_tokens.mean() for log in logs]))
+    o = float(np.mean([log.output_tokens.mean() for log in logs]))
+    if pol.policy == "continuous":
+        n = max(1.0, min(pol.max_num_seqs, pol.kv_cache_tokens / (p + o)))
+        decode_step_ms = (cost.overhead_ms + cost.base_ms + cost.decode_seq_ms * n + cost.decode_context_ms * n * (p + o / 2))
+        prefill_ms = cost.prefill_token_ms * p + cost.prefill_attention_ms * p * (p + 1) / 2
+        return 1000.0 / (prefill_ms + max(o - 1, 0) * decode_step_ms / n + decode_step_ms / n)
+    # static: full batches, padded to the batch's longest prompt and output (estimated from the samples)
+    b = pol.max_batch_size
+    pm = float(np.mean([np.percentile(log.prompt_tokens, 100 * (1 - 1 / (b + 1))) for log in logs]))
+    om = float(np.mean([np.percentile(log.output_tokens, 100 * (1 - 1 / (b + 1))) for log in logs]))
+    b = max(1.0, min(b, pol.kv_cache_tokens / (pm + om)))
+    prefill = cost.iteration_s(b * pm, b * pm * (pm + 1) / 2, 0, 0)
+    decode = (om - 1) * (cost.overhead_ms + cost.base_ms + cost.decode_seq_ms * b + cost.decode_context_ms * b * (pm + om / 2)) / 1000
+    return b / (prefill + decode)
+
+
+def littles_law(rep: _LlmRep) -> dict:
+    log = rep.log
+    a = log.arrival_s
+    t0, t1 = rep.start_s, float(a[-1]) if a.size else 0.0
+    if rep.n < 2 or t1 <= t0:
+        return {"L": math.nan, "lambda_W": math.nan, "rel_error": math.nan}
+    fin = np.where(log.finished, log.finish_s, t1)
+    area = float((np.clip(fin, t0, t1) - np.clip(a, t0, t1)).sum())
+    L = area / (t1 - t0)
+    inwin = (a >= t0) & (a <= t1) & log.finished
+    lam = float(((a >= t0) & (a <= t1)).sum()) / (t1 - t0)
+    W = float((log.finish_s[inwin] - a[inwin]).mean())
+    return {"L": L, "lambda_W": lam * W, "rel_error": abs(L - lam * W) / (lam * W) if lam * W > 0 else math.nan}
+
+
+def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> dict:
+    """Returns summary.json for an LLM scenario: TTFT, TPOT, ITL, E2EL, tokens/s, goodput, KV cache, preemptions."""
+    reps = [_LlmRep(log, scenario.warmup_s) for log in logs]
+    n = sum(r.n for r in reps)
+    if n == 0:
+        raise ScenarioError(source, "warmup_s", "no request finished after the warm-up: lower warmup_s, lengthen "
+                            "the run, or check that the KV cache can hold a request")
+    offered = float(np.mean([scenario.workload.arrival.offered_rps(log.arrival_s) for log in logs]))
+    capacity = capacity_rps(scenario, logs)
+    load = offered / capacity
+    stable = bool(load < 1.0)
+    warnings = []
+    if not stable:
+        warnings.append(f"UNSTABLE: offered {offered:.6g} rps is {load:.0%} of the engine's estimated capacity "
+                        f"{capacity:.6g} rps for these request sizes; the queue grows without bound")
+    rejected = sum(int(((log.prompt_tokens + log.output_tokens) > log.kv_capacity_tokens).sum()) for log in logs) \
+        if scenario.server.batching.policy == "continuous" else 0
+    if rejected:
+        warnings.append(f"{rejected} request(s) need more KV cache than the whole cache holds and were refused")
+    unfinished = sum(r.unfinished for r in reps) - rejected
+    span = sum(r.span_s for r in reps)
+    e2e = _with_ci(reps, "e2e")
+    itl_parts = [(r.log.step_s[r.win], r.log.step_decode_tokens[r.win]) for r in reps]
+    itl = _weighted_stats(np.concatenate([v for v, _ in itl_parts]), np.concatenate([w for _, w in itl_parts]))
+    kv_util = []
+    for r in reps:
+        w = r.log.step_s[r.win]
+        kv = r.log.step_kv_used[r.win] / max(r.log.kv_capacity_tokens, 1)
+        kv_util.append((float((kv * w).sum() / w.sum()) if w.sum() else math.nan, float(kv.max(initial=0.0))))
+    decode_slots = sum(int(r.log.step_decode_slots[r.win].sum()) for r in reps)
+    decode_tokens = sum(int(r.log.step_decode_tokens[r.win].sum()) for r in reps)
+    summary = {
+        "scenario": scenario.name, "seed": scenario.seed, "replications": len(reps), "requests": n,
+        "requests_generated": int(sum(r.log.arrival_s.size for r in reps)), "unfinished": unfinished,
+        "rejected": rejected, "warmup_s": scenario.warmup_s,
+        "duration_s": float(np.mean([max(r.log.finish_s[r.log.finished].max(initial=0), r.log.arrival_s.max(initial=0))
+                                     for r in reps])),
+        "measured_window_s": span / len(reps),
+        "offered_rps": offered, "capacity_rps": capacity, "offered_load": load, "stable": stable,
+        "throughput_rps": n / span,
+        "throughput_rps_ci95": _scalar_ci([r.n / r.span_s for r in reps], n / span),
+        "output_tokens_per_s": sum(r.out_tokens for r in reps) / span,
+        "ttft_s": _with_ci(reps, "ttft"),
+        "tpot_s": _with_ci(reps, "tpot"),
+        "itl_s": itl,
+        "e2e_s": e2e,
+        "latency_s": e2e,
+        "batch_size": {"mean": decode_slots / max(1, sum(int(((r.log.step_decode_slots > 0) & r.win).sum()) for r in reps)),
+                       "max": int(max(r.log.step_decode_slots.max(initial=0) for r in reps)),
+                       "steps": int(sum(r.win.sum() for r in reps))},
+        "decode_padding_fraction": 1 - decode_tokens / decode_slots if decode_slots else 0.0,
+        "utilization": sum(r.busy_s for r in reps) / span,
+        "kv_cache": {"capacity_tokens": logs[0].kv_capacity_tokens,
+                     "mean_utilization": float(np.nanmean([u for u, _ in kv_util])),
+                     "max_utilization": float(max(m for _, m in kv_util))},
+        "preemptions": int(sum(r.log.preemptions[r.keep].sum() for r in reps)),
+        "recomputed_prefill_tokens": int(sum(r.log.recomputed_tokens[r.keep].sum() for r in reps)),
+        "littles_law": littles_law(reps[0]),
+        "confidence": {"level": LEVEL, "method": "independent replications" if len(reps) > 1 else
+                       f"batch means ({BATCH_MEANS} batches)", "sections": len(reps) if len(reps) > 1 else BATCH_MEANS},
+        "warnings": warnings,
+    }
+    slo = scenario.slo
+    if slo is not None and (slo.ttft_p99_ms or slo.tpot_p99_ms):
+        ok_n, targets = 0, {}
+        for r in reps:
+            ok = np.ones(r.n, bool)
+            if slo.ttft_p99_ms:
+                ok &= r.ttft <= slo.ttft_p99_ms / 1000
+            if slo.tpot_p99_ms:
+                multi = r.log.output_tokens[r.keep] > 1
+                tp = np.zeros(r.n)
+                tp[multi] = r.tpot
+                ok &= tp <= slo.tpot_p99_ms / 1000
+            ok_n += int(ok.sum())
+        for name, target, stats in (("ttft_p99", slo.ttft_p99_ms, summary["ttft_s"]), ("tpot_p99", slo.tpot_p99_ms, summary["tpot_s"])):
+            if target:
+                achieved = stats["p99"] * 1000
+                ci = (stats.get("ci95") or {}).get("p99")
+                verdict = "uncertain" if ci and ci[0] * 1000 <= target <= ci[1] * 1000 else ("met" if achieved <= target else "missed")
+                targets[name] = {"target_ms": target, "achieved_ms": achieved, "met": achieved <= target, "verdict": verdict}
+        summary["slo"] = {"targets": targets, "met": all(t["met"] for t in targets.values()), "attainment_target": "ttft+tpot"}
+        summary["slo_attainment"] = ok_n / (n + unfinished)
+        summary["goodput_rps"] = ok_n / span
+    return summary
+
+
+def request_frame(logs: list[LlmLog]) -> pd.DataFrame:
+    """Returns one row per request: arrival, first token, finish (seconds), TTFT, E2EL, TPOT, sizes, preemptions."""
+    frames = []
+    for rep, log in enumerate(logs):
+        ttft = log.first_token_s - log.arrival_s
+        e2e = log.finish_s - log.arrival_s
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tpot = np.where(log.output_tokens > 1, (e2e - ttft) / (log.output_tokens - 1), np.nan)
+        frames.append(pd.DataFrame({
+            "replication": np.full(log.arrival_s.size, rep, np.int32), "request_id": np.arange(log.arrival_s.size),
+            "arrival_s": log.arrival_s, "first_token_s": log.first_token_s, "finish_s": log.finish_s,
+            "ttft_s": ttft, "e2e_s": e2e, "tpot_s": tpot, "latency_s": e2e,
+            "prompt_tokens": log.prompt_tokens, "output_tokens": log.output_tokens,
+            "preemptions": log.preemptions, "recomputed_tokens": log.recomputed_tokens}))
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)

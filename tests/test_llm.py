@@ -1,0 +1,146 @@
+"""LLM serving: hand-checkable timelines, KV limits, preemption, conservation, continuous vs static."""
+import numpy as np
+import pytest
+
+import sim
+from sim.batching import ContinuousBatching, LlmStaticBatching
+from sim.cost import LlmCost
+from sim.llm_engine import simulate_continuous, simulate_static
+
+from .conftest import ROOT
+
+# step = 10 ms + 0.1 ms per prefill token + 1 ms per decoding sequence (no context terms: hand-checkable)
+COST = LlmCost(base_ms=10, prefill_token_ms=0.1, decode_seq_ms=1)
+
+
+def cont(**kw):
+    args = dict(max_num_seqs=8, max_num_batched_tokens=512, block_size=16, kv_cache_tokens=100_000)
+    args.update(kw)
+    return ContinuousBatching(**args)
+
+
+def ms(x):
+    return np.round(np.asarray(x) * 1000, 9).tolist()
+
+
+def test_one_request_alone():
+    log = simulate_continuous(cont(), COST, [0.0], [100], [5])
+    assert ms(log.first_token_s) == [20.0]           # TTFT = one prefill step: 10 + 100 * 0.1
+    assert ms(log.finish_s) == [64.0]                # + (5 - 1) decode steps of 10 + 1 ms
+    assert log.step_decode_tokens.tolist() == [0, 1, 1, 1, 1]
+
+
+def test_identical_requests_arriving_together_share_every_step():
+    log = simulate_continuous(cont(), COST, [0.0, 0.0, 0.0], [100, 100, 100], [3, 3, 3])
+    assert ms(log.first_token_s) == [40.0] * 3       # one prefill step of 300 tokens
+    assert ms(log.finish_s) == [66.0] * 3            # two decode steps of 10 + 3 ms
+
+
+def test_chunked_prefill_spreads_a_long_prompt_and_decode_goes_first():
+    log = simulate_continuous(cont(max_num_batched_tokens=64), COST, [0.0, 0.0], [10, 100], [4, 2])
+    # step 1: 10 + 54 tokens (A whole, B's first 54); step 2: A decodes, B's last 46; step 3: both decode
+    assert log.step_prefill_tokens.tolist()[:2] == [64, 46]
+    assert log.step_decode_tokens.tolist()[:3] == [0, 1, 2]
+    assert ms(log.first_token_s) == [16.4, 16.4 + 15.6]
+    without = simulate_continuous(cont(max_num_batched_tokens=128, chunked_prefill=False), COST, [0.0, 0.0], [100, 100], [2, 2])
+    assert without.step_prefill_tokens.tolist()[:2] == [100, 100]  # a prompt never splits: one per step
+
+
+def test_kv_limit_makes_a_request_wait_for_blocks():
+    log = simulate_continuous(cont(kv_cache_tokens=160), COST, [0.0, 0.0], [100, 100], [5, 5])
+    assert ms(log.finish_s) == [64.0, 128.0]  # the second is admitted only when the first frees its 7 blocks
+    assert log.step_kv_used.max() <= 160 and log.preemptions.sum() == 0
+
+
+def test_preemption_recomputes_and_conserves_tokens():
+    log = simulate_continuous(cont(kv_cache_tokens=192), COST, [0.0, 0.0], [64, 64], [100, 100])
+    assert log.finished.all()
+    assert log.preemptions.tolist() == [0, 1]                  # the most recently admitted sequence yields
+    assert log.recomputed_tokens[1] > 64                       # its prompt and the tokens it had generated
+    assert log.step_kv_used.max() <= 192
+    # every output token exactly once: one from each (re)prefill, the rest from decode steps
+    assert log.step_decode_tokens.sum() + 2 + log.preemptions.sum() == log.output_tokens.sum()
+    assert log.step_prefill_tokens.sum() == log.prompt_tokens.sum() + log.recomputed_tokens.sum()
+
+
+def test_requests_larger_than_the_cache_are_refused():
+    log = simulate_continuous(cont(kv_cache_tokens=160), COST, [0.0, 0.1], [64, 10], [100, 5])
+    assert np.isnan(log.finish_s[0]) and np.isfinite(log.finish_s[1])
+
+
+def test_static_pads_and_decodes_to_the_longest():
+    log = simulate_static(LlmStaticBatching(max_batch_size=2, kv_cache_tokens=100_000), COST, [0.0, 0.0], [100, 50], [5, 2])
+    assert ms(log.first_token_s) == [30.0, 30.0]              # 2 x 100 padded prompt tokens in one step
+    assert ms(log.finish_s) == [78.0, 42.0]                   # decode steps of 10 + 2 ms (both slots)
+    assert log.step_decode_slots.sum() == 8 and log.step_decode_tokens.sum() == 5  # 3 padded slot-steps
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_workloads_conserve_tokens_and_little(seed):
+    rng = np.random.default_rng(seed)
+    n = 3000
+    arr = np.cumsum(rng.exponential(1 / 6.0, n))
+    prompt = rng.integers(20, 800, n)
+    out = rng.integers(1, 300, n)
+    pol = cont(max_num_seqs=32, max_num_batched_tokens=1024, kv_cache_tokens=20_000)
+    cost = LlmCost(base_ms=8, prefill_token_ms=0.02, prefill_attention_ms=1e-6, decode_seq_ms=0.2, decode_context_ms=1e-4)
+    log = simulate_continuous(pol, cost, arr, prompt, out)
+    assert log.finished.all()
+    assert log.step_decode_tokens.sum() + n + log.preemptions.sum() == out.sum()
+    assert log.step_prefill_tokens.sum() == prompt.sum() + log.recomputed_tokens.sum()
+    assert (log.first_token_s >= arr).all() and (log.finish_s >= log.first_token_s).all()
+    assert log.step_kv_used.max() <= 20_000 and log.step_running.max() <= 32
+    steps_end = log.step_start_s + log.step_s
+    assert (log.step_start_s[1:] >= steps_end[:-1] - 1e-12).all()  # one engine: steps never overlap
+    scen = sim.validate({"name": "x", "requests": n, "workload": {"arrival": {"process": "trace", "times_s": arr.tolist()},
+                                                                  "prompt_tokens": {"dist": "fixed", "value": 1},
+                                                                  "output_tokens": {"dist": "fixed", "value": 1}},
+                         "cost_model": {"kind": "llm", "base_ms": 8, "prefill_token_ms": 0.02, "decode_seq_ms": 0.2},
+                         "server": {"batching": {"policy": "continuous"}}})
+    from sim.llm_metrics import _LlmRep, littles_law
+    assert littles_law(_LlmRep(log, 0.0))["rel_error"] < 0.02
+    assert scen.is_llm
+
+
+def test_continuous_beats_static_on_throughput_because_static_pads():
+    results = {}
+    for pol in ("continuous", "static"):
+        s = sim.load_scenario(ROOT / f"scenarios/llm-chat-{pol}.yaml", ["requests=1500", "warmup_s=10",
+                                                                      "workload.arrival.rate_rps=20"])
+        results[pol] = sim.run(s).summary
+    c, st = results["continuous"], results["static"]
+    # both saturated (20 rps is beyond either engine): throughput is each policy's capacity
+    assert c["output_tokens_per_s"] > 1.5 * st["output_tokens_per_s"]
+    assert st["decode_padding_fraction"] > 0.3 > c["decode_padding_fraction"] == 0.0
+    assert c["batch_size"]["mean"] > 1
+
+
+def test_llm_scenarios_validate_cross_fields(write_yaml):
+    from sim.errors import ScenarioError
+
+    base = {"name": "x", "requests": 10, "workload": {"arrival": {"process": "poisson", "rate_rps": 1}},
+            "cost_model": {"kind": "llm", "base_ms": 8, "prefill_token_ms": 0.02, "decode_seq_ms": 0.2},
+            "server": {"batching": {"policy": "continuous"}}}
+    with pytest.raises(ScenarioError) as info:
+        sim.load_scenario(write_yaml(base))
+    assert info.value.path == "workload.prompt_tokens"
+    bad = dict(base, workload={"arrival": {"process": "poisson", "rate_rps": 1},
+                               "prompt_tokens": {"dist": "normal", "value": 3}, "output_tokens": {"dist": "fixed", "value": 3}})
+    with pytest.raises(ScenarioError) as info:
+        sim.load_scenario(write_yaml(bad))
+    assert info.value.path == "workload.prompt_tokens.dist" and "lognormal" in info.value.message
+    mixed = dict(base, server={"batching": {"policy": "dynamic"}})
+    with pytest.raises(ScenarioError) as info:
+        sim.load_scenario(write_yaml(mixed))
+    assert info.value.path == "server.batching.policy"
+
+
+def test_token_distributions_have_their_moments():
+    from sim.sizes import LognormalTokens, UniformTokens, sample_pair
+
+    rng = np.random.default_rng(0)
+    p, o = sample_pair(LognormalTokens(mean=500, cv=0.5), UniformTokens(low=10, high=110), 0.6, rng, 200_000)
+    assert p.mean() == pytest.approx(500, rel=0.01) and p.std() / p.mean() == pytest.approx(0.5, rel=0.03)
+    assert o.mean() == pytest.approx(60, rel=0.01) and o.min() == 10 and o.max() == 110
+    rank = lambda x: np.argsort(np.argsort(x))
+    assert np.corrcoef(rank(p), rank(o))[0, 1] == pytest.approx(6 / np.pi * np.arcsin(0.6 / 2), abs=0.01)  # Spearman of a Gaussian copula
