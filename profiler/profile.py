@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
+import math
 import os
 import platform
 import socket
@@ -129,6 +130,20 @@ class Runner:
             self.sync()
             return (time.perf_counter() - t0) * 1000
 
+    def time_call_ms(self, fn) -> float:
+        """Times one call of fn() in ms (CUDA events on GPU, perf_counter around a synchronize on CPU)."""
+        if self.cuda:
+            start, end = self.torch.cuda.Event(enable_timing=True), self.torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return float(start.elapsed_time(end))
+        t0 = time.perf_counter()
+        fn()
+        self.sync()
+        return (time.perf_counter() - t0) * 1000
+
     def fits(self, b: int) -> bool:
         """One step at batch b: False on out-of-memory or when slower than max_step_s; frees memory."""
         try:
@@ -235,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--no-peaks", action="store_true", help="skip measuring the device's matmul/copy peaks")
+    ap.add_argument("--llm", action="store_true", help="LLM mode: GPT-shaped decoder with a KV cache, timed on a "
+                    "grid of prefill (batch x prompt) and decode (batch x context) steps; fits the llm cost model")
+    ap.add_argument("--max-prompt", type=int, default=None, help="LLM mode: longest prompt (default 512 cpu, 4096 cuda)")
+    ap.add_argument("--max-context", type=int, default=None, help="LLM mode: longest decode context (default 1024 cpu, 8192 cuda)")
     ap.add_argument("--list-models", action="store_true")
     ap.add_argument("--quiet", action="store_true")
     try:
@@ -288,6 +307,8 @@ def _run(args) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model_args = _parse_kv(args.model_arg)
+    if args.llm:
+        return _run_llm(args, torch, model_args, cuda, out, say)
     try:
         module, make_batch, info = models.build(args.model, model_args)
     except KeyError:
@@ -349,6 +370,76 @@ def _run(args) -> int:
         plot_fit(out.with_suffix(".png"), profile["points"], profile["fit"], f"{args.model} on {dev['name']} ({args.dtype})")
     say(format_table(profile["points"], profile["fit"]))
     say(f"wrote {out}" + ("" if args.no_plot else f" and {out.with_suffix('.png')}"))
+    return 0
+
+
+def _run_llm(args, torch, model_args: dict, cuda: bool, out: Path, say) -> int:
+    from sim.llm_fit import fit_llm
+
+    from . import llm
+
+    if args.model != "gpt":
+        raise UsageError("--llm profiles the built-in GPT-shaped decoder: use --model gpt (sizes via --model-arg)")
+    max_prompt = args.max_prompt or (4096 if cuda else 512)
+    max_context = args.max_context or (8192 if cuda else 1024)
+    max_batch = args.max_batch or (256 if cuda else 32)
+    try:
+        model = llm.GptKV(**{"max_len": max(max_prompt, max_context) + 2, **model_args})
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise UsageError(f"--model-arg {model_args}: {exc}") from None
+    runner = Runner(torch, model, lambda b: None, args.device, args.dtype, False, False, math.inf)
+    dev = device_info(torch, args.device)
+    points = llm.grid(max_batch, max_prompt, max_context)
+    say(f"profiling gpt in LLM mode ({sum(p.numel() for p in model.parameters()):,} parameters, {args.dtype}) on "
+        f"{dev['name']}: {len(points)} grid points")
+    steps, warnings = {}, []
+    for i, p in enumerate(points):
+        try:
+            fn = llm.make_step(runner.module, runner, p)
+            fn()
+            steps[i] = fn
+        except Exception as exc:  # out of memory at a large grid point: drop it, keep the rest
+            if not _is_oom(exc):
+                raise
+            warnings.append(f"{p['phase']} batch {p['batch']} x {p['tokens'] if p['phase'] == 'prefill' else p['context']}:"
+                            " out of memory, not measured")
+            runner.release(-1)
+    settings = Settings(warmup=args.warmup, min_samples=args.min_samples, max_samples=args.max_samples,
+                        target_ci_rel=args.target_ci, budget_s=args.budget_s, seed=args.seed)
+    started = time.perf_counter()
+    stats = measure(lambda i: runner.time_call_ms(steps[i]), list(steps), settings, say)
+    measured = []
+    for i in steps:
+        summary = stats[i].summary()
+        measured.append({**points[i], **{k: v for k, v in summary.items() if k != "batch_size"}})
+        if summary["cv"] > 0.10:
+            warnings.append(f"{points[i]['phase']} batch {points[i]['batch']}: coefficient of variation "
+                            f"{summary['cv']:.0%} > 10%")
+    fit = fit_llm(measured)
+    dtype_bytes = {"fp32": 4, "fp16": 2, "bf16": 2}[args.dtype]
+    profile = {
+        "format": FORMAT, "version": VERSION, "mode": "llm",
+        "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "model": {"name": "gpt", "args": model_args, **llm.model_stats(model, dtype_bytes)},
+        "device": dev, "dtype": args.dtype,
+        "settings": {**settings.as_dict(), "timer": "cuda_events" if cuda else "perf_counter+synchronize",
+                     "inference_mode": True, "kv_cache": "preallocated per layer", "max_prompt": max_prompt,
+                     "max_context": max_context, "measured_s": round(time.perf_counter() - started, 3),
+                     "command": args.command},
+        "max_batch_size": max(p["batch"] for p in measured),
+        "points": [], "llm_points": measured, "llm_fit": fit, "warnings": warnings,
+    }
+    write_profile(out, profile)
+    say(f"{'phase':>8} {'batch':>5} {'prompt/ctx':>10} {'median ms':>10} {'fitted ms':>10} {'error %':>8}")
+    coef = fit["coefficients"]
+    from sim.llm_fit import COEFS, features
+    for p in measured:
+        f = sum(c * x for c, x in zip((coef[k] for k in COEFS), features(p["phase"], p["batch"], p["tokens"], p["context"])))
+        say(f"{p['phase']:>8} {p['batch']:>5} {p['tokens'] if p['phase'] == 'prefill' else p['context']:>10} "
+            f"{p['median_ms']:>10.4g} {f:>10.4g} {100 * (f / p['median_ms'] - 1):>+8.1f}")
+    say("fit: " + ", ".join(f"{k}={v:.4g}" for k, v in coef.items()) +
+        f"; worst {100 * fit['max_error']:.1f}%, leave-one-out {100 * fit['loo_error']:.1f}%")
+    say(f"wrote {out}")
     return 0
 
 

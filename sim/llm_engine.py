@@ -41,6 +41,7 @@ class LlmLog:
     step_running: np.ndarray
     step_waiting: np.ndarray
     kv_capacity_tokens: int
+    refused: np.ndarray              # per request: could never run (too large for the KV cache or step budget)
 
     @property
     def finished(self) -> np.ndarray:
@@ -67,12 +68,12 @@ class _Steps:
         return {k: np.frombuffer(v, dtype=np.float64 if v.typecode == "d" else np.int64).copy() for k, v in self.cols.items()}
 
 
-def _log(arrival, prompt, output, first, finish, preempt, recomputed, steps: _Steps, kv_capacity) -> LlmLog:
+def _log(arrival, prompt, output, first, finish, preempt, recomputed, steps: _Steps, kv_capacity, refused) -> LlmLog:
     s = steps.arrays()
     return LlmLog(np.asarray(arrival, float), np.asarray(prompt, np.int64), np.asarray(output, np.int64),
                   np.asarray(first, float), np.asarray(finish, float), np.asarray(preempt, np.int32),
                   np.asarray(recomputed, np.int64), s["start"], s["dur"], s["prefill"], s["dec"], s["slots"], s["kv"],
-                  s["run"], s["wait"], int(kv_capacity))
+                  s["run"], s["wait"], int(kv_capacity), np.asarray(refused, bool))
 
 
 def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, prompt_tokens, output_tokens) -> LlmLog:
@@ -148,8 +149,9 @@ def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, pr
                 return sid
         return -1
 
-    # a request whose prompt + output can never fit in the whole KV cache is refused on arrival, as vLLM does
-    fits = [-(-(prompt[i] + out[i]) // bs) <= total_blocks for i in range(n)]
+    # a request that can never run is refused on arrival, as vLLM does: prompt + output beyond the whole KV
+    # cache, or (without chunked prefill) a prompt beyond one step's token budget
+    fits = [-(-(prompt[i] + out[i]) // bs) <= total_blocks and (chunked or prompt[i] <= budget_max) for i in range(n)]
 
     def engine(env: simpy.Environment):
         timeout = env.timeout
@@ -185,7 +187,8 @@ def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, pr
                         needers.remove(victim)
                 for sid in needers:
                     blocks[sid] += 1
-                    heapq.heappush(blk_heap, (d + bs, epoch[sid], sid))
+                    # next step whose token would not fit: length before step d is base + d - 1
+                    heapq.heappush(blk_heap, (d + max(1, blocks[sid] * bs - (base[sid] + d - 1)), epoch[sid], sid))
                 st["free"] -= len(needers)
                 dec_tokens = st["n_dec"]
                 budget -= dec_tokens
@@ -276,7 +279,7 @@ def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, pr
     env.run()
     # decoding sequences' generated counts are implicit (base + d); finished ones were set exactly
     return _log(arrival_s, prompt_tokens, output_tokens, first, finish, preempt, recomputed, steps,
-                total_blocks * bs)
+                total_blocks * bs, [not f for f in fits])
 
 
 def simulate_static(policy: LlmStaticBatching, cost: LlmCost, arrival_s, prompt_tokens, output_tokens) -> LlmLog:
@@ -332,4 +335,5 @@ def simulate_static(policy: LlmStaticBatching, cost: LlmCost, arrival_s, prompt_
     env.process(engine(env))
     env.run()
     zeros = np.zeros(n, np.int64)
-    return _log(arr, prompt, out, first, finish, zeros.astype(np.int32), zeros, steps, policy.kv_cache_tokens)
+    return _log(arr, prompt, out, first, finish, zeros.astype(np.int32), zeros, steps, policy.kv_cache_tokens,
+                np.zeros(n, bool))

@@ -102,10 +102,10 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
     if not stable:
         warnings.append(f"UNSTABLE: offered {offered:.6g} rps is {load:.0%} of the engine's estimated capacity "
                         f"{capacity:.6g} rps for these request sizes; the queue grows without bound")
-    rejected = sum(int(((log.prompt_tokens + log.output_tokens) > log.kv_capacity_tokens).sum()) for log in logs) \
-        if scenario.server.batching.policy == "continuous" else 0
+    rejected = sum(int(log.refused.sum()) for log in logs)
     if rejected:
-        warnings.append(f"{rejected} request(s) need more KV cache than the whole cache holds and were refused")
+        warnings.append(f"{rejected} request(s) could never run and were refused: larger than the whole KV cache, "
+                        "or (without chunked prefill) a prompt beyond max_num_batched_tokens")
     unfinished = sum(r.unfinished for r in reps) - rejected
     span = sum(r.span_s for r in reps)
     e2e = _with_ci(reps, "e2e")

@@ -9,10 +9,10 @@ Profiles measured on different devices, dtypes or models are never merged.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config import read_yaml_mapping
 from .errors import ScenarioError
@@ -63,9 +63,19 @@ class ProfilePoint(_Open):
         return v
 
 
+class LlmPoint(_Open):
+    phase: Literal["prefill", "decode"]
+    batch: int = Field(ge=1)
+    tokens: int = Field(ge=1)
+    context: int = Field(ge=0)
+    samples: int = Field(ge=1)
+    median_ms: float = Field(gt=0)
+
+
 class Profile(_Closed):
     format: str
     version: int
+    mode: Literal["batch", "llm"] = "batch"
     created_utc: str
     model: ProfileModel
     device: ProfileDevice
@@ -73,9 +83,19 @@ class Profile(_Closed):
     settings: dict[str, Any] = Field(default_factory=dict)
     max_batch_size: int = Field(ge=1)
     search: Optional[dict[str, Any]] = None
-    points: list[ProfilePoint] = Field(min_length=1)
+    points: list[ProfilePoint] = Field(default_factory=list)
+    llm_points: list[LlmPoint] = Field(default_factory=list)
+    llm_fit: Optional[dict[str, Any]] = None
     fit: Optional[dict[str, Any]] = None
     warnings: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _has_points(self):
+        if self.mode == "batch" and not self.points:
+            raise ValueError("a batch profile needs at least one entry in 'points'")
+        if self.mode == "llm" and len(self.llm_points) < 6:
+            raise ValueError("an llm profile needs at least 6 entries in 'llm_points' (prefill and decode steps)")
+        return self
 
     @field_validator("format")
     @classmethod
@@ -117,10 +137,12 @@ def load_profile(path: str | Path) -> Profile:
         prof = Profile.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         raise ScenarioError(src, loc, f"{msg} (got {err.get('input')!r:.60})") from None
     sizes = [pt.batch_size for pt in prof.points]
+    if prof.mode == "llm":
+        return prof
     if len(set(sizes)) != len(sizes):
         raise ScenarioError(src, "points", "a batch size is listed twice")
     if max(sizes) > prof.max_batch_size:

@@ -119,10 +119,10 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
     if scenario.duration_s is not None and scenario.warmup_s >= scenario.duration_s:
         problems.append(("warmup_s", f"{scenario.warmup_s} must be below duration_s={scenario.duration_s}"))
     wl = scenario.workload
-    llm_policy, llm_cost = scenario.is_llm, isinstance(scenario.cost_model, cost.LlmCost)
+    llm_policy, llm_cost = scenario.is_llm, getattr(scenario.cost_model, "is_llm_cost", False)
     if llm_policy and not llm_cost:
         problems.append(("cost_model.kind", f"policy {scenario.server.batching.policy!r} prices engine steps: "
-                         "it needs kind: llm (prefill and decode costs)"))
+                         "it needs kind: llm or llm_roofline (prefill and decode costs)"))
     if llm_cost and not llm_policy:
         problems.append(("server.batching.policy", "an llm cost model needs an LLM policy; allowed: continuous, llm_static"))
     if llm_policy and not wl.has_tokens:

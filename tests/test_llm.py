@@ -144,3 +144,21 @@ def test_token_distributions_have_their_moments():
     assert o.mean() == pytest.approx(60, rel=0.01) and o.min() == 10 and o.max() == 110
     rank = lambda x: np.argsort(np.argsort(x))
     assert np.corrcoef(rank(p), rank(o))[0, 1] == pytest.approx(6 / np.pi * np.arcsin(0.6 / 2), abs=0.01)  # Spearman of a Gaussian copula
+
+
+def test_engine_matches_the_naive_per_sequence_model():
+    from sim.llm_reference import naive_continuous
+
+    cost = LlmCost(base_ms=8, prefill_token_ms=0.02, prefill_attention_ms=1e-6, decode_seq_ms=0.2, decode_context_ms=1e-4)
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(3, 40))
+        arr, p, o = np.sort(rng.uniform(0, 0.5, n)), rng.integers(1, 100, n), rng.integers(1, 100, n)
+        pol = ContinuousBatching(max_num_seqs=int(rng.integers(1, 8)), max_num_batched_tokens=64,
+                                 kv_cache_tokens=int(rng.integers(64, 400)), block_size=int(rng.choice([4, 16])),
+                                 chunked_prefill=bool(rng.integers(0, 2)), order=str(rng.choice(["decode_first", "prefill_first"])))
+        log = simulate_continuous(pol, cost, arr, p, o)
+        first, finish, pre = naive_continuous(pol, cost, arr, p, o)
+        np.testing.assert_allclose(log.first_token_s, first, atol=1e-9, equal_nan=True, err_msg=f"seed {seed}")
+        np.testing.assert_allclose(log.finish_s, finish, atol=1e-9, equal_nan=True, err_msg=f"seed {seed}")
+        assert np.array_equal(log.preemptions, pre), seed

@@ -8,10 +8,11 @@ length; D: sequences decoding one token; C: their total context (KV) length. All
 """
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import ClassVar, Literal, Optional
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from . import REGISTRY
 from .base import CostModel
@@ -19,13 +20,41 @@ from .base import CostModel
 
 @REGISTRY.register
 class LlmCost(CostModel):
+    is_llm_cost: ClassVar[bool] = True
     kind: Literal["llm"] = "llm"
-    base_ms: float = Field(ge=0, le=1e6, description="per step whatever it holds (weights read once), ms")
-    prefill_token_ms: float = Field(ge=0, le=1e3, description="per prefill token (linear layers), ms")
+    profile: Optional[str] = Field(default=None, description="LLM profile (python -m profiler.profile --llm) whose "
+                                   "fitted coefficients to use; coefficients given here override it")
+    base_ms: Optional[float] = Field(default=None, ge=0, le=1e6, description="per step whatever it holds (weights read once), ms")
+    prefill_token_ms: Optional[float] = Field(default=None, ge=0, le=1e3, description="per prefill token (linear layers), ms")
     prefill_attention_ms: float = Field(default=0.0, ge=0, le=1, description="per prefill query-key pair, ms")
-    decode_seq_ms: float = Field(ge=0, le=1e3, description="per decoding sequence, ms")
+    decode_seq_ms: Optional[float] = Field(default=None, ge=0, le=1e3, description="per decoding sequence, ms")
     decode_context_ms: float = Field(default=0.0, ge=0, le=1, description="per context token of decoding sequences, ms")
 
+    @model_validator(mode="after")
+    def _source(self):
+        missing = [k for k in ("base_ms", "prefill_token_ms", "decode_seq_ms") if getattr(self, k) is None]
+        if missing and self.profile is None:
+            raise ValueError(f"give {', '.join(missing)} or a profile (an LLM profile from python -m profiler.profile --llm)")
+        return self
+
+    def with_base_dir(self, base: Path) -> "LlmCost":
+        """Returns a copy with the coefficients the profile's fit gives (those set explicitly are kept)."""
+        if self.profile is None:
+            return self
+        from ..errors import ScenarioError
+        from ..llm_fit import fit_llm
+        from ..profiles import load_profile
+
+        path = self.profile if Path(self.profile).is_absolute() else str((base / self.profile).resolve())
+        prof = load_profile(path)
+        if prof.mode != "llm":
+            raise ScenarioError(path, "mode", "not an LLM profile: make one with python -m profiler.profile --model gpt --llm")
+        coef = fit_llm([p.model_dump() for p in prof.llm_points])["coefficients"]
+        update = {"profile": path}
+        for key, value in coef.items():
+            if key not in self.model_fields_set:
+                update[key] = value
+        return self.model_copy(update=update)
     def batch_limit(self) -> int:
         return 1_000_000  # request-level limits do not apply; LLM policies bound the batch themselves
 

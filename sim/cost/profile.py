@@ -51,6 +51,10 @@ class ProfileCost(CostModel):
             from ..profiles import load_profile, merge_profiles, refit
 
             profs = [load_profile(p) for p in self.paths]
+            for prof, path in zip(profs, self.paths):
+                if prof.mode != "batch":
+                    raise ScenarioError(path, "mode", "an llm profile prices engine steps: use it as "
+                                        "cost_model: {kind: llm, profile: ...} with an LLM policy")
             prof = merge_profiles(profs, self.paths)
             report: FitReport = refit(prof)
             if self.fit != "auto":

@@ -1,0 +1,143 @@
+"""A deliberately naive model of continuous batching: one SimPy process per request, and every engine
+step visits every running sequence in Python (the way simple simulators do).
+
+It implements the scheduling rules of `sim.llm_engine.simulate_continuous` independently and plainly,
+so tests can check the fast engine against it request for request, and `bench/` can measure the speed-up.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import simpy
+
+from .batching import ContinuousBatching
+from .cost import LlmCost
+
+
+def naive_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, prompt_tokens, output_tokens):
+    """Returns (first_token_s, finish_s, preemptions) per request."""
+    env = simpy.Environment()
+    n = len(arrival_s)
+    bs, total = policy.block_size, policy.kv_blocks
+    chunk = policy.chunk if policy.chunked_prefill else policy.max_num_batched_tokens
+    first = np.full(n, np.nan)
+    finish = np.full(n, np.nan)
+    preempt = np.zeros(n, np.int64)
+    seqs = [{"id": i, "prompt": int(prompt_tokens[i]), "out": int(output_tokens[i]), "gen": 0, "done": 0,
+             "target": int(prompt_tokens[i]), "blocks": 0, "phase": "new", "event": None} for i in range(n)]
+    waiting: list[dict] = []
+    running: list[dict] = []  # admission order
+    wake = {"ev": env.event()}
+    free = {"blocks": total}
+
+    def request(s, at):
+        yield env.timeout(at)
+        if math.ceil((s["prompt"] + s["out"]) / bs) > total or (
+                not policy.chunked_prefill and s["prompt"] > policy.max_num_batched_tokens):
+            return  # can never run
+        s["event"] = env.event()
+        waiting.append(s)
+        if not wake["ev"].triggered:
+            wake["ev"].succeed()
+        yield s["event"]
+
+    def preempt_last():
+        victim = running.pop()
+        free["blocks"] += victim["blocks"]
+        victim.update(blocks=0, done=0, target=victim["prompt"] + victim["gen"], phase="new")
+        preempt[victim["id"]] += 1
+        waiting.insert(0, victim)
+        return victim
+
+    def engine():
+        while True:
+            if not waiting and not running:
+                wake["ev"] = env.event()
+                yield wake["ev"]
+            budget = policy.max_num_batched_tokens
+            decoders = [s for s in running if s["phase"] == "decode"]
+            prefill_work = any(s["phase"] == "prefill" for s in running) or bool(waiting)
+            run_decode = bool(decoders) and (policy.order == "decode_first" or not prefill_work)
+            pre_tokens, pairs, dec = 0, 0.0, []
+            if run_decode:
+                # this step's token must fit: a sequence holding prompt + gen tokens needs room for one more
+                needers = [s for s in decoders if s["blocks"] * bs < s["prompt"] + s["gen"] + 1]
+                while free["blocks"] < len(needers) and running:
+                    v = preempt_last()
+                    if v in needers:
+                        needers.remove(v)
+                for s in needers:
+                    s["blocks"] += 1
+                    free["blocks"] -= 1
+                dec = [s for s in running if s["phase"] == "decode"]
+                budget -= len(dec)
+            completed = []
+            if not run_decode or policy.order == "decode_first":
+                for s in [s for s in running if s["phase"] == "prefill"]:
+                    if budget <= 0:
+                        break
+                    c = min(s["target"] - s["done"], budget, chunk)
+                    grow = math.ceil((s["done"] + c) / bs) - s["blocks"]
+                    if grow > free["blocks"]:
+                        c = max(0, (s["blocks"] + free["blocks"]) * bs - s["done"])
+                        grow = math.ceil((s["done"] + c) / bs) - s["blocks"]
+                        if c <= 0:
+                            continue
+                    free["blocks"] -= grow
+                    s["blocks"] += grow
+                    pairs += c * (s["done"] + (c + 1) / 2)
+                    s["done"] += c
+                    pre_tokens += c
+                    budget -= c
+                    if s["done"] == s["target"]:
+                        completed.append(s)
+                while waiting and budget > 0 and len(running) < policy.max_num_seqs:
+                    s = waiting[0]
+                    c = min(s["target"], budget, chunk)
+                    if not policy.chunked_prefill and c < s["target"]:
+                        break
+                    grow = math.ceil(c / bs)
+                    if grow > free["blocks"]:
+                        break
+                    waiting.pop(0)
+                    s.update(done=c, blocks=grow, phase="prefill")
+                    free["blocks"] -= grow
+                    running.append(s)
+                    pairs += c * (c + 1) / 2
+                    pre_tokens += c
+                    budget -= c
+                    if c == s["target"]:
+                        completed.append(s)
+            if not dec and not pre_tokens:
+                wake["ev"] = env.event()
+                yield wake["ev"]
+                continue
+            ctx = sum(s["prompt"] + s["gen"] for s in dec)
+            yield env.timeout(cost.iteration_s(pre_tokens, pairs, len(dec), ctx))
+            for s in dec:
+                s["gen"] += 1
+                if s["gen"] >= s["out"]:
+                    finish[s["id"]] = env.now
+                    running.remove(s)
+                    free["blocks"] += s["blocks"]
+                    s["phase"] = "finished"
+                    s["event"].succeed()
+            for s in completed:
+                s["gen"] += 1
+                if math.isnan(first[s["id"]]):
+                    first[s["id"]] = env.now
+                if s["gen"] >= s["out"]:
+                    finish[s["id"]] = env.now
+                    running.remove(s)
+                    free["blocks"] += s["blocks"]
+                    s["phase"] = "finished"
+                    s["event"].succeed()
+                else:
+                    s["phase"] = "decode"
+
+    for i in range(n):
+        env.process(request(seqs[i], float(arrival_s[i])))
+    env.process(engine())
+    env.run()
+    return first, finish, preempt
