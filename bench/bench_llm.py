@@ -11,11 +11,9 @@ no plots) with /usr/bin/time for peak memory, then runs the naive per-sequence S
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .config import read_yaml_mapping
 from .errors import ScenarioError
@@ -83,19 +83,25 @@ class Profile(_Closed):
     settings: dict[str, Any] = Field(default_factory=dict)
     max_batch_size: int = Field(ge=1)
     search: Optional[dict[str, Any]] = None
-    points: list[ProfilePoint] = Field(default_factory=list)
-    llm_points: list[LlmPoint] = Field(default_factory=list)
+    points: list[ProfilePoint] = Field(default_factory=list, validate_default=True)
+    llm_points: list[LlmPoint] = Field(default_factory=list, validate_default=True)
     llm_fit: Optional[dict[str, Any]] = None
     fit: Optional[dict[str, Any]] = None
     warnings: list[str] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _has_points(self):
-        if self.mode == "batch" and not self.points:
-            raise ValueError("a batch profile needs at least one entry in 'points'")
-        if self.mode == "llm" and len(self.llm_points) < 6:
-            raise ValueError("an llm profile needs at least 6 entries in 'llm_points' (prefill and decode steps)")
-        return self
+    @field_validator("points")
+    @classmethod
+    def _batch_points(cls, v, info):
+        if info.data.get("mode", "batch") == "batch" and not v:
+            raise ValueError("a batch profile needs at least one measured batch size")
+        return v
+
+    @field_validator("llm_points")
+    @classmethod
+    def _llm_points(cls, v, info):
+        if info.data.get("mode") == "llm" and len(v) < 6:
+            raise ValueError("an llm profile needs at least 6 measured steps (prefill and decode)")
+        return v
 
     @field_validator("format")
     @classmethod

@@ -162,3 +162,42 @@ def test_engine_matches_the_naive_per_sequence_model():
         np.testing.assert_allclose(log.first_token_s, first, atol=1e-9, equal_nan=True, err_msg=f"seed {seed}")
         np.testing.assert_allclose(log.finish_s, finish, atol=1e-9, equal_nan=True, err_msg=f"seed {seed}")
         assert np.array_equal(log.preemptions, pre), seed
+
+
+def test_llm_fit_recovers_known_coefficients():
+    from sim.llm_fit import COEFS, features, fit_llm
+
+    truth = dict(zip(COEFS, (5.0, 0.02, 2e-6, 0.1, 3e-4)))
+    rng = np.random.default_rng(0)
+    pts = []
+    for phase, b, t, c in [("prefill", b, t, 0) for b in (1, 2, 4) for t in (256, 1024, 4096)] + \
+                          [("decode", b, 1, c) for b in (1, 8, 32, 128) for c in (128, 1024, 4096)]:
+        y = sum(truth[k] * x for k, x in zip(COEFS, features(phase, b, t, c)))
+        pts.append({"phase": phase, "batch": b, "tokens": t, "context": c, "median_ms": y * (1 + 0.005 * rng.standard_normal())})
+    fit = fit_llm(pts)
+    for k, v in truth.items():
+        assert fit["coefficients"][k] == pytest.approx(v, rel=0.15), k
+    assert fit["max_error"] < 0.03 and fit["loo_error"] < 0.03
+
+
+def test_llm_profile_and_roofline_drive_scenarios(write_yaml):
+    path = ROOT / "profiles/cpu-gpt-llm-fp32.yaml"
+    base = {"name": "x", "requests": 300, "workload": {"arrival": {"process": "poisson", "rate_rps": 5},
+                                                       "prompt_tokens": {"dist": "uniform", "low": 16, "high": 256},
+                                                       "output_tokens": {"dist": "uniform", "low": 4, "high": 64}},
+            "server": {"batching": {"policy": "continuous", "max_num_seqs": 16, "max_num_batched_tokens": 512}}}
+    s = sim.load_scenario(write_yaml(dict(base, cost_model={"kind": "llm", "profile": str(path)})))
+    prof = sim.load_profile(path)
+    assert prof.mode == "llm" and prof.llm_fit["loo_error"] < 0.15  # CPU: cache effects bend the linear model
+    assert s.cost_model.base_ms > 0 and s.cost_model.decode_seq_ms >= 0
+    assert sim.run(s).summary["requests"] == 300
+    rl = sim.load_scenario(write_yaml(dict(base, cost_model={"kind": "llm_roofline", "gpu": "H100-SXM",
+                                                             "model_stats_from": str(path)}), "rl.yaml")).cost_model
+    m = prof.model.model_extra
+    assert rl.layers == m["layers"] and rl.params == prof.model.params
+    # 7B-class numbers by hand: weights 13.4 GB at 3350 GB/s x 0.8 = 5.0 ms per step; 2 x 6.7e9 FLOPs per token
+    # at 989 TFLOP/s x 0.5 = 0.0271 ms
+    big = sim.cost.LlmRooflineCost(gpu="H100-SXM", params=6.7e9, layers=32, hidden=4096, heads=32)
+    assert big.base_ms == pytest.approx(6.7e9 * 2 / (3350e9 * 0.8) * 1000)
+    assert big.prefill_token_ms == pytest.approx(2 * 6.7e9 / (989e12 * 0.5) * 1000)
+    assert big.decode_context_ms == pytest.approx(2 * 32 * 4096 * 2 / (3350e9 * 0.8) * 1000 + 4 * 32 * 4096 / (989e12 * 0.5) * 1000)
