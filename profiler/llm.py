@@ -3,8 +3,9 @@
 
     python -m profiler.profile --model gpt --llm --out profiles/cpu-gpt-llm-fp32.yaml
 
-The decoder keeps a preallocated KV cache per layer ([batch, heads, max_len, head_dim]); a decode step
-writes one position and attends over the context, as a serving engine does.
+Steps are timed exactly as the serving loop runs them (profiler/llm_serve.py): a slot-based KV cache per
+layer, one batched decode forward over all sequences at their positions, and one prefill forward per
+sequence; "profile what you serve" keeps `servesim validate` about the simulator, not about two programs.
 """
 from __future__ import annotations
 
@@ -85,14 +86,29 @@ def grid(max_batch: int, max_prompt: int, max_context: int) -> list[dict]:
 
 
 def make_step(model: GptKV, runner, point: dict):
-    """Returns a zero-argument function that runs one step of `point` on the runner's device (inputs prepared)."""
-    b, t, ctx = point["batch"], point["tokens"], point["context"]
-    cache = model.new_cache(b, ctx + t + 1, runner.device, runner.dtype)
-    ids = torch.randint(0, model.cfg["vocab"], (b, t), device=runner.device)
+    """Returns a zero-argument function running one step of `point` exactly as the serving loop does
+    (profiler/llm_serve.py): decode = one batched forward over slot caches at position `context`;
+    prefill = `batch` separate forwards of `tokens` each (the loop prefills sequence by sequence)."""
+    from .llm_serve import SlotCache
 
-    def step():
-        with torch.inference_mode():
-            model(ids, cache, ctx)
+    b, t, ctx = point["batch"], point["tokens"], point["context"]
+    cache = SlotCache(model, b, ctx + t + 1, runner.device, runner.dtype)
+    vocab = model.cfg["vocab"]
+    if point["phase"] == "decode":
+        slots = list(range(b))
+        tokens = torch.randint(0, vocab, (b,), device=runner.device)
+        pos = torch.full((b,), ctx, device=runner.device)
+
+        def step():
+            with torch.inference_mode():
+                cache.decode(slots, tokens, pos)
+    else:
+        prompts = [torch.randint(0, vocab, (t,), device=runner.device) for _ in range(b)]
+
+        def step():
+            with torch.inference_mode():
+                for i in range(b):
+                    cache.prefill(i, prompts[i], 0)
     return step
 
 

@@ -52,6 +52,36 @@ def _with_rate(arrival, factor_rps: float):
     return arrival.model_copy(update={"rate_rps": factor_rps})
 
 
+def parse_loads(args) -> list[float]:
+    """Returns the --loads fractions; raises ScenarioError unless they are in (0, 1)."""
+    try:
+        loads = [float(x) for x in args.loads.split(",") if x.strip()]
+    except ValueError:
+        loads = []
+    if not loads or any(not 0 < x < 1 for x in loads):
+        raise ScenarioError("--loads", "", f"{args.loads!r}: expected fractions of capacity in (0, 1), e.g. 0.2,0.5,0.8")
+    return loads
+
+
+def prepare_device(args, prof, profile_path: str):
+    """Checks --device against the profile and sets CPU threads as profiled; returns the torch module."""
+    from .profile import _torch
+
+    kind = "cuda" if args.device.startswith("cuda") else args.device
+    if kind not in ("cpu", "cuda"):
+        raise ScenarioError("--device", "", f"{args.device!r}: allowed cpu, cuda, cuda:N")
+    if prof.device.kind != kind:
+        raise ScenarioError(profile_path, "device.kind", f"the profile was measured on {prof.device.kind} "
+                            f"({prof.device.name}), but --device is {args.device}; profile this device first")
+    torch = _torch()
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ScenarioError("--device", "", f"{args.device}: no CUDA device is available here")
+    threads = (prof.device.model_extra or {}).get("cpu_threads")
+    if kind == "cpu" and threads:
+        torch.set_num_threads(int(threads))
+    return torch
+
+
 def run_validation(args) -> int:
     """Runs the validation described by the CLI arguments; returns the exit code (0, or 3 past the bound)."""
     import sim
@@ -60,7 +90,7 @@ def run_validation(args) -> int:
     from sim.metrics import request_columns
     from sim.rng import component_rng
 
-    from .profile import Runner, _torch, device_info, measure_profile, write_profile
+    from .profile import Runner, device_info, measure_profile, write_profile
     from .timing import Settings
     from .serve import serve_trace
     from . import models
@@ -70,30 +100,17 @@ def run_validation(args) -> int:
         overrides.append(f"requests={args.requests}")
     scenario = sim.load_scenario(args.scenario, overrides)
     cm = scenario.cost_model
+    if scenario.is_llm:
+        from .validate_llm import validate_llm
+        return validate_llm(args, scenario)
     if not isinstance(cm, ProfileCost):
         raise ScenarioError(args.scenario, "cost_model", "validate needs a measured profile ({profile: file.yaml}) "
                             "to know which model to serve and how it was measured")
     if scenario.server.replicas != 1:
         raise ScenarioError(args.scenario, "server.replicas", "validate serves one model instance; allowed: 1")
     prof, _ = cm.load()
-    kind = "cuda" if args.device.startswith("cuda") else args.device
-    if kind not in ("cpu", "cuda"):
-        raise ScenarioError("--device", "", f"{args.device!r}: allowed cpu, cuda, cuda:N")
-    if prof.device.kind != kind:
-        raise ScenarioError(cm.paths[0], "device.kind", f"the profile was measured on {prof.device.kind} "
-                            f"({prof.device.name}), but --device is {args.device}; profile this device first")
-    try:
-        loads = [float(x) for x in args.loads.split(",") if x.strip()]
-    except ValueError:
-        loads = []
-    if not loads or any(not 0 < x < 1 for x in loads):
-        raise ScenarioError("--loads", "", f"{args.loads!r}: expected fractions of capacity in (0, 1), e.g. 0.2,0.5,0.8")
-    torch = _torch()
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ScenarioError("--device", "", f"{args.device}: no CUDA device is available here")
-    threads = (prof.device.model_extra or {}).get("cpu_threads")
-    if kind == "cpu" and threads:
-        torch.set_num_threads(int(threads))
+    loads = parse_loads(args)
+    torch = prepare_device(args, prof, cm.paths[0])
 
     module, make_batch, _ = models.build(prof.model.name, dict(prof.model.args))
     # serve the same program that was profiled (compiled / CUDA graphs as recorded)

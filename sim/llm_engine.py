@@ -193,6 +193,7 @@ def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, pr
                 dec_tokens = st["n_dec"]
                 budget -= dec_tokens
             prefill_tokens = 0
+            chunks = 0
             pairs = 0.0
             completed: list[int] = []
             if not run_decode or decode_first:
@@ -212,6 +213,7 @@ def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, pr
                     pairs += c * (done[sid] + (c + 1) / 2)
                     done[sid] += c
                     prefill_tokens += c
+                    chunks += 1
                     budget -= c
                     if done[sid] == target[sid]:
                         completed.append(sid)
@@ -234,6 +236,7 @@ def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, pr
                     admitted.append(sid)
                     pairs += c * (c + 1) / 2
                     prefill_tokens += c
+                    chunks += 1
                     budget -= c
                     if c == need:
                         completed.append(sid)
@@ -244,7 +247,7 @@ def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, pr
                 yield timeout(max(arr[j] - t, 0.0))
                 continue
             context = st["sum_base"] + st["n_dec"] * (d - 1) if dec_tokens else 0
-            h = step_cost(prefill_tokens, pairs, dec_tokens, context)
+            h = step_cost(prefill_tokens, pairs, dec_tokens, context, chunks)
             end = t + h
             running = st["n_dec"] + len(prefilling)
             steps.add(t, h, prefill_tokens, dec_tokens, dec_tokens, (total_blocks - st["free"]) * bs, running, len(waiting))
@@ -317,7 +320,7 @@ def simulate_static(policy: LlmStaticBatching, cost: LlmCost, arrival_s, prompt_
             if d > t:
                 yield env.timeout(d - t)
             # padded prefill of the whole batch in one step, then o_max - 1 decode steps of all k slots
-            h_pre = cost.iteration_s(k * p_max, k * p_max * (p_max + 1) / 2, 0, 0)
+            h_pre = cost.iteration_s(k * p_max, k * p_max * (p_max + 1) / 2, 0, 0, 1)  # one padded batched forward
             j = np.arange(o_max - 1, dtype=float)
             h_dec = (cost.overhead_ms + cost.base_ms + cost.decode_seq_ms * k
                      + cost.decode_context_ms * k * (p_max + 1 + j)) / 1000

@@ -6,13 +6,15 @@ import numpy as np
 
 
 def features(phase: str, batch: float, tokens: float, context: float) -> list[float]:
-    """Returns the LLM cost model's features of one step: [1, prefill tokens, prefill pairs, decode seqs, decode context]."""
+    """Returns the LLM cost model's features of one step:
+    [1, prefill tokens, prefill attention pairs, prefill chunks (sequences), decode seqs, decode context].
+    A prefill point of `batch` sequences is `batch` chunks of `tokens` each, starting at position 0."""
     if phase == "prefill":
-        return [1.0, batch * tokens, batch * tokens * (tokens + 1) / 2, 0.0, 0.0]
-    return [1.0, 0.0, 0.0, batch, batch * context]
+        return [1.0, batch * tokens, batch * tokens * (tokens + 1) / 2, batch, 0.0, 0.0]
+    return [1.0, 0.0, 0.0, 0.0, batch, batch * context]
 
 
-COEFS = ("base_ms", "prefill_token_ms", "prefill_attention_ms", "decode_seq_ms", "decode_context_ms")
+COEFS = ("base_ms", "prefill_token_ms", "prefill_attention_ms", "prefill_seq_ms", "decode_seq_ms", "decode_context_ms")
 
 
 def nnls_fit(X: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -59,7 +59,7 @@ def naive_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, promp
             decoders = [s for s in running if s["phase"] == "decode"]
             prefill_work = any(s["phase"] == "prefill" for s in running) or bool(waiting)
             run_decode = bool(decoders) and (policy.order == "decode_first" or not prefill_work)
-            pre_tokens, pairs, dec = 0, 0.0, []
+            pre_tokens, pairs, dec, chunks = 0, 0.0, [], 0
             if run_decode:
                 # this step's token must fit: a sequence holding prompt + gen tokens needs room for one more
                 needers = [s for s in decoders if s["blocks"] * bs < s["prompt"] + s["gen"] + 1]
@@ -89,6 +89,7 @@ def naive_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, promp
                     pairs += c * (s["done"] + (c + 1) / 2)
                     s["done"] += c
                     pre_tokens += c
+                    chunks += 1
                     budget -= c
                     if s["done"] == s["target"]:
                         completed.append(s)
@@ -106,6 +107,7 @@ def naive_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, promp
                     running.append(s)
                     pairs += c * (c + 1) / 2
                     pre_tokens += c
+                    chunks += 1
                     budget -= c
                     if c == s["target"]:
                         completed.append(s)
@@ -114,7 +116,7 @@ def naive_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, promp
                 yield wake["ev"]
                 continue
             ctx = sum(s["prompt"] + s["gen"] for s in dec)
-            yield env.timeout(cost.iteration_s(pre_tokens, pairs, len(dec), ctx))
+            yield env.timeout(cost.iteration_s(pre_tokens, pairs, len(dec), ctx, chunks))
             for s in dec:
                 s["gen"] += 1
                 if s["gen"] >= s["out"]:

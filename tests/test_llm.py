@@ -167,7 +167,7 @@ def test_engine_matches_the_naive_per_sequence_model():
 def test_llm_fit_recovers_known_coefficients():
     from sim.llm_fit import COEFS, features, fit_llm
 
-    truth = dict(zip(COEFS, (5.0, 0.02, 2e-6, 0.1, 3e-4)))
+    truth = dict(zip(COEFS, (5.0, 0.02, 2e-6, 0.5, 0.1, 3e-4)))
     rng = np.random.default_rng(0)
     pts = []
     for phase, b, t, c in [("prefill", b, t, 0) for b in (1, 2, 4) for t in (256, 1024, 4096)] + \

@@ -63,3 +63,17 @@ def test_serve_loop_static_batching_terminates_and_leaves_partial_batch_unserved
     assert rec.batch_size.tolist() == [2, 2, 2, 2, 0]
     assert np.isnan(rec.completion_s[4]) and np.isfinite(rec.completion_s[:4]).all()
     assert (rec.dispatch_s[:4] >= rec.arrival_s[:4]).all()
+
+
+def test_validate_llm_cpu_short_run(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "vllm"
+    proc = run_cli("validate", ROOT / "scenarios/validate-llm-cpu.yaml", "--device", "cpu", "--out", out,
+                   "--loads", "0.5", "--requests", "60", "--max-error-pct", "80")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "validation.json").read_text())
+    row = report["loads"][0]
+    assert row["measured"]["requests"] == row["predicted"]["requests"] > 30
+    assert abs(row["error_pct"]["output_tokens_per_s"]) < 10
+    assert row["measured"]["ttft_p50_ms"] > 0 and row["predicted"]["tpot_p50_ms"] > 0
+    assert (out / "trace-load0.5.csv").read_text().startswith("arrival_s,prompt_tokens,output_tokens")

@@ -1,10 +1,13 @@
 """LLM iteration cost: one step of a continuous-batching engine, priced by what it computes.
 
-    step = overhead + base + prefill_token * P + prefill_attention * A + decode_seq * D + decode_context * C
+    step = overhead + base + prefill_token * P + prefill_attention * A + prefill_seq * S + decode_seq * D
+           + decode_context * C
 
 P: prefill tokens in the step (chunks included); A: prefill attention work, sum over chunks of
 chunk * (tokens already in context + (chunk + 1) / 2), i.e. query-key pairs, which grows with prompt
-length; D: sequences decoding one token; C: their total context (KV) length. All coefficients in ms.
+length; S: prefill chunks (sequences) in the step, each a forward of its own in engines that do not fuse
+them (0 for fused engines such as vLLM); D: sequences decoding one token; C: their total context (KV)
+length. All coefficients in ms.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ class LlmCost(CostModel):
     base_ms: Optional[float] = Field(default=None, ge=0, le=1e6, description="per step whatever it holds (weights read once), ms")
     prefill_token_ms: Optional[float] = Field(default=None, ge=0, le=1e3, description="per prefill token (linear layers), ms")
     prefill_attention_ms: float = Field(default=0.0, ge=0, le=1, description="per prefill query-key pair, ms")
+    prefill_seq_ms: float = Field(default=0.0, ge=0, le=1e6, description="per prefill chunk (sequence) in the step, ms")
     decode_seq_ms: Optional[float] = Field(default=None, ge=0, le=1e3, description="per decoding sequence, ms")
     decode_context_ms: float = Field(default=0.0, ge=0, le=1, description="per context token of decoding sequences, ms")
 
@@ -62,13 +66,15 @@ class LlmCost(CostModel):
         raise TypeError("an llm cost model prices iterations (prefill and decode tokens), not request batches; "
                         "use it with server.batching.policy continuous or llm_static")
 
-    def iteration_s(self, prefill_tokens: float, prefill_pairs: float, decode_seqs: float, decode_context: float) -> float:
+    def iteration_s(self, prefill_tokens: float, prefill_pairs: float, decode_seqs: float, decode_context: float,
+                    prefill_chunks: float = 0) -> float:
         """Returns the time of one engine step in seconds."""
         return (self.overhead_ms + self.base_ms + self.prefill_token_ms * prefill_tokens
-                + self.prefill_attention_ms * prefill_pairs + self.decode_seq_ms * decode_seqs
-                + self.decode_context_ms * decode_context) / 1000.0
+                + self.prefill_attention_ms * prefill_pairs + self.prefill_seq_ms * prefill_chunks
+                + self.decode_seq_ms * decode_seqs + self.decode_context_ms * decode_context) / 1000.0
 
     def prefill_s(self, prompt_tokens: np.ndarray) -> np.ndarray:
         """Returns the time of prefilling each prompt alone in one step, seconds (vectorised)."""
         p = np.asarray(prompt_tokens, dtype=float)
-        return (self.overhead_ms + self.base_ms + self.prefill_token_ms * p + self.prefill_attention_ms * p * (p + 1) / 2) / 1000
+        return (self.overhead_ms + self.base_ms + self.prefill_seq_ms + self.prefill_token_ms * p
+                + self.prefill_attention_ms * p * (p + 1) / 2) / 1000

@@ -87,6 +87,10 @@ class LlmRooflineCost(CostModel):
         return 4 * self.layers * self.hidden / (self._peak * self.compute_efficiency) * 1000
 
     @property
+    def prefill_seq_ms(self) -> float:
+        return 0.0  # a fused engine: prefill chunks share the step's forward
+
+    @property
     def decode_seq_ms(self) -> float:
         return self.prefill_token_ms
 
@@ -101,7 +105,7 @@ class LlmRooflineCost(CostModel):
     def compute_s(self, batch_size):
         raise TypeError("an llm_roofline cost model prices engine steps; use it with an LLM policy")
 
-    def iteration_s(self, prefill_tokens, prefill_pairs, decode_seqs, decode_context) -> float:
+    def iteration_s(self, prefill_tokens, prefill_pairs, decode_seqs, decode_context, prefill_chunks=0) -> float:
         """Returns the time of one engine step in seconds."""
         return (self.overhead_ms + self.base_ms + self.prefill_token_ms * prefill_tokens
                 + self.prefill_attention_ms * prefill_pairs + self.decode_seq_ms * decode_seqs
