@@ -41,16 +41,14 @@ class SlotCache:
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(c["layers"])]
         self.device = device
 
-    def _attend(self, blk, x, li, slots, pos, mask, lmax):
+    def _block(self, blk, x, li, idx, mask, lmax, write):
+        """One transformer block over x, writing the new K/V with write(cache_k, cache_v, k, v) first."""
         b, t, _ = x.shape
         h = blk.ln1(x)
         q = blk.q(h).view(b, t, self.heads, self.dim).transpose(1, 2)
         k, v = blk.kv(h).view(b, t, 2, self.kv_heads, self.dim).permute(2, 0, 3, 1, 4)
-        # write the new positions of every sequence into its slot
-        for i in range(t):
-            self.k[li][slots, :, pos + i] = k[:, :, i]
-            self.v[li][slots, :, pos + i] = v[:, :, i]
-        keys, values = self.k[li][slots, :, :lmax], self.v[li][slots, :, :lmax]
+        write(self.k[li], self.v[li], k, v)
+        keys, values = self.k[li][idx, :, :lmax], self.v[li][idx, :, :lmax]
         if self.kv_heads != self.heads:
             rep = self.heads // self.kv_heads
             keys, values = keys.repeat_interleave(rep, 1), values.repeat_interleave(rep, 1)
@@ -64,37 +62,30 @@ class SlotCache:
         lmax = int(pos.max()) + 1
         mask = (torch.arange(lmax, device=self.device)[None, :] <= pos[:, None])[:, None, None, :]
         x = self.m.tok(tokens[:, None]) + self.m.pos.weight[pos][:, None]
+
+        def write(ck, cv, k, v):  # each sequence at its own position
+            ck[idx, :, pos] = k[:, :, 0]
+            cv[idx, :, pos] = v[:, :, 0]
+
         for li, blk in enumerate(self.m.blocks):
-            x = self._attend(blk, x, li, idx, pos, mask, lmax)
+            x = self._block(blk, x, li, idx, mask, lmax, write)
         return self.m.head(self.m.norm(x[:, -1])).argmax(-1)
 
     def prefill(self, slot: int, tokens: torch.Tensor, start: int) -> torch.Tensor:
         """Positions start..start+len(tokens)-1 of one sequence (a chunk); returns the next token id."""
         t = tokens.numel()
         idx = torch.as_tensor([slot], device=self.device)
-        pos = torch.as_tensor([start], device=self.device)
         lmax = start + t
         mask = (torch.arange(lmax, device=self.device)[None, :] <= torch.arange(start, lmax, device=self.device)[:, None])[None, None]
         x = self.m.tok(tokens[None]) + self.m.pos.weight[start:lmax][None]
-        for li, blk in enumerate(self.m.blocks):
-            x = self._attend_chunk(blk, x, li, idx, pos, mask, lmax)
-        return self.m.head(self.m.norm(x[:, -1])).argmax(-1)
 
-    def _attend_chunk(self, blk, x, li, idx, pos, mask, lmax):
-        b, t, _ = x.shape
-        h = blk.ln1(x)
-        q = blk.q(h).view(b, t, self.heads, self.dim).transpose(1, 2)
-        k, v = blk.kv(h).view(b, t, 2, self.kv_heads, self.dim).permute(2, 0, 3, 1, 4)
-        start = int(pos[0])
-        self.k[li][idx[0], :, start:start + t] = k[0]
-        self.v[li][idx[0], :, start:start + t] = v[0]
-        keys, values = self.k[li][idx, :, :lmax], self.v[li][idx, :, :lmax]
-        if self.kv_heads != self.heads:
-            rep = self.heads // self.kv_heads
-            keys, values = keys.repeat_interleave(rep, 1), values.repeat_interleave(rep, 1)
-        a = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
-        x = x + blk.o(a.transpose(1, 2).reshape(b, t, -1))
-        return x + blk.mlp(blk.ln2(x))
+        def write(ck, cv, k, v):  # one sequence, contiguous positions
+            ck[slot, :, start:lmax] = k[0]
+            cv[slot, :, start:lmax] = v[0]
+
+        for li, blk in enumerate(self.m.blocks):
+            x = self._block(blk, x, li, idx, mask, lmax, write)
+        return self.m.head(self.m.norm(x[:, -1])).argmax(-1)
 
 
 def serve_llm(model, policy, arrival_s, prompt_tokens, output_tokens, device, dtype, sync) -> LlmServeRecord:

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import math
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -50,6 +51,18 @@ def _with_rate(arrival, factor_rps: float):
         faster._times = None  # the copy must re-read its times at the new speed-up
         return faster
     return arrival.model_copy(update={"rate_rps": factor_rps})
+
+
+def check_bound(rows: list[dict], checked, bound) -> int:
+    """Returns BOUND_EXCEEDED (printing which metric and load) when any checked |error %| exceeds bound, else 0."""
+    if bound is None:
+        return 0
+    worst = max((abs(r["error_pct"][m]), m, r["load"]) for r in rows for m in checked if not math.isnan(r["error_pct"][m]))
+    if worst[0] > bound:
+        print(f"servesim validate: prediction error {worst[0]:.1f}% ({worst[1]} at load {worst[2]:.0%}) exceeds "
+              f"--max-error-pct {bound:g}", file=sys.stderr)
+        return BOUND_EXCEEDED
+    return 0
 
 
 def parse_loads(args) -> list[float]:
@@ -234,13 +247,7 @@ def _validate(args, loads, scenario, cm, prof, rule, runner, pool, dev, say, out
         f.replace(out / f.name)
     print(format_table(report))
     print(f"  wrote {out}/: validation.json validation.csv latency_cdf.png, traces and measured records")
-    if args.max_error_pct is not None:
-        worst = max((abs(r["error_pct"][m]), m, r["load"]) for r in rows for m in CHECKED)
-        if worst[0] > args.max_error_pct:
-            print(f"servesim validate: prediction error {worst[0]:.1f}% ({worst[1]} at load {worst[2]:.0%}) exceeds "
-                  f"--max-error-pct {args.max_error_pct:g}", file=__import__("sys").stderr)
-            return BOUND_EXCEEDED
-    return 0
+    return check_bound(rows, CHECKED, args.max_error_pct)
 
 
 def _compute_ratio(rec, cm) -> float:

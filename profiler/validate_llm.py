@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import math
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from sim.errors import ScenarioError
 METRICS = ("ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms", "e2e_mean_ms", "e2e_p99_ms",
            "throughput_rps", "output_tokens_per_s")
 CHECKED = ("ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms", "e2e_p99_ms")
-BOUND_EXCEEDED = 3
 
 
 def _stats(arrival, first, finish, out, warmup_s: float) -> dict:
@@ -55,7 +53,7 @@ def validate_llm(args, scenario) -> int:
     from .llm import GptKV
     from .llm_serve import serve_llm
     from .profile import device_info
-    from .validate import _plot, _with_rate, parse_loads, prepare_device
+    from .validate import _plot, _with_rate, check_bound, parse_loads, prepare_device
 
     cm, pol = scenario.cost_model, scenario.server.batching
     if not isinstance(cm, LlmCost) or cm.profile is None:
@@ -139,13 +137,7 @@ def validate_llm(args, scenario) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print(format_table(report))
     print(f"  wrote {out}/: validation.json validation.csv latency_cdf.png and traces")
-    if args.max_error_pct is not None:
-        worst = max((abs(r["error_pct"][m]), m, r["load"]) for r in rows for m in CHECKED if not math.isnan(r["error_pct"][m]))
-        if worst[0] > args.max_error_pct:
-            print(f"servesim validate: prediction error {worst[0]:.1f}% ({worst[1]} at load {worst[2]:.0%}) exceeds "
-                  f"--max-error-pct {args.max_error_pct:g}", file=sys.stderr)
-            return BOUND_EXCEEDED
-    return 0
+    return check_bound(rows, CHECKED, args.max_error_pct)
 
 
 def format_table(report: dict) -> str:

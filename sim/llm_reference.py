@@ -117,15 +117,7 @@ def naive_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, promp
                 continue
             ctx = sum(s["prompt"] + s["gen"] for s in dec)
             yield env.timeout(cost.iteration_s(pre_tokens, pairs, len(dec), ctx, chunks))
-            for s in dec:
-                s["gen"] += 1
-                if s["gen"] >= s["out"]:
-                    finish[s["id"]] = env.now
-                    running.remove(s)
-                    free["blocks"] += s["blocks"]
-                    s["phase"] = "finished"
-                    s["event"].succeed()
-            for s in completed:
+            for s in dec + completed:  # each produced one token this step
                 s["gen"] += 1
                 if math.isnan(first[s["id"]]):
                     first[s["id"]] = env.now

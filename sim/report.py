@@ -26,6 +26,21 @@ def _row(label: str, stats: dict) -> tuple[str, bool]:
     return f"  {label:<12}" + "".join(f"{c:>16}" for c in cells), any_ci
 
 
+def _table(s: dict, rows) -> list[str]:
+    """Returns the percentile rows (ms) for the given (label, summary key) pairs, and the interval footnote."""
+    lines = ["  (ms)        " + "".join(f"{k:>16}" for k in KEYS)]
+    any_ci = False
+    for label, key in rows:
+        row, has = _row(label, s[key])
+        lines.append(row)
+        any_ci |= has
+    if any_ci:
+        conf = s.get("confidence") or {}
+        lines.append(f"  ± is the {conf.get('level', 0.95):.0%} confidence half-width ({conf.get('method', '')}); "
+                     "none shown where too few requests for it")
+    return lines
+
+
 def format_summary(summary: dict, batching: str = "") -> str:
     """Returns the human-readable table for a summary.json dict (null values print as '-')."""
     if "ttft_s" in summary:
@@ -43,16 +58,7 @@ def format_summary(summary: dict, batching: str = "") -> str:
     b = s["batch_size"]
     lines.append(f"  batch size   mean {_num(b.get('mean'), '.3g')}   p50 {_num(b.get('p50'), '.3g')}   max {b['max']}"
                  f"   ({b['batches']} batches)")
-    lines.append("  (ms)        " + "".join(f"{k:>16}" for k in KEYS))
-    any_ci = False
-    for label, key in (("latency", "latency_s"), ("queue wait", "queue_wait_s")):
-        row, has = _row(label, s[key])
-        lines.append(row)
-        any_ci |= has
-    if any_ci:
-        conf = s.get("confidence") or {}
-        lines.append(f"  ± is the {conf.get('level', 0.95):.0%} confidence half-width ({conf.get('method', '')}); "
-                     "none shown where too few requests for it")
+    lines += _table(s, (("latency", "latency_s"), ("queue wait", "queue_wait_s")))
     if "slo" in s:
         for q, c in s["slo"]["targets"].items():
             verdict = c.get("verdict", "met" if c["met"] else "missed").upper()
@@ -82,16 +88,7 @@ def format_llm_summary(s: dict, batching: str = "") -> str:
     kv = s["kv_cache"]
     lines.append(f"  KV cache     mean {_num(kv.get('mean_utilization'), '.1%')}, max {_num(kv.get('max_utilization'), '.1%')} of "
                  f"{kv['capacity_tokens']} tokens; {s['preemptions']} preemptions ({s['recomputed_prefill_tokens']} tokens recomputed)")
-    lines.append("  (ms)        " + "".join(f"{k:>16}" for k in KEYS))
-    any_ci = False
-    for label, key in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("ITL", "itl_s"), ("E2E latency", "e2e_s")):
-        row, has = _row(label, s[key])
-        lines.append(row)
-        any_ci |= has
-    if any_ci:
-        conf = s.get("confidence") or {}
-        lines.append(f"  ± is the {conf.get('level', 0.95):.0%} confidence half-width ({conf.get('method', '')}); "
-                     "none shown where too few requests for it")
+    lines += _table(s, (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("ITL", "itl_s"), ("E2E latency", "e2e_s")))
     if "slo" in s:
         for q, c in s["slo"]["targets"].items():
             lines.append(f"  SLO {q} <= {c['target_ms']:g} ms: {c['verdict'].upper()} ({_num(c.get('achieved_ms'), '.4g')} ms)")

@@ -134,3 +134,26 @@ def test_profiler_runs_without_simpy_or_pydantic(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "p.yaml").exists()
+
+
+def test_slot_cache_serving_matches_the_contiguous_decoder():
+    torch = pytest.importorskip("torch")
+    from profiler.llm import GptKV
+    from profiler.llm_serve import SlotCache
+
+    torch.manual_seed(0)
+    m = GptKV(layers=2, hidden=64, heads=4, kv_heads=2, vocab=500, max_len=128).eval()
+    with torch.inference_mode():
+        ids = torch.randint(0, 500, (1, 20))
+        cache = m.new_cache(1, 64, "cpu", torch.float32)
+        ref = m(ids, cache, 0)
+        whole = SlotCache(m, 3, 64, "cpu", torch.float32)
+        chunked = SlotCache(m, 3, 64, "cpu", torch.float32)
+        a = whole.prefill(2, ids[0], 0)
+        chunked.prefill(0, ids[0][:7], 0)
+        b = chunked.prefill(0, ids[0][7:], 7)
+        assert a.item() == b.item() == ref.argmax(-1).item()
+        nxt = ref.argmax(-1)
+        ref2 = m(nxt[:, None], cache, 20)
+        d = whole.decode([2], nxt, torch.tensor([20]))
+        assert d.item() == ref2.argmax(-1).item()
