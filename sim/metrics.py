@@ -215,7 +215,10 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
     utilization = busy / (replicas * span)
     all_sizes = np.concatenate([r.batch_sizes for r in reps])
     mean_batch = float(all_sizes.mean()) if all_sizes.size else math.nan
-    if stable and utilization >= HIGH_UTILIZATION:
+    if stable and load >= HIGH_UTILIZATION:
+        warnings.append(f"the offered load is {load:.0%} of capacity: queues and tail latency grow steeply with "
+                        "any more traffic (or burstier traffic); leave headroom")
+    elif stable and utilization >= HIGH_UTILIZATION:
         warnings.append(
             f"the replicas were busy {utilization:.0%} of the time although the offered load is {load:.0%} of "
             f"full-batch capacity: batches average {mean_batch:.3g} of {scenario.rule.max_batch_size}, so the real "
