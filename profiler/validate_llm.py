@@ -59,8 +59,9 @@ def validate_llm(args, scenario) -> int:
     if not isinstance(cm, LlmCost) or cm.profile is None:
         raise ScenarioError(args.scenario, "cost_model", "LLM validate needs {kind: llm, profile: <LLM profile>} to know "
                             "which decoder to serve")
-    if pol.policy != "continuous":
-        raise ScenarioError(args.scenario, "server.batching.policy", "LLM validate serves continuous batching; allowed: continuous")
+    if pol.policy != "continuous" or pol.order != "decode_first" or not pol.chunked_prefill:
+        raise ScenarioError(args.scenario, "server.batching", "the real LLM loop runs continuous batching, decode_first, "
+                            "with chunked prefill; set policy: continuous, order: decode_first, chunked_prefill: true")
     if args.reprofile:
         raise ScenarioError("--reprofile", "", "not available for LLM scenarios yet; re-run python -m profiler.profile --llm")
     prof = load_profile(cm.profile)

@@ -13,6 +13,7 @@ from array import array
 from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import simpy
@@ -42,6 +43,8 @@ class LlmLog:
     step_waiting: np.ndarray
     kv_capacity_tokens: int
     refused: np.ndarray              # per request: could never run (too large for the KV cache or step budget)
+    itl_s: Optional[np.ndarray] = None       # distinct inter-token gaps (continuous batching) ...
+    itl_weight: Optional[np.ndarray] = None  # ... and how many tokens waited each of them
 
     @property
     def finished(self) -> np.ndarray:
@@ -77,7 +80,11 @@ def _log(arrival, prompt, output, first, finish, preempt, recomputed, steps: _St
 
 
 def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, prompt_tokens, output_tokens) -> LlmLog:
-    """Runs continuous batching over the given requests (sorted arrivals, seconds); returns the LlmLog."""
+    """Runs continuous batching over the given requests (sorted arrivals, seconds); returns the LlmLog.
+
+    KV accounting follows vLLM: a decode step writes the KV of the sequence's latest token, so a sequence
+    of L tokens (prompt + generated) needs ceil(L / block_size) blocks during the step that produces token L+1.
+    """
     arr = np.asarray(arrival_s, float).tolist()
     prompt = np.asarray(prompt_tokens, np.int64).tolist()
     out = np.asarray(output_tokens, np.int64).tolist()
@@ -101,27 +108,36 @@ def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, pr
     done = [0] * n           # of which computed
     blocks = [0] * n         # KV blocks held
     base = [0] * n           # decoding: length after decode step d is base + d
+    join = [0] * n           # decode step at which the sequence (re)joined the decoders
+    last_tok = [nan] * n     # when the sequence last received a token (for inter-token latency)
     epoch = [0] * n          # bumped on preemption: heap entries of older epochs are stale
-    state = [0] * n          # 0 not admitted, 1 prefilling, 2 decoding, 3 finished
+    state = [0] * n          # 0 waiting, 1 prefilling, 2 decoding, 3 finished
     steps = _Steps()
-    st = {"free": total_blocks, "n_dec": 0, "sum_base": 0, "d": 0, "next_arrival": 0}
+    itl_gap, itl_weight = array("d"), array("q")
+    st = {"free": total_blocks, "n_dec": 0, "sum_base": 0, "d": 0, "next_arrival": 0, "prev_dec_end": nan,
+          "preempted": False}
+    joiners: list = []           # (sid, epoch) that started decoding since the last decode step
     waiting: deque[int] = deque()
     prefilling: list[int] = []
     admitted: list[int] = []     # admission order, for last-in-first-out preemption
     dec_heap: list = []          # (decode step of the last token, epoch, sid)
     blk_heap: list = []          # (decode step needing a new block, epoch, sid)
+    # a request that can never run is refused on arrival, as vLLM does: its KV at the last step (prompt + output
+    # - 1 tokens) beyond the whole cache, or, without chunked prefill, a (re)prefill beyond one step's budget
+    fits = [-(-(prompt[i] + out[i] - 1) // bs) <= total_blocks and (chunked or prompt[i] + out[i] - 1 <= budget_max)
+            for i in range(n)]
 
-    def start_decoding(sid: int, d_next: int) -> None:
-        # after prefill the sequence holds prompt + generated tokens; its next token comes at step d_next
-        length = prompt[sid] + generated[sid]
+    def start_decoding(sid: int, d_next: int, t_tok: float) -> None:
+        length = prompt[sid] + generated[sid]  # tokens whose KV the first decode step holds
         base[sid] = length + 1 - d_next
+        join[sid] = d_next
+        last_tok[sid] = t_tok
         st["sum_base"] += base[sid]
         st["n_dec"] += 1
         state[sid] = 2
         heapq.heappush(dec_heap, (d_next + out[sid] - generated[sid] - 1, epoch[sid], sid))
-        # the first decode step that writes past the blocks held
-        need_at = d_next + max(0, blocks[sid] * bs - length)
-        heapq.heappush(blk_heap, (need_at, epoch[sid], sid))
+        heapq.heappush(blk_heap, (d_next + max(0, blocks[sid] * bs - length + 1), epoch[sid], sid))
+        joiners.append((sid, epoch[sid]))
 
     def release(sid: int) -> None:
         st["free"] += blocks[sid]
@@ -131,6 +147,8 @@ def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, pr
             st["sum_base"] -= base[sid]
             # tokens produced by the decode steps completed so far (steps < st["d"])
             generated[sid] = min(out[sid], base[sid] + st["d"] - 1 - prompt[sid])
+            if st["d"] > join[sid]:
+                last_tok[sid] = st["prev_dec_end"]
         elif state[sid] == 1:
             prefilling.remove(sid)
         epoch[sid] += 1
@@ -146,12 +164,78 @@ def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, pr
                 done[sid] = 0
                 recomputed[sid] += target[sid]
                 waiting.appendleft(sid)
+                st["preempted"] = True
                 return sid
         return -1
 
-    # a request that can never run is refused on arrival, as vLLM does: prompt + output beyond the whole KV
-    # cache, or (without chunked prefill) a prompt beyond one step's token budget
-    fits = [-(-(prompt[i] + out[i]) // bs) <= total_blocks and (chunked or prompt[i] <= budget_max) for i in range(n)]
+    def prepare_decode(d: int) -> int:
+        """Allocates this step's KV blocks (preempting if needed); returns the number of decoding sequences."""
+        needers = []
+        while blk_heap and blk_heap[0][0] <= d:
+            _, ep, sid = heapq.heappop(blk_heap)
+            if ep == epoch[sid] and state[sid] == 2:
+                needers.append(sid)
+        while st["free"] < len(needers):
+            victim = preempt_one()
+            if victim < 0:
+                break
+            if victim in needers:
+                needers.remove(victim)
+        for sid in needers:
+            blocks[sid] += 1
+            length = base[sid] + d - 1
+            heapq.heappush(blk_heap, (d + max(1, blocks[sid] * bs - length + 1), epoch[sid], sid))
+        st["free"] -= len(needers)
+        return st["n_dec"]
+
+    def plan_prefill(budget: int, running: int):
+        """Continues chunked prefills, then admits waiting requests first come, first served; returns
+        (prefill tokens, attention pairs, chunks, sequences whose prefill completes this step)."""
+        tokens, pairs, chunks, completed = 0, 0.0, 0, []
+        for sid in list(prefilling):
+            if budget <= 0:
+                break
+            c = min(target[sid] - done[sid], budget, chunk_max)
+            grow = -(-(done[sid] + c) // bs) - blocks[sid]
+            if grow > st["free"]:
+                c = max(0, (blocks[sid] + st["free"]) * bs - done[sid])
+                grow = -(-(done[sid] + c) // bs) - blocks[sid]
+                if c <= 0:
+                    continue
+            st["free"] -= grow
+            blocks[sid] += grow
+            pairs += c * (done[sid] + (c + 1) / 2)
+            done[sid] += c
+            tokens += c
+            chunks += 1
+            budget -= c
+            if done[sid] == target[sid]:
+                completed.append(sid)
+        # vLLM admits nothing in a step that had to preempt
+        while waiting and budget > 0 and running + len(prefilling) < max_seqs and not st["preempted"]:
+            sid = waiting[0]
+            need = target[sid] or prompt[sid]
+            c = min(need, budget, chunk_max)
+            if not chunked and c < need:
+                break  # the whole prompt must fit in this step's budget
+            grow = -(-c // bs)
+            if grow > st["free"]:
+                break  # no KV room: wait for sequences to finish
+            waiting.popleft()
+            target[sid] = need
+            done[sid] = c
+            blocks[sid] = grow
+            st["free"] -= grow
+            state[sid] = 1
+            prefilling.append(sid)
+            admitted.append(sid)
+            pairs += c * (c + 1) / 2
+            tokens += c
+            chunks += 1
+            budget -= c
+            if c == need:
+                completed.append(sid)
+        return tokens, pairs, chunks, completed
 
     def engine(env: simpy.Environment):
         timeout = env.timeout
@@ -167,81 +251,18 @@ def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, pr
                     return
                 yield timeout(arr[j] - t)
                 continue
-            budget = budget_max
             d = st["d"]
-            has_prefill_work = bool(prefilling) or bool(waiting)
-            run_decode = st["n_dec"] > 0 and (decode_first or not has_prefill_work)
-            dec_tokens = 0
-            if run_decode:
-                # KV blocks for sequences whose new token starts a block at this decode step
-                needers = []
-                while blk_heap and blk_heap[0][0] <= d:
-                    _, ep, sid = heapq.heappop(blk_heap)
-                    if ep == epoch[sid] and state[sid] == 2:
-                        needers.append(sid)
-                while st["free"] < len(needers):
-                    victim = preempt_one()
-                    if victim < 0:
-                        break
-                    if victim in needers:
-                        needers.remove(victim)
-                for sid in needers:
-                    blocks[sid] += 1
-                    # next step whose token would not fit: length before step d is base + d - 1
-                    heapq.heappush(blk_heap, (d + max(1, blocks[sid] * bs - (base[sid] + d - 1)), epoch[sid], sid))
-                st["free"] -= len(needers)
-                dec_tokens = st["n_dec"]
-                budget -= dec_tokens
-            prefill_tokens = 0
-            chunks = 0
-            pairs = 0.0
-            completed: list[int] = []
-            if not run_decode or decode_first:
-                # continue chunked prefills first, then admit waiting requests first come, first served
-                for sid in list(prefilling):
-                    if budget <= 0:
-                        break
-                    c = min(target[sid] - done[sid], budget, chunk_max)
-                    grow = -(-(done[sid] + c) // bs) - blocks[sid]
-                    if grow > st["free"]:
-                        c = max(0, (blocks[sid] + st["free"]) * bs - done[sid])
-                        grow = -(-(done[sid] + c) // bs) - blocks[sid]
-                        if c <= 0:
-                            continue
-                    st["free"] -= grow
-                    blocks[sid] += grow
-                    pairs += c * (done[sid] + (c + 1) / 2)
-                    done[sid] += c
-                    prefill_tokens += c
-                    chunks += 1
-                    budget -= c
-                    if done[sid] == target[sid]:
-                        completed.append(sid)
-                while waiting and budget > 0 and st["n_dec"] + len(prefilling) < max_seqs:
-                    sid = waiting[0]
-                    need = target[sid] or prompt[sid]
-                    c = min(need, budget, chunk_max)
-                    if not chunked and c < need:
-                        break  # the whole prompt must fit in this step's budget
-                    grow = -(-c // bs)
-                    if grow > st["free"]:
-                        break  # no KV room: wait for sequences to finish
-                    waiting.popleft()
-                    target[sid] = need
-                    done[sid] = c
-                    blocks[sid] = grow
-                    st["free"] -= grow
-                    state[sid] = 1
-                    prefilling.append(sid)
-                    admitted.append(sid)
-                    pairs += c * (c + 1) / 2
-                    prefill_tokens += c
-                    chunks += 1
-                    budget -= c
-                    if c == need:
-                        completed.append(sid)
+            st["preempted"] = False
+            if decode_first:
+                dec_tokens = prepare_decode(d) if st["n_dec"] else 0
+                prefill_tokens, pairs, chunks, completed = plan_prefill(budget_max - dec_tokens, st["n_dec"])
+            else:  # prefill-only steps while prefill can progress, decode steps otherwise
+                prefill_tokens, pairs, chunks, completed = plan_prefill(budget_max, st["n_dec"])
+                dec_tokens = prepare_decode(d) if prefill_tokens == 0 and st["n_dec"] else 0
             if dec_tokens == 0 and prefill_tokens == 0:
-                # nothing fits (KV full of prefilling sequences): wait for the next arrival or give up
+                if prefilling:
+                    preempt_one()  # the KV cache is full of half-done prefills: the newest yields
+                    continue
                 if j >= n:
                     return
                 yield timeout(max(arr[j] - t, 0.0))
@@ -249,10 +270,23 @@ def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, pr
             context = st["sum_base"] + st["n_dec"] * (d - 1) if dec_tokens else 0
             h = step_cost(prefill_tokens, pairs, dec_tokens, context, chunks)
             end = t + h
-            running = st["n_dec"] + len(prefilling)
-            steps.add(t, h, prefill_tokens, dec_tokens, dec_tokens, (total_blocks - st["free"]) * bs, running, len(waiting))
+            steps.add(t, h, prefill_tokens, dec_tokens, dec_tokens, (total_blocks - st["free"]) * bs,
+                      st["n_dec"] + len(prefilling), len(waiting))
             yield timeout(h)
             if dec_tokens:
+                # inter-token latency: decoders that also decoded last step waited this step's gap;
+                # sequences that joined since then waited from their own last token
+                fresh = 0
+                for sid, ep in joiners:
+                    if ep == epoch[sid] and state[sid] == 2:
+                        itl_gap.append(end - last_tok[sid])
+                        itl_weight.append(1)
+                        fresh += 1
+                joiners.clear()
+                if dec_tokens > fresh:
+                    itl_gap.append(end - st["prev_dec_end"])
+                    itl_weight.append(dec_tokens - fresh)
+                st["prev_dec_end"] = end
                 st["d"] = d + 1
                 while dec_heap and dec_heap[0][0] <= d:
                     _, ep, sid = heapq.heappop(dec_heap)
@@ -267,6 +301,9 @@ def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, pr
                 generated[sid] += 1  # prefill (or recompute) yields the next token
                 if math.isnan(first[sid]):
                     first[sid] = end
+                elif not math.isnan(last_tok[sid]):
+                    itl_gap.append(end - last_tok[sid])  # a preempted sequence's stall until its next token
+                    itl_weight.append(1)
                 if generated[sid] >= out[sid]:
                     generated[sid] = out[sid]
                     finish[sid] = end
@@ -275,14 +312,16 @@ def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, pr
                     epoch[sid] += 1
                     state[sid] = 3
                 else:
-                    start_decoding(sid, st["d"])
+                    start_decoding(sid, st["d"], end)
 
     env = simpy.Environment()
     env.process(engine(env))
     env.run()
-    # decoding sequences' generated counts are implicit (base + d); finished ones were set exactly
-    return _log(arrival_s, prompt_tokens, output_tokens, first, finish, preempt, recomputed, steps,
-                total_blocks * bs, [not f for f in fits])
+    log = _log(arrival_s, prompt_tokens, output_tokens, first, finish, preempt, recomputed, steps,
+               total_blocks * bs, [not f for f in fits])
+    log.itl_s = np.frombuffer(itl_gap, dtype=np.float64).copy()
+    log.itl_weight = np.frombuffer(itl_weight, dtype=np.int64).copy()
+    return log
 
 
 def simulate_static(policy: LlmStaticBatching, cost: LlmCost, arrival_s, prompt_tokens, output_tokens) -> LlmLog:
@@ -295,6 +334,7 @@ def simulate_static(policy: LlmStaticBatching, cost: LlmCost, arrival_s, prompt_
     rule = policy.rule(policy.max_batch_size)
     first = np.full(n, np.nan)
     finish = np.full(n, np.nan)
+    refused = np.zeros(n, bool)
     steps = _Steps()
     state = {"head": 0}
     inf = math.inf
@@ -313,6 +353,10 @@ def simulate_static(policy: LlmStaticBatching, cost: LlmCost, arrival_s, prompt_
             # every slot reserves the batch's longest prompt + longest output (padding)
             while k > 1 and k * (int(prompt[h0:h0 + k].max()) + int(out[h0:h0 + k].max())) > policy.kv_cache_tokens:
                 k -= 1
+            if k == 1 and prompt[h0] + out[h0] > policy.kv_cache_tokens:
+                refused[h0] = True  # alone it still does not fit the KV cache
+                state["head"] = h0 + 1
+                continue
             idx = slice(h0, h0 + k)
             state["head"] = h0 + k
             p_max = int(prompt[idx].max())
@@ -338,5 +382,4 @@ def simulate_static(policy: LlmStaticBatching, cost: LlmCost, arrival_s, prompt_
     env.process(engine(env))
     env.run()
     zeros = np.zeros(n, np.int64)
-    return _log(arr, prompt, out, first, finish, zeros.astype(np.int32), zeros, steps, policy.kv_cache_tokens,
-                np.zeros(n, bool))
+    return _log(arr, prompt, out, first, finish, zeros.astype(np.int32), zeros, steps, policy.kv_cache_tokens, refused)

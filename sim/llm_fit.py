@@ -18,18 +18,29 @@ COEFS = ("base_ms", "prefill_token_ms", "prefill_attention_ms", "prefill_seq_ms"
 
 
 def nnls_fit(X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Returns non-negative coefficients minimising relative squared error (small active-set loop)."""
+    """Returns non-negative coefficients minimising relative squared error (Lawson-Hanson active set)."""
     w = 1 / y
-    active = list(range(X.shape[1]))
-    coef = np.zeros(X.shape[1])
-    while active:
-        sol, *_ = np.linalg.lstsq(X[:, active] * w[:, None], y * w, rcond=None)
-        if (sol >= 0).all():
-            coef[:] = 0
-            coef[active] = sol
-            return coef
-        active.pop(int(np.argmin(sol)))
-    return coef
+    A, b = X * w[:, None], y * w
+    n = A.shape[1]
+    x = np.zeros(n)
+    passive = np.zeros(n, bool)
+    for _ in range(3 * n):
+        grad = A.T @ (b - A @ x)
+        if passive.all() or grad[~passive].max(initial=0) <= 1e-12 * max(1.0, np.abs(grad).max()):
+            break
+        passive[np.argmax(np.where(passive, -np.inf, grad))] = True
+        while True:
+            z = np.zeros(n)
+            z[passive] = np.linalg.lstsq(A[:, passive], b, rcond=None)[0]
+            if (z[passive] > 0).all():
+                x = z
+                break
+            neg = passive & (z <= 0)
+            alpha = np.min(x[neg] / (x[neg] - z[neg]))
+            x = x + alpha * (z - x)
+            passive &= x > 1e-15
+            x[~passive] = 0.0
+    return x
 
 
 def fit_llm(points: list[dict]) -> dict:

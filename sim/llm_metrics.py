@@ -33,7 +33,8 @@ class _LlmRep:
         self.start_s = warmup_s if warmup_s > 0 else float(log.arrival_s[0]) if log.arrival_s.size else 0.0
         self.end_s = float(log.finish_s[keep].max()) if self.n else self.start_s
         self.span_s = max(self.end_s - self.start_s, 1e-300)
-        self.unfinished = int(((log.arrival_s >= warmup_s) & ~log.finished).sum())
+        self.unfinished = int(((log.arrival_s >= warmup_s) & ~log.finished & ~log.refused).sum())
+        self.refused = int(((log.arrival_s >= warmup_s) & log.refused).sum())
         win = (log.step_start_s >= self.start_s) & (log.step_start_s < self.end_s)
         self.win = win
         self.busy_s = float(log.step_s[win].sum())
@@ -55,8 +56,11 @@ def _weighted_stats(values: np.ndarray, weights: np.ndarray) -> dict:
 def capacity_rps(scenario, logs: list[LlmLog]) -> float:
     """Returns an estimate of the engine's saturated request rate for the sampled request sizes."""
     pol, cost = scenario.server.batching, scenario.cost_model
-    p = float(np.mean([log.prompt_tokens.mean() for log in logs]))
-    o = float(np.mean([log.output_tokens.mean() for log in logs]))
+    ok = [~log.refused for log in logs]  # refused requests take no engine time
+    if not any(k.any() for k in ok):
+        return math.nan
+    p = float(np.mean([log.prompt_tokens[k].mean() for log, k in zip(logs, ok) if k.any()]))
+    o = float(np.mean([log.output_tokens[k].mean() for log, k in zip(logs, ok) if k.any()]))
     if pol.policy == "continuous":
         n = max(1.0, min(pol.max_num_seqs, pol.kv_cache_tokens / (p + o)))
         decode_step_ms = (cost.overhead_ms + cost.base_ms + cost.decode_seq_ms * n + cost.decode_context_ms * n * (p + o / 2))
@@ -92,25 +96,33 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
     """Returns summary.json for an LLM scenario: TTFT, TPOT, ITL, E2EL, tokens/s, goodput, KV cache, preemptions."""
     reps = [_LlmRep(log, scenario.warmup_s) for log in logs]
     n = sum(r.n for r in reps)
+    if n == 0 and all(log.arrival_s.size == 0 for log in logs):
+        raise ScenarioError(source, "duration_s", "no request arrives within the run: lengthen duration_s")
     if n == 0:
         raise ScenarioError(source, "warmup_s", "no request finished after the warm-up: lower warmup_s, lengthen "
                             "the run, or check that the KV cache can hold a request")
     offered = float(np.mean([scenario.workload.arrival.offered_rps(log.arrival_s) for log in logs]))
     capacity = capacity_rps(scenario, logs)
-    load = offered / capacity
+    load = offered / capacity if capacity == capacity else math.nan
     stable = bool(load < 1.0)
     warnings = []
     if not stable:
         warnings.append(f"UNSTABLE: offered {offered:.6g} rps is {load:.0%} of the engine's estimated capacity "
                         f"{capacity:.6g} rps for these request sizes; the queue grows without bound")
-    rejected = sum(int(log.refused.sum()) for log in logs)
+    rejected = sum(r.refused for r in reps)
     if rejected:
-        warnings.append(f"{rejected} request(s) could never run and were refused: larger than the whole KV cache, "
-                        "or (without chunked prefill) a prompt beyond max_num_batched_tokens")
-    unfinished = sum(r.unfinished for r in reps) - rejected
+        warnings.append(f"{rejected} measured request(s) could never run and were refused: prompt + output beyond "
+                        "the whole KV cache, or (without chunked prefill) beyond max_num_batched_tokens")
+    unfinished = sum(r.unfinished for r in reps)
+    if unfinished:
+        warnings.append(f"{unfinished} measured request(s) never finished (a static batch that never filled: "
+                        "set max_queue_delay_ms)")
     span = sum(r.span_s for r in reps)
     e2e = _with_ci(reps, "e2e")
-    itl_parts = [(r.log.step_s[r.win], r.log.step_decode_tokens[r.win]) for r in reps]
+    # continuous batching records each distinct inter-token gap with the number of tokens that waited it;
+    # static batching delivers one token per live slot per decode step, so a step's duration is the gap
+    itl_parts = [(r.log.itl_s, r.log.itl_weight) if r.log.itl_s is not None else
+                 (r.log.step_s[r.win], r.log.step_decode_tokens[r.win]) for r in reps]
     itl = _weighted_stats(np.concatenate([v for v, _ in itl_parts]), np.concatenate([w for _, w in itl_parts]))
     kv_util = []
     for r in reps:
@@ -122,7 +134,7 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
     summary = {
         "scenario": scenario.name, "seed": scenario.seed, "replications": len(reps), "requests": n,
         "requests_generated": int(sum(r.log.arrival_s.size for r in reps)), "unfinished": unfinished,
-        "rejected": rejected, "warmup_s": scenario.warmup_s,
+        "refused": rejected, "warmup_s": scenario.warmup_s,
         "duration_s": float(np.mean([max(r.log.finish_s[r.log.finished].max(initial=0), r.log.arrival_s.max(initial=0))
                                      for r in reps])),
         "measured_window_s": span / len(reps),
@@ -166,11 +178,14 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
         for name, target, stats in (("ttft_p99", slo.ttft_p99_ms, summary["ttft_s"]), ("tpot_p99", slo.tpot_p99_ms, summary["tpot_s"])):
             if target:
                 achieved = stats["p99"] * 1000
+                if achieved != achieved:  # no request had a second token: nothing to miss
+                    targets[name] = {"target_ms": target, "achieved_ms": None, "met": True, "verdict": "n/a"}
+                    continue
                 ci = (stats.get("ci95") or {}).get("p99")
                 verdict = "uncertain" if ci and ci[0] * 1000 <= target <= ci[1] * 1000 else ("met" if achieved <= target else "missed")
                 targets[name] = {"target_ms": target, "achieved_ms": achieved, "met": achieved <= target, "verdict": verdict}
         summary["slo"] = {"targets": targets, "met": all(t["met"] for t in targets.values()), "attainment_target": "ttft+tpot"}
-        summary["slo_attainment"] = ok_n / (n + unfinished)
+        summary["slo_attainment"] = ok_n / (n + unfinished + rejected)  # unserved requests count as misses
         summary["goodput_rps"] = ok_n / span
     return summary
 

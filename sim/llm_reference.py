@@ -19,8 +19,8 @@ def naive_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, promp
     """Returns (first_token_s, finish_s, preemptions) per request."""
     env = simpy.Environment()
     n = len(arrival_s)
-    bs, total = policy.block_size, policy.kv_blocks
-    chunk = policy.chunk if policy.chunked_prefill else policy.max_num_batched_tokens
+    bs, total, budget_max = policy.block_size, policy.kv_blocks, policy.max_num_batched_tokens
+    chunk = policy.chunk if policy.chunked_prefill else budget_max
     first = np.full(n, np.nan)
     finish = np.full(n, np.nan)
     preempt = np.zeros(n, np.int64)
@@ -33,8 +33,8 @@ def naive_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, promp
 
     def request(s, at):
         yield env.timeout(at)
-        if math.ceil((s["prompt"] + s["out"]) / bs) > total or (
-                not policy.chunked_prefill and s["prompt"] > policy.max_num_batched_tokens):
+        last_kv = s["prompt"] + s["out"] - 1
+        if math.ceil(last_kv / bs) > total or (not policy.chunked_prefill and last_kv > budget_max):
             return  # can never run
         s["event"] = env.event()
         waiting.append(s)
@@ -50,73 +50,85 @@ def naive_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, promp
         waiting.insert(0, victim)
         return victim
 
+    def decode_plan():
+        """Blocks for every decoder's KV this step (preempting the newest when short); returns the decoders."""
+        dec = [s for s in running if s["phase"] == "decode"]
+        needers = [s for s in dec if s["blocks"] * bs < s["prompt"] + s["gen"]]
+        preempted = False
+        while free["blocks"] < len(needers) and running:
+            v = preempt_last()
+            preempted = True
+            if v in needers:
+                needers.remove(v)
+        for s in needers:
+            s["blocks"] += 1
+            free["blocks"] -= 1
+        return [s for s in running if s["phase"] == "decode"], preempted
+
+    def prefill_plan(budget, admit):
+        tokens, pairs, chunks, completed = 0, 0.0, 0, []
+        for s in [s for s in running if s["phase"] == "prefill"]:
+            if budget <= 0:
+                break
+            c = min(s["target"] - s["done"], budget, chunk)
+            grow = math.ceil((s["done"] + c) / bs) - s["blocks"]
+            if grow > free["blocks"]:
+                c = max(0, (s["blocks"] + free["blocks"]) * bs - s["done"])
+                grow = math.ceil((s["done"] + c) / bs) - s["blocks"]
+                if c <= 0:
+                    continue
+            free["blocks"] -= grow
+            s["blocks"] += grow
+            pairs += c * (s["done"] + (c + 1) / 2)
+            s["done"] += c
+            tokens += c
+            chunks += 1
+            budget -= c
+            if s["done"] == s["target"]:
+                completed.append(s)
+        while admit and waiting and budget > 0 and len(running) < policy.max_num_seqs:
+            s = waiting[0]
+            c = min(s["target"], budget, chunk)
+            if not policy.chunked_prefill and c < s["target"]:
+                break
+            grow = math.ceil(c / bs)
+            if grow > free["blocks"]:
+                break
+            waiting.pop(0)
+            s.update(done=c, blocks=grow, phase="prefill")
+            free["blocks"] -= grow
+            running.append(s)
+            pairs += c * (c + 1) / 2
+            tokens += c
+            chunks += 1
+            budget -= c
+            if c == s["target"]:
+                completed.append(s)
+        return tokens, pairs, chunks, completed
+
     def engine():
         while True:
             if not waiting and not running:
                 wake["ev"] = env.event()
                 yield wake["ev"]
-            budget = policy.max_num_batched_tokens
-            decoders = [s for s in running if s["phase"] == "decode"]
-            prefill_work = any(s["phase"] == "prefill" for s in running) or bool(waiting)
-            run_decode = bool(decoders) and (policy.order == "decode_first" or not prefill_work)
-            pre_tokens, pairs, dec, chunks = 0, 0.0, [], 0
-            if run_decode:
-                # this step's token must fit: a sequence holding prompt + gen tokens needs room for one more
-                needers = [s for s in decoders if s["blocks"] * bs < s["prompt"] + s["gen"] + 1]
-                while free["blocks"] < len(needers) and running:
-                    v = preempt_last()
-                    if v in needers:
-                        needers.remove(v)
-                for s in needers:
-                    s["blocks"] += 1
-                    free["blocks"] -= 1
-                dec = [s for s in running if s["phase"] == "decode"]
-                budget -= len(dec)
-            completed = []
-            if not run_decode or policy.order == "decode_first":
-                for s in [s for s in running if s["phase"] == "prefill"]:
-                    if budget <= 0:
-                        break
-                    c = min(s["target"] - s["done"], budget, chunk)
-                    grow = math.ceil((s["done"] + c) / bs) - s["blocks"]
-                    if grow > free["blocks"]:
-                        c = max(0, (s["blocks"] + free["blocks"]) * bs - s["done"])
-                        grow = math.ceil((s["done"] + c) / bs) - s["blocks"]
-                        if c <= 0:
-                            continue
-                    free["blocks"] -= grow
-                    s["blocks"] += grow
-                    pairs += c * (s["done"] + (c + 1) / 2)
-                    s["done"] += c
-                    pre_tokens += c
-                    chunks += 1
-                    budget -= c
-                    if s["done"] == s["target"]:
-                        completed.append(s)
-                while waiting and budget > 0 and len(running) < policy.max_num_seqs:
-                    s = waiting[0]
-                    c = min(s["target"], budget, chunk)
-                    if not policy.chunked_prefill and c < s["target"]:
-                        break
-                    grow = math.ceil(c / bs)
-                    if grow > free["blocks"]:
-                        break
-                    waiting.pop(0)
-                    s.update(done=c, blocks=grow, phase="prefill")
-                    free["blocks"] -= grow
-                    running.append(s)
-                    pairs += c * (c + 1) / 2
-                    pre_tokens += c
-                    chunks += 1
-                    budget -= c
-                    if c == s["target"]:
-                        completed.append(s)
-            if not dec and not pre_tokens:
+            dec, preempted = [], False
+            if policy.order == "decode_first":
+                if any(s["phase"] == "decode" for s in running):
+                    dec, preempted = decode_plan()
+                pre, pairs, chunks, completed = prefill_plan(budget_max - len(dec), not preempted)
+            else:
+                pre, pairs, chunks, completed = prefill_plan(budget_max, True)
+                if not pre and any(s["phase"] == "decode" for s in running):
+                    dec, preempted = decode_plan()
+            if not dec and not pre:
+                if any(s["phase"] == "prefill" for s in running):
+                    preempt_last()  # KV full of half-done prefills
+                    continue
                 wake["ev"] = env.event()
                 yield wake["ev"]
                 continue
             ctx = sum(s["prompt"] + s["gen"] for s in dec)
-            yield env.timeout(cost.iteration_s(pre_tokens, pairs, len(dec), ctx, chunks))
+            yield env.timeout(cost.iteration_s(pre, pairs, len(dec), ctx, chunks))
             for s in dec + completed:  # each produced one token this step
                 s["gen"] += 1
                 if math.isnan(first[s["id"]]):

@@ -186,6 +186,8 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
     replicas = scenario.server.replicas
     reps = [_Rep(log, scenario.warmup_s, replicas) for log in logs]
     n = sum(r.n for r in reps)
+    if n == 0 and all(log.arrival_s.size == 0 for log in logs):
+        raise ScenarioError(source, "duration_s", "no request arrives within the run: lengthen duration_s")
     if n == 0:
         last = max(float(log.arrival_s[-1]) if log.arrival_s.size else 0.0 for log in logs)
         if scenario.warmup_s > 0 and last < scenario.warmup_s:

@@ -132,6 +132,13 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
         problems.append(("workload.prompt_tokens", "token sizes apply to LLM policies only (continuous, llm_static)"))
     if wl.tokens_from_trace and not isinstance(wl.arrival, arrivals.TraceArrivals):
         problems.append(("workload.tokens_from_trace", "needs workload.arrival.process: trace with a file"))
+    if scenario.slo is not None:
+        llm_keys = [k for k in ("ttft_p99_ms", "tpot_p99_ms") if getattr(scenario.slo, k) is not None]
+        req_keys = list(scenario.slo.targets_ms())
+        if llm_policy and req_keys:
+            problems.append((f"slo.latency_{req_keys[0]}_ms", "LLM scenarios take ttft_p99_ms and tpot_p99_ms"))
+        if not llm_policy and llm_keys:
+            problems.append((f"slo.{llm_keys[0]}", "TTFT/TPOT targets apply to LLM policies; use latency_p50_ms..latency_p99_ms"))
     if llm_policy and scenario.server.replicas != 1:
         problems.append(("server.replicas", "LLM policies simulate one engine; allowed: 1"))
     pol = scenario.server.batching

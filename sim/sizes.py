@@ -170,7 +170,7 @@ def _norm_ppf(u: np.ndarray) -> np.ndarray:
 def _norm_cdf(z: np.ndarray) -> np.ndarray:
     from math import erf, sqrt
 
-    return 0.5 * (1 + np.vectorize(erf)(z / sqrt(2)))
+    return 0.5 * (1 + np.vectorize(erf, otypes=[float])(z / sqrt(2)))
 
 
 def sample_pair(prompt: TokenDist, output: TokenDist, correlation: float, rng: np.random.Generator,
