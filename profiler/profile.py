@@ -58,7 +58,9 @@ def _parse_kv(items: list[str]) -> dict:
 
 
 def _is_oom(exc: BaseException) -> bool:
-    return "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError"
+    text = str(exc).lower()
+    return (type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text or "can't allocate memory" in text
+            or "alloc_failed" in text)
 
 
 class Runner:

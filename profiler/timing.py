@@ -21,7 +21,7 @@ def median_ci(samples) -> tuple[float, float]:
     x = np.sort(np.asarray(samples, dtype=float))
     n = x.size
     if n < 6:
-        return float(x[0]), float(x[-1])
+        return math.nan, math.nan  # too few samples for a 95% interval (min..max covers only 1 - 2^(1-n))
     half = Z95 * math.sqrt(n) / 2
     lo = max(int(math.floor(n / 2 - half)), 1)
     hi = min(int(math.ceil(n / 2 + half)) + 1, n)
@@ -59,12 +59,13 @@ class PointStats:
         x = np.asarray(self.samples_ms, dtype=float)
         med = float(np.median(x))
         lo, hi = median_ci(x)
+        ci = None if math.isnan(lo) else [lo, hi]
         return {
             "batch_size": self.batch_size, "samples": int(x.size), "median_ms": med,
             "mean_ms": float(x.mean()), "std_ms": float(x.std(ddof=1)) if x.size > 1 else 0.0,
             "min_ms": float(x.min()), "p10_ms": float(np.percentile(x, 10)), "p90_ms": float(np.percentile(x, 90)),
             "p99_ms": float(np.percentile(x, 99)), "max_ms": float(x.max()),
-            "median_ci95_ms": [lo, hi], "ci_rel": (hi - lo) / 2 / med,
+            "median_ci95_ms": ci, "ci_rel": None if ci is None else (hi - lo) / 2 / med,
             "cv": float(x.std(ddof=1) / x.mean()) if x.size > 1 else 0.0,
             "ratio_quantiles": [float(v) for v in np.percentile(x / med, RATIO_QUANTILES)],
             "stop_reason": self.stop_reason,
