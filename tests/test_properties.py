@@ -26,12 +26,25 @@ def _paths(d, prefix=()):
 
 PATHS = list(_paths(BASE))
 
+LLM_BASE = {
+    "name": "llm", "seed": 1, "requests": 150,
+    "workload": {"arrival": {"process": "poisson", "rate_rps": 20},
+                 "prompt_tokens": {"dist": "lognormal", "mean": 200, "cv": 1.0, "min": 1, "max": 2000},
+                 "output_tokens": {"dist": "uniform", "low": 1, "high": 80}, "token_correlation": 0.3},
+    "cost_model": {"kind": "llm", "base_ms": 5, "prefill_token_ms": 0.02, "decode_seq_ms": 0.1,
+                   "decode_context_ms": 1e-4},
+    "server": {"batching": {"policy": "continuous", "max_num_seqs": 16, "max_num_batched_tokens": 512,
+                            "kv_cache_tokens": 20000, "block_size": 16}},
+    "slo": {"ttft_p99_ms": 500, "tpot_p99_ms": 50},
+}
+LLM_PATHS = list(_paths(LLM_BASE))
+
 
 @st.composite
-def mutated(draw):
-    d = copy.deepcopy(BASE)
+def mutated(draw, base=BASE, paths=PATHS):
+    d = copy.deepcopy(base)
     for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(PATHS))
+        path = draw(st.sampled_from(paths))
         node = d
         for k in path[:-1]:
             node = node.get(k) if isinstance(node, dict) else None
@@ -79,3 +92,9 @@ def test_arbitrary_text_gives_clean_errors(tmp_path, text):
 @given(st.one_of(st.text(max_size=40), st.sampled_from(["-x", "--", "=", "a..b=1", ".=1", "seed=-1", "name.x=1"])))
 def test_arbitrary_overrides_give_clean_errors(tmp_path, assignment):
     _check(tmp_path, yaml.safe_dump(BASE), ["--set", assignment])
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutated(LLM_BASE, LLM_PATHS))
+def test_mutated_llm_scenarios_give_clean_errors(tmp_path, raw):
+    _check(tmp_path, yaml.safe_dump(raw))
