@@ -9,10 +9,16 @@ from .conftest import ROOT, run_cli
 def test_validate_cpu_short_run_within_loose_bound(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "val"
+    # an impossible bound: the run must finish, write everything, and then exit 3 naming the worst metric
     proc = run_cli("validate", ROOT / "scenarios/validate-mlp-cpu.yaml", "--device", "cpu", "--out", out,
-                   "--loads", "0.5,0.8", "--requests", "1200", "--reprofile", "--max-error-pct", "50")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+                   "--loads", "0.5,0.8", "--requests", "1200", "--reprofile", "--max-error-pct", "0.001")
+    assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "exceeds --max-error-pct 0.001" in proc.stderr
     report = json.loads((out / "validation.json").read_text())
+    # loose bound for a noisy shared 2-core VM, on the queueing model's own error: the post-hoc column removes
+    # the drift of the machine's speed between profiling and serving (see README: CPU validation)
+    for r in report["loads"]:
+        assert abs(r["post_hoc_error_pct"]["p50_latency_ms"]) < 40, r
     assert [r["load"] for r in report["loads"]] == [0.5, 0.8]
     for r in report["loads"]:
         assert r["measured"]["requests"] == r["predicted"]["requests"] > 600  # warm-up excluded
@@ -69,7 +75,7 @@ def test_validate_llm_cpu_short_run(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "vllm"
     proc = run_cli("validate", ROOT / "scenarios/validate-llm-cpu.yaml", "--device", "cpu", "--out", out,
-                   "--loads", "0.5", "--requests", "60", "--max-error-pct", "80")
+                   "--loads", "0.5", "--requests", "60")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((out / "validation.json").read_text())
     row = report["loads"][0]
