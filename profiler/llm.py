@@ -112,10 +112,6 @@ def make_step(model: GptKV, runner, point: dict):
     return step
 
 
-def max_context(model: GptKV) -> int:
-    return int(model.cfg["max_len"]) - 2
-
-
 def model_stats(model: GptKV, dtype_bytes: int) -> dict:
     """Returns the dimensions an LLM roofline needs, in the profiled dtype."""
     c = model.cfg

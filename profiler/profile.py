@@ -108,6 +108,9 @@ class Runner:
     def release(self, b: int):
         self.inputs.pop(b, None)
         self.graphs.pop(b, None)
+        self.free_memory()
+
+    def free_memory(self):
         gc.collect()
         if self.cuda:
             self.torch.cuda.empty_cache()
@@ -405,7 +408,7 @@ def _run_llm(args, torch, model_args: dict, cuda: bool, out: Path, say) -> int:
                 raise
             warnings.append(f"{p['phase']} batch {p['batch']} x {p['tokens'] if p['phase'] == 'prefill' else p['context']}:"
                             " out of memory, not measured")
-            runner.release(-1)
+            runner.free_memory()
     settings = Settings(warmup=args.warmup, min_samples=args.min_samples, max_samples=args.max_samples,
                         target_ci_rel=args.target_ci, budget_s=args.budget_s, seed=args.seed)
     started = time.perf_counter()

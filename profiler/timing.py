@@ -6,7 +6,6 @@ Pure Python + numpy; the device-specific part is the `step(b) -> ms` callable th
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -88,9 +87,7 @@ def measure(step: Callable[[int], float], sizes: list[int], settings: Settings,
     stats = {b: PointStats(b) for b in sizes}
     spent = {b: 0.0 for b in sizes}
     todo = list(sizes)
-    rounds = 0
     while todo:
-        rounds += 1
         for b in rng.permutation(todo).tolist():
             for _ in range(settings.per_round):
                 ms = step(b)
@@ -144,7 +141,3 @@ def find_max_batch(fits: Callable[[int], bool], cap: int) -> tuple[int, dict]:
     failed = sorted(b for b, good in tried.items() if not good)
     return lo, {"method": "doubling then bisection", "cap": cap, "largest_fits": lo,
                 "first_failure": failed[0] if failed else None, "tried": sorted(tried)}
-
-
-def wall() -> float:
-    return time.perf_counter()

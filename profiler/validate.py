@@ -19,7 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from sim.cost import ProfileCost, TableCost
+from sim.engine import simulate
 from sim.errors import ScenarioError
+from sim.metrics import request_columns
+from sim.rng import component_rng
+
+from .profile import Runner, device_info, measure_profile, write_profile
+from .serve import serve_trace
+from .timing import Settings
 
 METRICS = ("mean_latency_ms", "p50_latency_ms", "p90_latency_ms", "p99_latency_ms", "mean_batch", "throughput_rps")
 CHECKED = ("p50_latency_ms", "p99_latency_ms", "throughput_rps")  # what --max-error-pct bounds
@@ -98,15 +106,8 @@ def prepare_device(args, prof, profile_path: str):
 def run_validation(args) -> int:
     """Runs the validation described by the CLI arguments; returns the exit code (0, or 3 past the bound)."""
     import sim
-    from sim.cost import ProfileCost
-    from sim.engine import simulate
-    from sim.metrics import request_columns
-    from sim.rng import component_rng
 
-    from .profile import Runner, device_info, measure_profile, write_profile
-    from .timing import Settings
-    from .serve import serve_trace
-    from . import models
+    from . import models  # imports torch
 
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
     if args.requests is not None:
@@ -145,17 +146,14 @@ def run_validation(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.validate-", dir=out.parent))
     try:
-        return _validate(args, loads, scenario, cm, prof, rule, runner, pool, dev, say, out, tmp, sim_helpers=(
-            simulate, request_columns, component_rng, serve_trace, measure_profile, write_profile, Settings, models))
+        return _validate(args, loads, scenario, cm, prof, rule, runner, pool, dev, say, out, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _validate(args, loads, scenario, cm, prof, rule, runner, pool, dev, say, out, tmp, sim_helpers) -> int:
-    from sim.cost import TableCost
+def _validate(args, loads, scenario, cm, prof, rule, runner, pool, dev, say, out, tmp) -> int:
+    from . import models
 
-    (simulate, request_columns, component_rng, serve_trace, measure_profile, write_profile, Settings,
-     models) = sim_helpers
     drift = None
     if args.reprofile:
         # same process, same conditions, minutes before serving: separates the simulator's error from the

@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal, Optional
 
-import numpy as np
 from pydantic import Field, model_validator
 
 from . import REGISTRY
@@ -72,9 +71,3 @@ class LlmCost(CostModel):
         return (self.overhead_ms + self.base_ms + self.prefill_token_ms * prefill_tokens
                 + self.prefill_attention_ms * prefill_pairs + self.prefill_seq_ms * prefill_chunks
                 + self.decode_seq_ms * decode_seqs + self.decode_context_ms * decode_context) / 1000.0
-
-    def prefill_s(self, prompt_tokens: np.ndarray) -> np.ndarray:
-        """Returns the time of prefilling each prompt alone in one step, seconds (vectorised)."""
-        p = np.asarray(prompt_tokens, dtype=float)
-        return (self.overhead_ms + self.base_ms + self.prefill_seq_ms + self.prefill_token_ms * p
-                + self.prefill_attention_ms * p * (p + 1) / 2) / 1000
