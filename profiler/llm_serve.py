@@ -10,14 +10,14 @@ accepts settings whose KV cache cannot run out, so the simulator does not preemp
 """
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.nn import functional as F
+
+from .serve import Feeder
 
 
 @dataclass
@@ -101,20 +101,10 @@ def serve_llm(model, policy, arrival_s, prompt_tokens, output_tokens, device, dt
     first = np.full(n, np.nan)
     finish = np.full(n, np.nan)
     walls, models = [], []
-    q: "queue.SimpleQueue[int]" = queue.SimpleQueue()
     clock = time.perf_counter
-    t0 = clock() + 0.05
+    feeder = Feeder(arrival_s)
+    q, t0 = feeder.queue, feeder.t0
     chunk_max = policy.chunk if policy.chunked_prefill else policy.max_num_batched_tokens
-
-    def arrivals():
-        for i, a in enumerate(arrival_s):
-            wait = t0 + a - clock()
-            if wait > 0:
-                time.sleep(wait)
-            q.put(i)
-
-    feeder = threading.Thread(target=arrivals, daemon=True)
-    feeder.start()
     waiting: list[int] = []
     free_slots = list(range(policy.max_num_seqs - 1, -1, -1))
     slot, done, generated, last_tok = {}, {}, {}, {}
@@ -123,11 +113,7 @@ def serve_llm(model, policy, arrival_s, prompt_tokens, output_tokens, device, dt
     finished = 0
     with torch.inference_mode():
         while finished < n:
-            try:
-                while True:
-                    waiting.append(q.get_nowait())
-            except queue.Empty:
-                pass
+            feeder.drain(waiting)
             if not waiting and not prefilling and not decoding:
                 waiting.append(q.get())
                 continue

@@ -32,6 +32,41 @@ class ServeRecord:
     batch_gap_s: np.ndarray       # per batch: previous completion -> this dispatch, when requests were waiting
 
 
+class Feeder:
+    """An arrival thread: releases request ids into `queue` at t0 + arrival_s[i] on the real clock and
+    records when each was actually released (seconds from t0)."""
+
+    def __init__(self, arrival_s):
+        self.queue: "queue.SimpleQueue[int]" = queue.SimpleQueue()
+        self.released = np.zeros(len(arrival_s))
+        self.t0 = time.perf_counter() + 0.05  # let both threads get going before the first arrival
+        self.thread = threading.Thread(target=self._run, args=(list(arrival_s),), daemon=True)
+        self.thread.start()
+
+    def _run(self, arrival_s):
+        clock = time.perf_counter
+        for i, a in enumerate(arrival_s):
+            wait = self.t0 + a - clock()
+            if wait > 0:
+                time.sleep(wait)  # no spinning: a spinning thread would hold the GIL the server loop needs
+            self.released[i] = clock() - self.t0
+            self.queue.put(i)
+
+    def drain(self, into: list) -> None:
+        """Appends every request released so far to `into`, without blocking."""
+        try:
+            while True:
+                into.append(self.queue.get_nowait())
+        except queue.Empty:
+            pass
+
+    def is_alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def join(self) -> None:
+        self.thread.join()
+
+
 def serve_trace(runner, rule, arrival_s: np.ndarray, item_pool) -> ServeRecord:
     """Serves the open-loop trace `arrival_s` (seconds, sorted) for real with `runner` (profiler.profile.Runner).
 
@@ -40,8 +75,6 @@ def serve_trace(runner, rule, arrival_s: np.ndarray, item_pool) -> ServeRecord:
     """
     torch = runner.torch
     n = len(arrival_s)
-    q: "queue.SimpleQueue[int]" = queue.SimpleQueue()
-    released = np.zeros(n)
     dispatch = np.full(n, np.nan)    # NaN: never served (a static batch that could not fill)
     completion = np.full(n, np.nan)
     size = np.zeros(n, dtype=np.int32)
@@ -51,28 +84,14 @@ def serve_trace(runner, rule, arrival_s: np.ndarray, item_pool) -> ServeRecord:
     preferred = rule.preferred_batch_sizes
     delay = rule.delay_s
     clock = time.perf_counter
-    t0 = clock() + 0.05  # let both threads get going before the first arrival
-
-    def arrivals():
-        for i, a in enumerate(arrival_s):
-            wait = t0 + a - clock()
-            if wait > 0:
-                time.sleep(wait)  # no spinning: a spinning thread would hold the GIL the server loop needs
-            released[i] = clock() - t0
-            q.put(i)
-
-    feeder = threading.Thread(target=arrivals, daemon=True)
-    feeder.start()
+    feeder = Feeder(arrival_s)
+    q, released, t0 = feeder.queue, feeder.released, feeder.t0
     waiting: list[int] = []
     served = 0
     last_end = None
     with torch.inference_mode():
         while served < n:
-            try:
-                while True:
-                    waiting.append(q.get_nowait())
-            except queue.Empty:
-                pass
+            feeder.drain(waiting)
             if not waiting:
                 waiting.append(q.get())
                 continue
