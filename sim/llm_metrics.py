@@ -14,10 +14,14 @@ import pandas as pd
 
 from .errors import ScenarioError
 from .llm_engine import LlmLog
-from .metrics import BATCH_MEANS, LEVEL, PERCENTILES, _scalar_ci, _with_ci
+from .metrics import offered_load, stability
+from .stats import PERCENTILES, confidence, scalar_ci, slo_verdict, with_ci
 
 
 class _LlmRep:
+    """The measured slice of one replication; rates are taken from the start of measurement to the last
+    arrival (see sim.metrics._Rep)."""
+
     def __init__(self, log: LlmLog, warmup_s: float):
         self.log = log
         keep = (log.arrival_s >= warmup_s) & log.finished
@@ -29,12 +33,20 @@ class _LlmRep:
         out = log.output_tokens[keep]
         multi = out > 1
         self.tpot = (self.e2e[multi] - self.ttft[multi]) / (out[multi] - 1)
-        self.out_tokens = int(out.sum())
         self.start_s = warmup_s if warmup_s > 0 else float(log.arrival_s[0]) if log.arrival_s.size else 0.0
-        self.end_s = float(log.finish_s[keep].max()) if self.n else self.start_s
+        last_arrival = float(log.arrival_s[-1]) if log.arrival_s.size else self.start_s
+        last_done = float(log.finish_s[keep].max()) if self.n else self.start_s
+        self.end_s = last_arrival if last_arrival > self.start_s else last_done
         self.span_s = max(self.end_s - self.start_s, 1e-300)
+        done = log.finished & (log.finish_s >= self.start_s) & (log.finish_s <= self.end_s)
+        self.completed = int(done.sum())
+        self.out_tokens = int(log.output_tokens[done].sum())
         self.unfinished = int(((log.arrival_s >= warmup_s) & ~log.finished & ~log.refused).sum())
         self.refused = int(((log.arrival_s >= warmup_s) & log.refused).sum())
+        # refused requests never enter the system: the growth test sees only admitted ones
+        admitted = ~log.refused
+        self.arrival_admitted = log.arrival_s[admitted]
+        self.departure = log.finish_s[admitted]
         win = (log.step_start_s >= self.start_s) & (log.step_start_s < self.end_s)
         self.win = win
         self.busy_s = float(log.step_s[win].sum())
@@ -96,19 +108,17 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
     """Returns summary.json for an LLM scenario: TTFT, TPOT, ITL, E2EL, tokens/s, goodput, KV cache, preemptions."""
     reps = [_LlmRep(log, scenario.warmup_s) for log in logs]
     n = sum(r.n for r in reps)
-    if n == 0 and all(log.arrival_s.size == 0 for log in logs):
-        raise ScenarioError(source, "duration_s", "no request arrives within the run: lengthen duration_s")
     if n == 0:
-        raise ScenarioError(source, "warmup_s", "no request finished after the warm-up: lower warmup_s, lengthen "
-                            "the run, or check that the KV cache can hold a request")
-    offered = float(np.mean([scenario.workload.arrival.offered_rps(log.arrival_s) for log in logs]))
+        raise ScenarioError(source, "warmup_s", "no measured request finished: every request after the warm-up was "
+                            "refused or never completed")
+    warnings: list[str] = []
     capacity = capacity_rps(scenario, logs)
-    load = offered / capacity if capacity == capacity else math.nan
-    stable = bool(load < 1.0)
-    warnings = []
-    if not stable:
+    offered, load = offered_load(scenario, logs, capacity, warnings)
+    a_priori = load is None or load < 1.0
+    if not a_priori:
         warnings.append(f"UNSTABLE: offered {offered:.6g} rps is {load:.0%} of the engine's estimated capacity "
                         f"{capacity:.6g} rps for these request sizes; the queue grows without bound")
+    stable, growth = stability(a_priori, [(r.arrival_admitted, r.departure, r.start_s) for r in reps], warnings)
     rejected = sum(r.refused for r in reps)
     if rejected:
         warnings.append(f"{rejected} measured request(s) could never run and were refused: prompt + output beyond "
@@ -118,7 +128,8 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
         warnings.append(f"{unfinished} measured request(s) never finished (a static batch that never filled: "
                         "set max_queue_delay_ms)")
     span = sum(r.span_s for r in reps)
-    e2e = _with_ci(reps, "e2e")
+    e2e = with_ci([r.e2e for r in reps])
+    throughput = sum(r.completed for r in reps) / span
     # continuous batching records each distinct inter-token gap with the number of tokens that waited it;
     # static batching delivers one token per live slot per decode step, so a step's duration is the gap
     itl_parts = [(r.log.itl_s, r.log.itl_weight) if r.log.itl_s is not None else
@@ -139,11 +150,12 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
                                      for r in reps])),
         "measured_window_s": span / len(reps),
         "offered_rps": offered, "capacity_rps": capacity, "offered_load": load, "stable": stable,
-        "throughput_rps": n / span,
-        "throughput_rps_ci95": _scalar_ci([r.n / r.span_s for r in reps], n / span),
+        "stability": growth,
+        "throughput_rps": throughput,
+        "throughput_rps_ci95": scalar_ci([r.completed / r.span_s for r in reps], throughput),
         "output_tokens_per_s": sum(r.out_tokens for r in reps) / span,
-        "ttft_s": _with_ci(reps, "ttft"),
-        "tpot_s": _with_ci(reps, "tpot"),
+        "ttft_s": with_ci([r.ttft for r in reps]),
+        "tpot_s": with_ci([r.tpot for r in reps]),
         "itl_s": itl,
         "e2e_s": e2e,
         "latency_s": e2e,
@@ -158,8 +170,7 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
         "preemptions": int(sum(r.log.preemptions[r.keep].sum() for r in reps)),
         "recomputed_prefill_tokens": int(sum(r.log.recomputed_tokens[r.keep].sum() for r in reps)),
         "littles_law": littles_law(reps[0]),
-        "confidence": {"level": LEVEL, "method": "independent replications" if len(reps) > 1 else
-                       f"batch means ({BATCH_MEANS} batches)", "sections": len(reps) if len(reps) > 1 else BATCH_MEANS},
+        "confidence": confidence(len(reps)),
         "warnings": warnings,
     }
     slo = scenario.slo
@@ -177,16 +188,13 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
             ok_n += int(ok.sum())
         for name, target, stats in (("ttft_p99", slo.ttft_p99_ms, summary["ttft_s"]), ("tpot_p99", slo.tpot_p99_ms, summary["tpot_s"])):
             if target:
-                achieved = stats["p99"] * 1000
-                if achieved != achieved:  # no request had a second token: nothing to miss
+                if stats["p99"] != stats["p99"]:  # no request had a second token: nothing to miss
                     targets[name] = {"target_ms": target, "achieved_ms": None, "met": True, "verdict": "n/a"}
                     continue
-                ci = (stats.get("ci95") or {}).get("p99")
-                verdict = "uncertain" if ci and ci[0] * 1000 <= target <= ci[1] * 1000 else ("met" if achieved <= target else "missed")
-                targets[name] = {"target_ms": target, "achieved_ms": achieved, "met": achieved <= target, "verdict": verdict}
+                targets[name] = slo_verdict(target, stats["p99"], stats["ci95"].get("p99"))
         summary["slo"] = {"targets": targets, "met": all(t["met"] for t in targets.values()), "attainment_target": "ttft+tpot"}
         summary["slo_attainment"] = ok_n / (n + unfinished + rejected)  # unserved requests count as misses
-        summary["goodput_rps"] = ok_n / span
+        summary["goodput_rps"] = throughput * ok_n / n  # the share of finished requests that met both targets
     return summary
 
 

@@ -1,48 +1,17 @@
-"""Per-request records, summary statistics and confidence intervals.
-
-Confidence intervals use sectioning: the point estimate comes from all measured requests, and its
-spread from independent sections, which are the replications when there are several, else
-`BATCH_MEANS` contiguous batches of one run (in arrival order). A percentile q gets an interval only
-when every section holds at least 100 / (1 - q) requests (10,000 for p99), so that each section's tail
-estimate is itself meaningful; otherwise its interval is null rather than falsely tight.
-"""
+"""Per-request records and the summary of request-level runs (statistics shared with other engines: sim.stats)."""
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 import pandas as pd
 
 from .engine import BatchLog
 from .errors import ScenarioError
+from .stability import describe_growth, growth_test
+from .stats import confidence, scalar_ci, slo_verdict, with_ci
 
-LEVEL = 0.95
-BATCH_MEANS = 10
-MIN_FOR_MEAN = 30
-PERCENTILES = (50, 90, 95, 99)
 HIGH_UTILIZATION = 0.9
-
-# Student t quantiles for a two-sided 95% interval, df = 1..30.
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042]
-
-
-def t975(df: int) -> float:
-    """Returns the 97.5% quantile of Student's t with `df` degrees of freedom."""
-    if df <= 30:
-        return _T975[df - 1]
-    z = 1.959964
-    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df * df)
-
-
-def min_section_size(key: str) -> int:
-    """Returns how many requests a section needs before its estimate of `key` ('mean', 'p99') is used."""
-    if key == "mean":
-        return MIN_FOR_MEAN
-    q = int(key[1:]) / 100
-    return int(math.ceil(100 / (1 - q)))
 
 
 def request_frame(logs: list[BatchLog]) -> pd.DataFrame:
@@ -81,7 +50,11 @@ def request_columns(log: BatchLog, replication: int = 0) -> dict[str, np.ndarray
 
 
 class _Rep:
-    """The measured slice of one replication: requests arriving at or after warmup_s."""
+    """The measured slice of one replication: requests arriving at or after warmup_s.
+
+    Rates (throughput, utilisation) are taken over the window from the start of measurement to the last
+    arrival, while traffic flows: the drain after the last arrival (a final partial batch waiting out a
+    long queue delay, say) would otherwise dilute them."""
 
     def __init__(self, log: BatchLog, warmup_s: float, replicas: int):
         served = log.served
@@ -98,8 +71,13 @@ class _Rep:
         self.n = self.arrival.size
         # requests that arrived in the measured window but never formed a batch (static, no timeout)
         self.unserved = int(log.arrival_s.size - max(served, int(np.searchsorted(log.arrival_s, warmup_s))))
+        self.departure = np.full(log.arrival_s.size, np.nan)  # per request, NaN when never served
+        self.departure[:served] = np.repeat(log.completion_s, log.size)
         self.start_s = warmup_s if warmup_s > 0 else (float(log.arrival_s[0]) if log.arrival_s.size else 0.0)
-        self.end_s = float(log.completion_s[idx].max()) if self.n else self.start_s
+        last_arrival = float(log.arrival_s[-1]) if log.arrival_s.size else self.start_s
+        last_done = float(log.completion_s[idx].max()) if self.n else self.start_s
+        # one request, or all at one instant: no window of flowing traffic, so rates run to the last completion
+        self.end_s = last_arrival if last_arrival > self.start_s else last_done
         self.span_s = max(self.end_s - self.start_s, 1e-300)
         self.horizon_s = float(max(log.completion_s.max(initial=0.0), log.arrival_s.max(initial=0.0)))
         self.batch_sizes = log.size[log.dispatch_s >= warmup_s]
@@ -110,42 +88,6 @@ class _Rep:
         done = (log.completion_s >= self.start_s) & (log.completion_s <= self.end_s)
         self.completed = int(log.size[done].sum(dtype=np.int64))  # any request finishing in the window
         self.throughput_rps = self.completed / self.span_s
-
-
-def _stats(values: np.ndarray) -> dict[str, float]:
-    if values.size == 0:
-        return {"mean": math.nan, **{f"p{q}": math.nan for q in PERCENTILES}, "max": math.nan}
-    qs = np.percentile(values, PERCENTILES)
-    out = {"mean": float(values.mean())}
-    out.update({f"p{q}": float(v) for q, v in zip(PERCENTILES, qs)})
-    out["max"] = float(values.max())
-    return out
-
-
-def _with_ci(reps: list[_Rep], attr: str) -> dict:
-    pooled = np.concatenate([getattr(r, attr) for r in reps]) if len(reps) > 1 else getattr(reps[0], attr)
-    out: dict = _stats(pooled)
-    parts = [getattr(r, attr) for r in reps] if len(reps) > 1 else np.array_split(pooled, BATCH_MEANS)
-    smallest = min(p.size for p in parts)
-    per = [_stats(p) for p in parts] if smallest else []
-    ci = {}
-    for key in ("mean", *(f"p{q}" for q in PERCENTILES)):
-        if smallest < min_section_size(key):
-            ci[key] = None
-            continue
-        est = np.array([s[key] for s in per])
-        half = t975(est.size - 1) * float(est.std(ddof=1)) / math.sqrt(est.size)
-        ci[key] = [out[key] - half, out[key] + half]
-    out["ci95"] = ci
-    return out
-
-
-def _scalar_ci(values: list[float], pooled: float) -> Optional[list[float]]:
-    if len(values) < 2:
-        return None
-    est = np.asarray(values)
-    half = t975(est.size - 1) * float(est.std(ddof=1)) / math.sqrt(est.size)
-    return [pooled - half, pooled + half]
 
 
 def littles_law(rep: _Rep) -> dict[str, float]:
@@ -178,34 +120,54 @@ def littles_law(rep: _Rep) -> dict[str, float]:
     return {"L": L, "lambda_W": lw, "rel_error": abs(L - lw) / lw if lw > 0 else math.nan}
 
 
+def stability(a_priori: bool, runs, warnings: list[str]) -> tuple[bool, dict]:
+    """Folds the run's own growth test (sim.stability) into the a-priori verdict; returns (stable, test).
+
+    `runs` holds (arrival_s of every admitted request, sorted; departure_s, NaN when it never left;
+    start of measurement) per replication. A loud warning leads the list when the backlog grew."""
+    test = growth_test(runs)
+    test["a_priori_stable"] = a_priori
+    growing = test["verdict"] == "growing"
+    if growing:
+        warnings.insert(0, describe_growth(test) + ("" if not a_priori else
+                        " (the a-priori capacity estimate had called this load stable)"))
+    return a_priori and not growing, test
+
+
+def offered_load(scenario, logs, capacity_rps: float, warnings: list[str]) -> tuple:
+    """Returns (offered_rps, load) averaged over replications; None for both when the arrivals span no
+    time (one request, or all at one instant), with a warning saying so."""
+    rates = [scenario.workload.arrival.offered_rps(log.arrival_s) for log in logs]
+    if any(r is None or not math.isfinite(r) for r in rates):
+        warnings.append("the arrivals span no time (a single request, or all at one instant): they have no "
+                        "offered rate, so load and a-priori stability are undefined; the run is one burst")
+        return None, None
+    offered = float(np.mean(rates))
+    return offered, (offered / capacity_rps if capacity_rps and math.isfinite(capacity_rps) else None)
+
+
 def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dict:
-    """Returns the summary.json dict (see DESIGN.md's contract) for the replications in `logs`.
+    """Returns the summary.json dict (see docs/design.md's contract) for the replications in `logs`.
 
     Raises ScenarioError when nothing could be measured (warm-up past the last arrival, static batches
-    that never fill)."""
+    that never fill); sim.runner.preflight catches those before simulating."""
     replicas = scenario.server.replicas
     reps = [_Rep(log, scenario.warmup_s, replicas) for log in logs]
     n = sum(r.n for r in reps)
-    if n == 0 and all(log.arrival_s.size == 0 for log in logs):
-        raise ScenarioError(source, "duration_s", "no request arrives within the run: lengthen duration_s")
     if n == 0:
-        last = max(float(log.arrival_s[-1]) if log.arrival_s.size else 0.0 for log in logs)
-        if scenario.warmup_s > 0 and last < scenario.warmup_s:
-            raise ScenarioError(source, "warmup_s", f"{scenario.warmup_s} s is after the last arrival ({last:.6g} s): "
-                                "no request is left to measure; lower warmup_s or lengthen the run")
         raise ScenarioError(source, "server.batching.max_batch_size",
-                            f"no request was ever dispatched: batches of {scenario.rule.max_batch_size} never filled; "
-                            "lower max_batch_size or set max_queue_delay_ms")
-    offered = float(np.mean([scenario.workload.arrival.offered_rps(log.arrival_s) for log in logs]))
-    capacity = scenario.capacity_rps()
-    load = offered / capacity
-    stable = bool(load < 1.0)
+                            f"no measured request was ever dispatched: batches of {scenario.rule.max_batch_size} never "
+                            "filled; lower max_batch_size or set max_queue_delay_ms")
     warnings: list[str] = []
-    if not stable:
+    capacity = scenario.capacity_rps()
+    offered, load = offered_load(scenario, logs, capacity, warnings)
+    a_priori = load is None or load < 1.0
+    if not a_priori:
         warnings.append(
             f"UNSTABLE: offered load {offered:.6g} rps is {load:.0%} of capacity {capacity:.6g} rps "
             f"({replicas} replica(s) x full batches of {scenario.rule.max_batch_size}); the queue grows without "
             "bound, so latencies depend on the run length and mean nothing in steady state")
+    stable, growth = stability(a_priori, [(r.log.arrival_s, r.departure, r.start_s) for r in reps], warnings)
     unserved = sum(r.unserved for r in reps)
     if unserved:
         warnings.append(f"{unserved} measured request(s) were never dispatched (a static batch that never filled); "
@@ -217,15 +179,16 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
     utilization = busy / (replicas * span)
     all_sizes = np.concatenate([r.batch_sizes for r in reps])
     mean_batch = float(all_sizes.mean()) if all_sizes.size else math.nan
-    if stable and load >= HIGH_UTILIZATION:
+    if stable and load is not None and load >= HIGH_UTILIZATION:
         warnings.append(f"the offered load is {load:.0%} of capacity: queues and tail latency grow steeply with "
                         "any more traffic (or burstier traffic); leave headroom")
-    elif stable and utilization >= HIGH_UTILIZATION:
+    elif stable and load is not None and utilization >= HIGH_UTILIZATION:
         warnings.append(
             f"the replicas were busy {utilization:.0%} of the time although the offered load is {load:.0%} of "
-            f"full-batch capacity: batches average {mean_batch:.3g} of {scenario.rule.max_batch_size}, so the real "
-            "headroom is small; expect latency to climb steeply with more traffic")
-    lat = _with_ci(reps, "latency")
+            f"full-batch capacity: batches average "
+            f"{mean_batch:.3g} of {scenario.rule.max_batch_size}, so the real headroom is small; expect latency to "
+            "climb steeply with more traffic")
+    lat = with_ci([r.latency for r in reps])
     summary: dict = {
         "scenario": scenario.name,
         "seed": scenario.seed,
@@ -240,10 +203,11 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
         "capacity_rps": capacity,
         "offered_load": load,
         "stable": stable,
+        "stability": growth,
         "throughput_rps": throughput,
-        "throughput_rps_ci95": _scalar_ci([r.throughput_rps for r in reps], throughput),
+        "throughput_rps_ci95": scalar_ci([r.throughput_rps for r in reps], throughput),
         "latency_s": lat,
-        "queue_wait_s": _with_ci(reps, "wait"),
+        "queue_wait_s": with_ci([r.wait for r in reps]),
         "batch_size": {
             "mean": mean_batch,
             "p50": float(np.percentile(all_sizes, 50)) if all_sizes.size else math.nan,
@@ -251,13 +215,9 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
             "batches": int(all_sizes.size),
         },
         "utilization": utilization,
-        "utilization_ci95": _scalar_ci([r.utilization for r in reps], utilization),
+        "utilization_ci95": scalar_ci([r.utilization for r in reps], utilization),
         "littles_law": littles_law(reps[0]),
-        "confidence": {
-            "level": LEVEL,
-            "method": "independent replications" if len(reps) > 1 else f"batch means ({BATCH_MEANS} batches)",
-            "sections": len(reps) if len(reps) > 1 else BATCH_MEANS,
-        },
+        "confidence": confidence(len(reps)),
         "warnings": warnings,
     }
     if scenario.slo is not None:
@@ -268,16 +228,7 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
 def _slo(targets_ms: dict[str, float], reps: list[_Rep], lat: dict) -> dict:
     if not targets_ms:
         return {}
-    checks = {}
-    for q, target in targets_ms.items():
-        achieved_ms = lat[q] * 1000
-        ci = lat["ci95"].get(q)
-        if ci is not None and ci[0] * 1000 <= target <= ci[1] * 1000:
-            verdict = "uncertain"  # the target lies inside the estimate's confidence interval
-        else:
-            verdict = "met" if achieved_ms <= target else "missed"
-        checks[q] = {"target_ms": target, "achieved_ms": achieved_ms, "met": bool(achieved_ms <= target),
-                     "verdict": verdict}
+    checks = {q: slo_verdict(target, lat[q], lat["ci95"].get(q)) for q, target in targets_ms.items()}
     # attainment: share of measured requests within the target of the highest percentile given;
     # requests never served count as misses
     q_top = max(targets_ms, key=lambda q: int(q[1:]))
@@ -287,7 +238,7 @@ def _slo(targets_ms: dict[str, float], reps: list[_Rep], lat: dict) -> dict:
     return {
         "slo": {"targets": checks, "met": all(c["met"] for c in checks.values()), "attainment_target": q_top},
         "slo_attainment": pooled,
-        "slo_attainment_ci95": _scalar_ci(within, pooled),
+        "slo_attainment_ci95": scalar_ci(within, pooled),
     }
 
 
