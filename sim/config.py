@@ -13,7 +13,22 @@ class StrictModel(BaseModel):
 
 
 class YamlLoader(yaml.SafeLoader):
-    """SafeLoader that reads YAML 1.2 floats too: `1e3` and `2.5e-4` are numbers, not strings."""
+    """SafeLoader that reads YAML 1.2 floats too (`1e3` and `2.5e-4` are numbers, not strings) and
+    refuses a key given twice in one mapping (plain YAML silently keeps the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: let the base class report it
+                continue
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (first on line {first.start_mark.line + 1}); "
+                    "give each key once", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 YamlLoader.add_implicit_resolver(

@@ -20,3 +20,12 @@ class ScenarioError(Exception):
     def format(self) -> str:
         head = f"{self.source}: {self.path}: {self.message}" if self.path else f"{self.source}: {self.message}"
         return "\n".join([head, *self.details])
+
+
+def shown(value) -> str:
+    """Returns repr(value) as a user would write it: numpy scalars as plain numbers ('-1.0', not
+    'np.float64(-1.0)'), long values cut to 60 characters."""
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,26 +1,32 @@
-"""Run a scenario: generate arrivals, simulate each replication, summarise; write outputs atomically."""
+"""Run a scenario: generate each replication's workload, check it can be measured, simulate, summarise;
+write outputs atomically into a folder (sim.outdir)."""
 from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
 from .engine import simulate
+from .errors import ScenarioError
 from .metrics import request_frame, summarize
+from .outdir import OutputDir
 from .rng import component_rng
-from .scenario import Scenario, check
+from .scenario import Scenario, blame, check, scenario_warnings
+
+PLOTS = {"batch": ("latency_cdf.png", "batch_size.png", "queue_length.png"),
+         "llm": ("llm_latency_cdf.png", "kv_cache.png")}
 
 
-OUTPUT_FILES = frozenset({"summary.json", "scenario.json", "requests.parquet", "latency_cdf.png", "batch_size.png",
-                          "queue_length.png", "llm_latency_cdf.png", "kv_cache.png"})
+def output_names(scenario: Scenario, records: bool, plots: bool) -> list[str]:
+    """Returns the file names a run of `scenario` writes into its output folder."""
+    names = ["summary.json", "scenario.json"] + (["requests.parquet"] if records else [])
+    return names + (list(PLOTS["llm" if scenario.is_llm else "batch"]) if plots else [])
 
 
 @dataclass
@@ -39,19 +45,15 @@ class Result:
             return llm_frame(self.logs)
         return request_frame(self.logs)
 
-    def write(self, out_dir: str | Path, *, records: bool | None = None, plots: bool | None = None) -> list[Path]:
-        """Writes summary.json (+ requests.parquet, PNG plots) into out_dir; returns the files written.
-
-        Everything is first written to a temporary folder beside out_dir; only when all of it succeeded
-        are the files moved in, and output files of an earlier run that this run did not produce are
-        removed, so out_dir never mixes two runs or holds a half-written output.
-        """
-        out = Path(out_dir)
+    def write(self, out_dir, *, records: Optional[bool] = None, plots: Optional[bool] = None) -> list[Path]:
+        """Writes summary.json, scenario.json (+ requests.parquet, PNG plots) into out_dir; returns the
+        files written. Raises ScenarioError when the folder cannot be written or holds files of the same
+        names that servesim did not write (see sim.outdir: nothing half-written, no user file touched)."""
         records = self.scenario.outputs.records if records is None else records
         plots = self.scenario.outputs.plots if plots is None else plots
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.servesim-", dir=out.parent))
-        try:
+        out = out_dir if isinstance(out_dir, OutputDir) else OutputDir(out_dir)
+        out.prepare(output_names(self.scenario, records, plots))
+        with out.staging() as tmp:
             (tmp / "summary.json").write_text(json.dumps(_jsonable(self.summary), indent=2) + "\n")
             (tmp / "scenario.json").write_text(self.scenario.model_dump_json(indent=2) + "\n")
             if records:
@@ -59,17 +61,7 @@ class Result:
             if plots:
                 from .plots import write_llm_plots, write_plots
                 (write_llm_plots if self.scenario.is_llm else write_plots)(self, tmp)
-            out.mkdir(exist_ok=True)
-            new = {f.name for f in tmp.iterdir()}
-            for stale in OUTPUT_FILES - new:
-                (out / stale).unlink(missing_ok=True)
-            written = []
-            for f in sorted(tmp.iterdir()):
-                os.replace(f, out / f.name)
-                written.append(out / f.name)
-            return written
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            return out.commit(tmp)
 
 
 def _jsonable(x):
@@ -87,24 +79,97 @@ def _jsonable(x):
     return x
 
 
-def simulate_replication(scenario: Scenario, replication: int = 0):
-    """Runs one independent replication of the scenario; returns its BatchLog (LlmLog for LLM policies)."""
+@dataclass
+class Workload:
+    """One replication's requests: sorted arrival times (s) and, for LLM scenarios, token counts."""
+
+    arrival_s: np.ndarray
+    prompt_tokens: Optional[np.ndarray] = None
+    output_tokens: Optional[np.ndarray] = None
+
+
+def generate_workload(scenario: Scenario, replication: int = 0) -> Workload:
+    """Returns the requests of one replication, drawn from the scenario's own random streams."""
     arr_rng = component_rng(scenario.seed, replication, "workload.arrival")
     arrivals = scenario.workload.arrival.arrival_times_s(arr_rng, **scenario.horizon())
+    if not scenario.is_llm:
+        return Workload(arrivals)
+    from .sizes import sample_pair
+
+    wl = scenario.workload
+    if wl.tokens_from_trace:
+        prompt, output = (x[: arrivals.size] for x in wl.arrival.load_tokens())
+    else:
+        prompt, output = sample_pair(wl.prompt_tokens, wl.output_tokens, wl.token_correlation,
+                                     component_rng(scenario.seed, replication, "workload.tokens"), arrivals.size)
+    return Workload(arrivals, prompt, output)
+
+
+def preflight(scenario: Scenario, workload: Workload, source: str = "<scenario>") -> None:
+    """Checks, before simulating, that the run will have requests to measure; raises ScenarioError naming
+    the key to change. `servesim check` runs it too, so check and run refuse the same scenarios."""
+    problem = _unmeasurable(scenario, workload)
+    if problem:
+        key, message = problem
+        raise ScenarioError(blame(source, key, scenario._overrides), key, message)
+
+
+def _unmeasurable(scenario: Scenario, workload: Workload) -> Optional[tuple[str, str]]:
+    """Returns (key path, message) when no measured request could be served, else None."""
+    a = workload.arrival_s
+    if a.size == 0:
+        return "duration_s", "no request arrives within the run: lengthen duration_s"
+    last = float(a[-1])
+    if scenario.warmup_s > 0 and last < scenario.warmup_s:
+        return "warmup_s", (f"{scenario.warmup_s:g} s is after the last arrival ({last:.6g} s): no request is left "
+                            "to measure; lower warmup_s or lengthen the run")
+    first_measured = int(np.searchsorted(a, scenario.warmup_s, side="left"))
+    pol = scenario.server.batching
+    if scenario.is_llm:
+        prompt, output = workload.prompt_tokens[first_measured:], workload.output_tokens[first_measured:]
+        if not pol.fits(prompt, output).any():
+            return _never_fits(pol, prompt, output)
+    if pol.policy in ("static", "llm_static"):
+        rule = pol.rule(scenario.cost_model.batch_limit())
+        if math.isinf(rule.delay_s) and (a.size // rule.max_batch_size) * rule.max_batch_size <= first_measured:
+            return "server.batching.max_batch_size", (
+                f"no measured request would ever be dispatched: {a.size} requests arrive ({a.size - first_measured} "
+                f"after the warm-up) and batches wait for {rule.max_batch_size}; lower max_batch_size, lengthen the "
+                "run or set max_queue_delay_ms")
+    return None
+
+
+def _never_fits(pol, prompt: np.ndarray, output: np.ndarray) -> tuple[str, str]:
+    """Returns (key path, message) for LLM requests none of which can ever run."""
+    if pol.policy == "llm_static":
+        need = int((prompt + output).min())
+        return ("server.batching.kv_cache_tokens", f"{pol.kv_cache_tokens} tokens hold no measured request: the "
+                f"smallest needs {need} (prompt + output); raise kv_cache_tokens to at least {need}")
+    last_kv = prompt + output - 1
+    blocks_needed = int((-(-last_kv // pol.block_size)).min())
+    if blocks_needed > pol.kv_blocks:
+        return ("server.batching.kv_cache_tokens",
+                f"{pol.kv_cache_tokens} tokens ({pol.kv_blocks} blocks of {pol.block_size}) hold no measured request: "
+                f"the smallest needs {blocks_needed} blocks (prompt + output - 1 = {int(last_kv.min())} tokens); "
+                f"raise kv_cache_tokens to at least {blocks_needed * pol.block_size}")
+    return ("server.batching.max_num_batched_tokens",
+            f"{pol.max_num_batched_tokens} is below every measured request's prompt + output - 1 "
+            f"(smallest {int(last_kv.min())}); without chunked prefill a (re)prefill must fit in one step: raise it "
+            "or set chunked_prefill: true")
+
+
+def simulate_replication(scenario: Scenario, replication: int = 0, workload: Optional[Workload] = None):
+    """Runs one independent replication of the scenario (its workload is generated unless given);
+    returns its BatchLog (LlmLog for LLM policies)."""
+    wl = workload or generate_workload(scenario, replication)
     if scenario.is_llm:
         from .llm_engine import simulate_continuous, simulate_static
-        from .sizes import sample_pair
 
-        wl = scenario.workload
-        if wl.tokens_from_trace:
-            prompt, output = (x[: arrivals.size] for x in wl.arrival.load_tokens())
-        else:
-            prompt, output = sample_pair(wl.prompt_tokens, wl.output_tokens, wl.token_correlation,
-                                         component_rng(scenario.seed, replication, "workload.tokens"), arrivals.size)
         engine = simulate_continuous if scenario.server.batching.policy == "continuous" else simulate_static
-        return engine(scenario.server.batching, scenario.cost_model, arrivals, prompt, output)
+        return engine(scenario.server.batching, scenario.cost_model, wl.arrival_s, wl.prompt_tokens, wl.output_tokens)
     noise_rng = component_rng(scenario.seed, replication, "cost_model.noise")
-    return simulate(scenario.rule, scenario.cost_model, arrivals, replicas=scenario.server.replicas, noise_rng=noise_rng)
+    return simulate(scenario.rule, scenario.cost_model, wl.arrival_s, replicas=scenario.server.replicas,
+                    noise_rng=noise_rng)
 
 
 def run(scenario: Scenario, source: str = "<scenario>") -> Result:
@@ -112,8 +177,14 @@ def run(scenario: Scenario, source: str = "<scenario>") -> Result:
 
     Raises ScenarioError (naming `source`) for input that passes the schema but cannot be simulated."""
     check(scenario, source)
-    logs = [simulate_replication(scenario, r) for r in range(scenario.replications)]
+    first = generate_workload(scenario, 0)
+    preflight(scenario, first, source)
+    logs = [simulate_replication(scenario, r, first if r == 0 else None) for r in range(scenario.replications)]
     if scenario.is_llm:
         from .llm_metrics import summarize_llm
-        return Result(scenario=scenario, summary=summarize_llm(scenario, logs, source), logs=logs)
-    return Result(scenario=scenario, summary=summarize(scenario, logs, source), logs=logs)
+        summary = summarize_llm(scenario, logs, source)
+    else:
+        summary = summarize(scenario, logs, source)
+    summary["batching"] = scenario.batching_description()
+    summary["warnings"] = summary["warnings"] + scenario_warnings(scenario)
+    return Result(scenario=scenario, summary=summary, logs=logs)

@@ -14,15 +14,15 @@
     outputs: {records: true, plots: true}
 """
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union, get_args, get_origin
+from typing import Annotated, Any, Iterable, Optional, Union, get_args, get_origin
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 from . import arrivals, batching, cost, sizes
 from .config import StrictModel, load_yaml, read_yaml_mapping
-from .errors import ScenarioError
+from .errors import ScenarioError, shown
 
 DEFAULT_REQUESTS = 100_000
 # Memory is ~150-200 bytes per simulated request: keep one run well inside a 24 GiB machine.
@@ -86,6 +86,8 @@ class Scenario(StrictModel):
     server: Server = Field(default_factory=Server)
     slo: Optional[Slo] = None
     outputs: Outputs = Field(default_factory=Outputs)
+    # dotted key -> "--set KEY=VALUE" for keys a command-line override set, so errors name the flag
+    _overrides: dict = PrivateAttr(default_factory=dict)
 
     @property
     def is_llm(self) -> bool:
@@ -105,10 +107,36 @@ class Scenario(StrictModel):
             return {}
         return {"requests": DEFAULT_REQUESTS}
 
+    def batching_description(self) -> str:
+        """Returns the batching policy in one line, as the CLI and summary.json show it."""
+        pol = self.server.batching
+        if self.is_llm:
+            fields = pol.model_dump(exclude={"policy"})
+            return pol.policy + ", " + ", ".join(f"{k} {v}" for k, v in fields.items() if v is not None)
+        rule = self.rule
+        parts = [pol.policy, f"max_batch_size {rule.max_batch_size}"]
+        if rule.delay_s != float("inf") and pol.policy != "none":
+            parts.append(f"max_queue_delay_ms {rule.delay_s * 1000:g}")
+        if rule.preferred_batch_sizes != (rule.max_batch_size,):
+            parts.append(f"preferred {list(rule.preferred_batch_sizes)}")
+        parts.append(f"{self.server.replicas} replica(s)")
+        return ", ".join(parts)
+
     def capacity_rps(self) -> float:
         """Returns the saturated throughput of the whole server (all replicas, full batches), requests/s.
         (LLM scenarios estimate theirs from the sampled token counts: sim.llm_metrics.)"""
         return self.server.replicas * self.cost_model.capacity_rps(self.rule.max_batch_size)
+
+
+def blame(source: str, path: str, overrides: dict) -> str:
+    """Returns what to name as the origin of a problem at dotted key `path`: the `--set KEY=VALUE` that set
+    that key (or a key inside it), "FILE with --set ..." when an override set a key below a problem found
+    on a whole section, else the scenario file `source`."""
+    for key in sorted(overrides, key=len, reverse=True):
+        if path == key or path.startswith(key + "."):
+            return overrides[key]
+    inside = [overrides[k] for k in overrides if path and k.startswith(path + ".")]
+    return f"{source} with {', '.join(inside)}" if inside else source
 
 
 def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
@@ -175,7 +203,7 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
         steps = cm.step_table_s(min(b or limit, limit))[1:]
         bad = np.flatnonzero(~(steps > 0) | ~np.isfinite(steps))
         if bad.size:
-            problems.append(("cost_model", f"the step time at batch size {int(bad[0]) + 1} is {steps[bad[0]]!r} s; "
+            problems.append(("cost_model", f"the step time at batch size {int(bad[0]) + 1} is {shown(steps[bad[0]])} s; "
                              "step times must be finite and > 0"))
     if b is not None and b > limit:
         problems.append(("server.batching.max_batch_size",
@@ -189,12 +217,36 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
                              f"{over} exceed max_batch_size={top}; allowed 1..{top}"))
     if problems:
         (path, msg), rest = problems[0], problems[1:]
-        raise ScenarioError(source, path, msg, [f"{source}: {p}: {m}" for p, m in rest])
+        where = scenario._overrides
+        raise ScenarioError(blame(source, path, where), path, msg, [f"{blame(source, p, where)}: {p}: {m}" for p, m in rest])
     return scenario
 
 
-def set_override(raw: dict, assignment: str) -> None:
-    """Applies one `dotted.key=value` override (value parsed as YAML) to the raw scenario dict in place."""
+def scenario_warnings(scenario: Scenario) -> list[str]:
+    """Returns notices about inputs that are accepted but suspicious (an unsorted trace, step times that
+    fall as the batch grows); `servesim check` prints them and every run's summary lists them."""
+    out: list[str] = []
+    arr = scenario.workload.arrival
+    if hasattr(arr, "warnings"):
+        out += arr.warnings()
+    cm = scenario.cost_model
+    if not getattr(cm, "is_llm_cost", False):
+        steps_ms = cm.step_table_s(scenario.rule.max_batch_size)[1:] * 1000
+        peak = np.maximum.accumulate(steps_ms)
+        drop = np.flatnonzero(steps_ms < 0.99 * peak)
+        if drop.size:
+            k = int(drop[0]) + 1
+            top = int(np.argmax(steps_ms[:k])) + 1
+            where = "cost_model.step_ms" if isinstance(cm, cost.TableCost) else "cost_model"
+            out.append(f"{where}: the step time falls from {steps_ms[top - 1]:.4g} ms at batch {top} to "
+                       f"{steps_ms[k - 1]:.4g} ms at batch {k}; a larger batch is rarely faster on real hardware "
+                       "(a typo, or noisy measurements?)")
+    return out
+
+
+def set_override(raw: dict, assignment: str) -> str:
+    """Applies one `dotted.key=value` override (value parsed as YAML) to the raw scenario dict in place;
+    returns the dotted key."""
     key, sep, text = assignment.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
@@ -213,22 +265,28 @@ def set_override(raw: dict, assignment: str) -> None:
             raise ScenarioError("--set", ".".join(parts[: i + 1]), f"is a {type(nxt).__name__}, not a mapping; cannot set {key}")
         node = nxt
     node[parts[-1]] = value
+    return key
 
 
 def load_scenario(path: Union[str, Path], overrides: Iterable[str] = ()) -> Scenario:
     """Reads, overrides and validates a scenario YAML file; returns the frozen Scenario or raises ScenarioError."""
     src = str(path)
     raw = read_yaml_mapping(path, "scenario")
+    origins = {}
     for assignment in overrides:
-        set_override(raw, assignment)
-    return validate(raw, src, Path(path).parent)
+        origins[set_override(raw, assignment)] = f"--set {assignment.strip()}"
+    return validate(raw, src, Path(path).parent, origins)
 
 
-def validate(raw: dict, source: str = "<scenario>", base_dir: Union[str, Path, None] = None) -> Scenario:
+def validate(raw: dict, source: str = "<scenario>", base_dir: Union[str, Path, None] = None,
+             overrides: Optional[dict] = None) -> Scenario:
     """Validates a raw scenario dict; returns the Scenario or raises ScenarioError naming source and key path.
 
-    Relative file paths inside (traces, profiles) are resolved against `base_dir` (default: the current folder).
+    Relative file paths inside (traces, profiles) are resolved against `base_dir` (default: the current
+    folder). `overrides` maps dotted keys set on the command line to their `--set KEY=VALUE`, which errors
+    about those keys name instead of the file.
     """
+    overrides = dict(overrides or {})
     if not isinstance(raw, dict):
         raise ScenarioError(source, "", f"the top level must be a mapping of keys, got a {type(raw).__name__}")
     bad_keys = [k for k in raw if not isinstance(k, str)]
@@ -242,8 +300,10 @@ def validate(raw: dict, source: str = "<scenario>", base_dir: Union[str, Path, N
     except ValidationError as exc:
         lines = [_describe(err, raw, source) for err in exc.errors()]
         first, rest = lines[0], lines[1:]
-        err = ScenarioError(source, first[0], first[1], [f"{source}: {p}: {m}" if p else f"{source}: {m}" for p, m in rest[:9]])
+        err = ScenarioError(blame(source, first[0], overrides), first[0], first[1],
+                            [f"{blame(source, p, overrides)}: {p}: {m}" if p else f"{source}: {m}" for p, m in rest[:9]])
         raise err from None
+    scenario._overrides = overrides
     scenario = _resolve_files(scenario, Path(base_dir) if base_dir is not None else Path.cwd())
     return check(scenario, source)
 
@@ -285,7 +345,7 @@ def _describe(err: dict, raw: Any, source: str) -> tuple[str, str]:
     kind = err["type"]
     if kind == "extra_forbidden":
         parent = _model_at(loc[:-1], raw)
-        allowed = ", ".join(n for n in parent.model_fields if n not in _TAGS) if parent else ""
+        allowed = ", ".join(_key_names(n, f) for n, f in parent.model_fields.items() if n not in _TAGS) if parent else ""
         tag = next((t for t in _TAGS if parent and t in parent.model_fields), None)
         extra = f" (for {tag} '{parent.model_fields[tag].default}')" if tag else ""
         return path, f"unknown key '{loc[-1]}'; allowed keys{extra}: {allowed or '(none)'}"
@@ -300,18 +360,22 @@ def _describe(err: dict, raw: Any, source: str) -> tuple[str, str]:
             return path, f"required key is missing; allowed: {names}"
         return path, f"unknown {reg.what if reg else 'token distribution'} {err['input'].get(tag)!r}; allowed: {names}"
     if kind == "model_type" or kind == "dict_type":
-        return path, f"expected a mapping of keys, got {_show(err['input'])}"
+        return path, f"expected a mapping of keys, got {shown(err['input'])}"
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     else:
         msg = msg[0].lower() + msg[1:]
-    return path, f"got {_show(err.get('input'))}: {msg}"
+    if isinstance(err.get("input"), dict):  # a check across a section's keys: the message names them
+        return path, msg
+    return path, f"got {shown(err.get('input'))}: {msg}"
 
 
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def _key_names(name: str, field) -> str:
+    """Returns a field's YAML key with the other spellings it accepts: 'low (or min)'."""
+    alias = field.validation_alias
+    others = [a for a in getattr(alias, "choices", ()) if isinstance(a, str) and a != name]
+    return f"{name} (or {', '.join(others)})" if others else name
 
 
 def _clean_loc(loc: tuple, raw: Any) -> list:
@@ -339,7 +403,7 @@ def _model_at(loc: list, raw: Any) -> Optional[type[BaseModel]]:
 def _pick(ann: Any, node: Any) -> Any:
     """Resolves Optional / discriminated unions to the model class that `node` selects."""
     origin = get_origin(ann)
-    if origin is not None and str(origin).endswith("Annotated"):
+    if origin is Annotated:
         return _pick(get_args(ann)[0], node)
     if origin is Union or str(origin) == "types.UnionType":
         members = [a for a in get_args(ann) if a is not type(None)]

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 import numpy as np
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr, model_validator
 
 from .config import StrictModel
-from .errors import ScenarioError
+from .errors import ScenarioError, shown
 
 MAX_TOKENS = 10_000_000
 
@@ -47,9 +47,15 @@ class FixedTokens(_Dist):
 
 
 class UniformTokens(_Dist):
+    """Uniform integers in [low, high]; `min`/`max` are accepted for `low`/`high`, as the other
+    distributions name their bounds."""
+
+    model_config = ConfigDict(populate_by_name=True)
     dist: Literal["uniform"] = "uniform"
-    low: int = Field(ge=1, le=MAX_TOKENS)
-    high: int = Field(ge=1, le=MAX_TOKENS)
+    low: int = Field(ge=1, le=MAX_TOKENS, validation_alias=AliasChoices("low", "min"),
+                     description="smallest token count (or `min`)")
+    high: int = Field(ge=1, le=MAX_TOKENS, validation_alias=AliasChoices("high", "max"),
+                      description="largest token count (or `max`)")
 
     @model_validator(mode="after")
     def _order(self):
@@ -80,6 +86,9 @@ class LognormalTokens(_Dist):
     def _bounds(self):
         if self.max < self.min:
             raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
+        # a mean outside [min, max] cannot be the mean of anything clipped to [min, max]
+        if not self.min <= self.mean <= self.max:
+            raise ValueError(f"mean ({self.mean:g}) must lie within min..max ({self.min}..{self.max})")
         return self
 
     def quantile(self, u):
@@ -121,8 +130,10 @@ class EmpiricalTokens(_Dist):
             vals = pd.to_numeric(df[self.column], errors="coerce").to_numpy(dtype=float)
             bad = np.flatnonzero(~np.isfinite(vals) | (vals < 1) | (vals > MAX_TOKENS) | (vals != np.round(vals)))
             if bad.size:
-                raise ScenarioError(self.path, f"row {int(bad[0]) + 1}, column {self.column}",
-                                    f"{df[self.column].iloc[bad[0]]!r} is not a token count in 1..{MAX_TOKENS}")
+                # file line numbers, as trace errors give them: a CSV's header is line 1, a JSONL has none
+                line = int(bad[0]) + (1 if p.suffix in (".jsonl", ".json") else 2)
+                raise ScenarioError(self.path, f"line {line}, column {self.column}",
+                                    f"{shown(df[self.column].iloc[bad[0]])} is not a token count in 1..{MAX_TOKENS}")
             if vals.size == 0:
                 raise ScenarioError(self.path, "", "holds no token counts")
             self._values = np.sort(vals.astype(np.int64))

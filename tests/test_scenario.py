@@ -130,7 +130,7 @@ def test_trace_files_are_checked_at_load_time(write_yaml, tmp_path):
     az = load_scenario(write_yaml(scenario_dict(requests=2, workload={"arrival": {"process": "trace", "path": "azure.csv",
                                                                                     "speedup": 2}})))
     assert az.workload.arrival.load().tolist() == pytest.approx([0, (50.9951690 - 46.6805900) / 2])
-    for name, words in (("bad.csv", "row 3, column arrival_s"), ("nocol.csv", "expected one of"), ("none.csv", "not found")):
+    for name, words in (("bad.csv", "line 3, column arrival_s"), ("nocol.csv", "expected one of"), ("none.csv", "not found")):
         err = error_for(scenario_dict(workload={"arrival": {"process": "trace", "path": name}}), write_yaml)
         assert err.source.endswith(name) and words in err.format()
     err = error_for(scenario_dict(workload={"arrival": {"process": "trace"}}), write_yaml)

@@ -1,17 +1,19 @@
 """Trace replay: arrival times from a file (or inline list), e.g. a production request log.
 
 Accepted files: CSV with a header holding either `arrival_s` (seconds) or `TIMESTAMP` (wall-clock
-date-times, as in the Azure LLM inference traces). Times are shifted so the first arrival is at 0.
+date-times, as in the Azure LLM inference traces). Times are shifted so the first arrival is at 0 and
+replayed in time order (an unsorted file is sorted, with a warning). Errors name the file's line
+number, counting the header as line 1.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 from pydantic import Field, PrivateAttr, model_validator
 
-from ..errors import ScenarioError
+from ..errors import ScenarioError, shown
 from . import REGISTRY
 from .base import ArrivalProcess
 
@@ -23,10 +25,12 @@ TOKEN_COLUMNS = (("prompt_tokens", "output_tokens"), ("ContextTokens", "Generate
 class TraceArrivals(ArrivalProcess):
     process: Literal["trace"] = "trace"
     path: Optional[str] = Field(default=None, description="CSV file, relative to the scenario file")
-    times_s: Optional[list[float]] = Field(default=None, description="inline arrival times in seconds")
+    times_s: Optional[list[Annotated[float, Field(ge=0)]]] = Field(default=None, min_length=1,
+                                                                   description="inline arrival times in seconds")
     speedup: float = Field(default=1.0, gt=0, description="replay this many times faster (divides times)")
     _times: Optional[np.ndarray] = PrivateAttr(default=None)
     _order: Optional[np.ndarray] = PrivateAttr(default=None)
+    _unsorted_at: Optional[int] = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -43,11 +47,23 @@ class TraceArrivals(ArrivalProcess):
     def load(self) -> np.ndarray:
         """Returns the replayed arrival times in seconds (sorted, starting at 0); raises ScenarioError on a bad file."""
         if self._times is None:
-            t = self._read_file() if self.path is not None else self._check(np.asarray(self.times_s, dtype=float), "times_s")
+            t = self._read_file() if self.path is not None else np.asarray(self.times_s, dtype=float)
+            back = np.flatnonzero(np.diff(t) < 0)
+            self._unsorted_at = int(back[0]) + 1 if back.size else None
             self._order = np.argsort(t, kind="stable")
             t = t[self._order]
             self._times = (t - t[0]) / self.speedup
         return self._times
+
+    def warnings(self) -> list[str]:
+        """Returns notices about the trace a user should see (an unsorted file was sorted)."""
+        self.load()
+        if self._unsorted_at is None:
+            return []
+        where = (f"line {self._unsorted_at + 2} of {self.path}" if self.path is not None
+                 else f"times_s[{self._unsorted_at}]")
+        return [f"the trace is not in time order (first at {where}, earlier than the row before it); "
+                "it was replayed sorted by time"]
 
     def load_tokens(self) -> tuple[np.ndarray, np.ndarray]:
         """Returns (prompt_tokens, output_tokens) per request in arrival order, from the trace file's
@@ -69,17 +85,10 @@ class TraceArrivals(ArrivalProcess):
             # zero-token outputs happen in real logs (errors, cancellations): they still produce one step
             bad = np.flatnonzero(~np.isfinite(vals) | (vals < 0) | (vals != np.round(vals)))
             if bad.size:
-                raise ScenarioError(src, f"row {int(bad[0]) + 2}, column {col}", f"{df[col].iloc[bad[0]]!r} is not a token count")
+                raise ScenarioError(src, f"line {int(bad[0]) + 2}, column {col}",
+                                    f"{shown(df[col].iloc[bad[0]])} is not a token count (an integer >= 0)")
             out.append(np.maximum(vals.astype(np.int64), 1)[self._order])
         return out[0], out[1]
-
-    def _check(self, t: np.ndarray, where: str) -> np.ndarray:
-        if t.size == 0:
-            raise ScenarioError(where, "", "the trace holds no arrivals")
-        bad = np.flatnonzero(~np.isfinite(t) | (t < 0))
-        if bad.size:
-            raise ScenarioError(where, f"row {int(bad[0]) + 1}", f"arrival time {t[bad[0]]!r} is not a finite time >= 0")
-        return t
 
     def _read_file(self) -> np.ndarray:
         import pandas as pd
@@ -108,7 +117,7 @@ class TraceArrivals(ArrivalProcess):
                 raise ScenarioError(src, "column TIMESTAMP", f"unreadable date-times ({exc})") from None
             bad = np.flatnonzero(stamps.isna().to_numpy())
             if bad.size:
-                raise ScenarioError(src, f"row {int(bad[0]) + 2}, column {col}", f"{raw.iloc[bad[0]]!r} is not a date-time")
+                raise ScenarioError(src, f"line {int(bad[0]) + 2}, column {col}", f"{shown(raw.iloc[bad[0]])} is not a date-time")
             ns = stamps.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
             t = (ns - ns.min()) / 1e9
         else:
@@ -116,17 +125,22 @@ class TraceArrivals(ArrivalProcess):
             t = vals
             bad = np.flatnonzero(~np.isfinite(vals) | (vals < 0))
             if bad.size:
-                raise ScenarioError(src, f"row {int(bad[0]) + 2}, column {col}", f"{raw.iloc[bad[0]]!r} is not a time in seconds >= 0")
-        return self._check(t, src)
+                raise ScenarioError(src, f"line {int(bad[0]) + 2}, column {col}", f"{shown(raw.iloc[bad[0]])} is not a time in seconds >= 0")
+        if t.size == 0:
+            raise ScenarioError(src, "", "the trace holds no arrivals")
+        return t
 
     @property
-    def rate_rps(self) -> float:
+    def rate_rps(self) -> Optional[float]:
+        """Returns the replayed mean arrival rate in requests/s (None when the trace spans no time)."""
         return self.offered_rps(self.load())
 
-    def offered_rps(self, times_s: np.ndarray) -> float:
+    def offered_rps(self, times_s: np.ndarray) -> Optional[float]:
+        """Returns (arrivals - 1) / span of the replayed times in requests/s; None for a single request or
+        requests all at one instant, which have no rate."""
         t = np.asarray(times_s)
         span = float(t[-1] - t[0]) if t.size > 1 else 0.0
-        return (t.size - 1) / span if span > 0 else float("inf")
+        return (t.size - 1) / span if span > 0 else None
 
     @property
     def var_gap_s2(self) -> float:

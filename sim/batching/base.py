@@ -15,6 +15,10 @@ from dataclasses import dataclass
 
 from ..config import StrictModel
 
+# One hour: far beyond any batching delay a server uses, and small enough that a run's last partial batch
+# cannot push the simulated clock to absurd times (1e308 ms once gave "1e+305 s simulated").
+MAX_QUEUE_DELAY_MS = 3_600_000.0
+
 
 @dataclass(frozen=True)
 class DispatchRule:

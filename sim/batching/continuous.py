@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal, Optional
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from . import REGISTRY
@@ -34,6 +35,9 @@ class ContinuousBatching(BatchingPolicy):
 
     @model_validator(mode="after")
     def _budget(self):
+        if self.kv_cache_tokens < self.block_size:
+            raise ValueError(f"kv_cache_tokens ({self.kv_cache_tokens}) is below one block of block_size "
+                             f"({self.block_size}): the cache could hold no sequence")
         if self.order == "decode_first" and self.max_num_batched_tokens < self.max_num_seqs:
             raise ValueError(f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= max_num_seqs "
                              f"({self.max_num_seqs}) so every running sequence can decode each step")
@@ -46,6 +50,14 @@ class ContinuousBatching(BatchingPolicy):
     @property
     def chunk(self) -> int:
         return min(self.chunk_size or self.max_num_batched_tokens, self.max_num_batched_tokens)
+
+    def fits(self, prompt_tokens, output_tokens) -> np.ndarray:
+        """Returns, per request, whether it can ever run (vLLM refuses the others on arrival): its KV at
+        its last step (prompt + output - 1 tokens, in whole blocks) within the whole cache, and, without
+        chunked prefill, a (re)prefill of that length within one step's token budget."""
+        last_kv = np.asarray(prompt_tokens, np.int64) + np.asarray(output_tokens, np.int64) - 1
+        ok = -(-last_kv // self.block_size) <= self.kv_blocks
+        return ok if self.chunked_prefill else ok & (last_kv <= self.max_num_batched_tokens)
 
     def batch_limit(self, model_limit: int) -> int:
         return self.max_num_seqs

@@ -10,14 +10,14 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator
 
 from . import REGISTRY
-from .base import BatchingPolicy, DispatchRule
+from .base import MAX_QUEUE_DELAY_MS, BatchingPolicy, DispatchRule
 
 
 @REGISTRY.register
 class DynamicBatching(BatchingPolicy):
     policy: Literal["dynamic"] = "dynamic"
     max_batch_size: Optional[int] = Field(default=None, ge=1, le=1_000_000, description="largest batch; default: the cost model's limit")
-    max_queue_delay_ms: float = Field(default=0.0, ge=0, description="longest the oldest request waits for a fuller batch")
+    max_queue_delay_ms: float = Field(default=0.0, ge=0, le=MAX_QUEUE_DELAY_MS, description="longest the oldest request waits for a fuller batch")
     preferred_batch_sizes: Optional[list[int]] = Field(
         default=None, description="sizes to send as soon as they can be formed; default: max_batch_size")
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal, Optional
 
+import numpy as np
 from pydantic import Field
 
 from . import REGISTRY
-from .base import BatchingPolicy, DispatchRule, delay_s_from_ms
+from .base import MAX_QUEUE_DELAY_MS, BatchingPolicy, DispatchRule, delay_s_from_ms
 
 
 @REGISTRY.register
@@ -20,9 +21,14 @@ class LlmStaticBatching(BatchingPolicy):
     is_llm: ClassVar[bool] = True
     policy: Literal["llm_static"] = "llm_static"
     max_batch_size: int = Field(default=32, ge=1, le=100_000)
-    max_queue_delay_ms: Optional[float] = Field(default=None, ge=0, description="send a partial batch after this; "
+    max_queue_delay_ms: Optional[float] = Field(default=None, ge=0, le=MAX_QUEUE_DELAY_MS, description="send a partial batch after this; "
                                                 "default: wait for a full batch")
     kv_cache_tokens: int = Field(default=1 << 20, ge=1, le=10 ** 10, description="KV cache capacity in tokens")
+
+    def fits(self, prompt_tokens, output_tokens) -> np.ndarray:
+        """Returns, per request, whether it fits the KV cache alone (prompt + output tokens); the engine
+        refuses the others."""
+        return np.asarray(prompt_tokens, np.int64) + np.asarray(output_tokens, np.int64) <= self.kv_cache_tokens
 
     def batch_limit(self, model_limit: int) -> int:
         return self.max_batch_size

@@ -6,7 +6,7 @@ from typing import Literal, Optional
 from pydantic import Field
 
 from . import REGISTRY
-from .base import BatchingPolicy, DispatchRule, delay_s_from_ms
+from .base import MAX_QUEUE_DELAY_MS, BatchingPolicy, DispatchRule, delay_s_from_ms
 
 
 @REGISTRY.register
@@ -14,7 +14,7 @@ class StaticBatching(BatchingPolicy):
     policy: Literal["static"] = "static"
     max_batch_size: Optional[int] = Field(default=None, ge=1, le=1_000_000, description="batch size; default: the cost model's limit")
     max_queue_delay_ms: Optional[float] = Field(
-        default=None, ge=0, description="send a partial batch once the oldest request waited this long; default: never")
+        default=None, ge=0, le=MAX_QUEUE_DELAY_MS, description="send a partial batch once the oldest request waited this long; default: never")
 
     def batch_limit(self, model_limit: int) -> int:
         return self.max_batch_size or model_limit
