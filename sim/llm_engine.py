@@ -124,8 +124,7 @@ def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, pr
     blk_heap: list = []          # (decode step needing a new block, epoch, sid)
     # a request that can never run is refused on arrival, as vLLM does: its KV at the last step (prompt + output
     # - 1 tokens) beyond the whole cache, or, without chunked prefill, a (re)prefill beyond one step's budget
-    fits = [-(-(prompt[i] + out[i] - 1) // bs) <= total_blocks and (chunked or prompt[i] + out[i] - 1 <= budget_max)
-            for i in range(n)]
+    fits = policy.fits(prompt_tokens, output_tokens).tolist()
 
     def start_decoding(sid: int, d_next: int, t_tok: float) -> None:
         length = prompt[sid] + generated[sid]  # tokens whose KV the first decode step holds
@@ -160,9 +159,12 @@ def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, pr
                 release(sid)
                 state[sid] = 0
                 preempt[sid] += 1
-                target[sid] = prompt[sid] + generated[sid]
+                # the prefill work this preemption adds: what was computed and is thrown away (a half-done
+                # prefill's done tokens; a decoder's whole prefill) plus the generated tokens to re-prefill
+                new_target = prompt[sid] + generated[sid]
+                recomputed[sid] += done[sid] + new_target - target[sid]
+                target[sid] = new_target
                 done[sid] = 0
-                recomputed[sid] += target[sid]
                 waiting.appendleft(sid)
                 st["preempted"] = True
                 return sid
@@ -373,9 +375,11 @@ def simulate_static(policy: LlmStaticBatching, cost: LlmCost, arrival_s, prompt_
             finish[idx] = ends[out[idx] - 1]
             real = (out[idx][None, :] > (j[:, None] + 1)).sum(axis=1)  # requests still producing tokens per step
             starts = ends[:-1]
-            steps.add(d, h_pre, k * p_max, 0, 0, k * (p_max + o_max), k, 0)
-            for s0, hd, r in zip(starts.tolist(), h_dec.tolist(), real.tolist()):
-                steps.add(s0, hd, 0, r, k, k * (p_max + o_max), k, 0)
+            # waiting at a step's start: arrived by then and not yet taken into a batch (refused ones are behind head)
+            waits = (np.searchsorted(arr, np.concatenate([[d], starts]), side="right") - state["head"]).tolist()
+            steps.add(d, h_pre, k * p_max, 0, 0, k * (p_max + o_max), k, waits[0])
+            for s0, hd, r, w in zip(starts.tolist(), h_dec.tolist(), real.tolist(), waits[1:]):
+                steps.add(s0, hd, 0, r, k, k * (p_max + o_max), k, w)
             yield env.timeout(float(ends[-1]) - d)
 
     env = simpy.Environment()

@@ -1,98 +1,208 @@
-"""The short terminal table printed after a run (and by `servesim report DIR`)."""
+"""The short terminal table printed after a run (and by `servesim report DIR`).
+
+Every formatter accepts a summary.json dict in which any value may be null (NaN is written as null) or missing:
+missing numbers print as '-'.
+"""
 from __future__ import annotations
 
+import math
+import numbers
+
 KEYS = ("mean", "p50", "p90", "p95", "p99")
+SECONDS_FROM_MS = 10_000.0  # a table (or plot axis) whose largest value reaches this many ms is shown in seconds
+GAP = "  "                  # between table columns, whatever their width
+
+
+def _missing(v) -> bool:
+    return v is None or isinstance(v, bool) or not isinstance(v, numbers.Real) or v != v
+
+
+def fmt_sig(v, sig: int = 4) -> str:
+    """Returns v rounded to `sig` significant digits in plain notation (no exponent, trailing zeros dropped), '-' if
+    missing: 1981187 -> '1981000', 0.017388 -> '0.01739'. Magnitudes below 1e-8 keep exponent notation, where plain
+    notation would be a row of zeros.
+    """
+    if _missing(v):
+        return "-"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    if v == 0:
+        return "0"
+    places = sig - 1 - math.floor(math.log10(abs(v)))  # negative: round to tens, hundreds, ...
+    # rounding can carry into the next digit (9.9996 -> 10.00): count places again from the rounded value
+    r = round(v, places)
+    if r != 0:
+        places = sig - 1 - math.floor(math.log10(abs(r)))
+    if places > 8:
+        return format(v, f".{sig - 1}e")
+    text = format(round(v, places), f".{max(places, 0)}f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def time_unit(largest_ms) -> tuple[str, float]:
+    """Returns (unit name, divisor from ms): ("s", 1000) when the largest value reaches SECONDS_FROM_MS ms, else ("ms", 1)."""
+    if not _missing(largest_ms) and abs(largest_ms) >= SECONDS_FROM_MS:
+        return "s", 1000.0
+    return "ms", 1.0
+
+
+def fmt_duration_ms(v_ms) -> str:
+    """Returns a duration given in ms as text with its unit ('5.344 ms', '1981 s'), '-' if missing."""
+    if _missing(v_ms):
+        return "-"
+    unit, div = time_unit(v_ms)
+    return f"{fmt_sig(v_ms / div)} {unit}"
 
 
 def _num(v, fmt: str = ".5g") -> str:
-    return "-" if v is None or v != v else format(v, fmt)
+    if _missing(v):
+        return "-"
+    if fmt.endswith("g"):  # plain notation for counts and rates too: 1.2e+05 rps reads badly
+        return fmt_sig(v, int(fmt[1:-1] or 6))
+    return format(v, fmt)
 
 
-def _ms(v) -> str:
-    return "-" if v is None or v != v else f"{v * 1000:.4g}"
+def _txt(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and v != v) else str(v)
 
 
-def _row(label: str, stats: dict) -> tuple[str, bool]:
+def _stats(s: dict, key: str) -> dict:
+    v = s.get(key)
+    return v if isinstance(v, dict) else {}
+
+
+def _row_cells(stats: dict, div_ms: float) -> tuple[list[str], bool]:
+    """Returns the cells (stats in s, shown in the unit whose size is div_ms ms) and whether any has a ± half-width."""
     ci = stats.get("ci95") or {}
     cells, any_ci = [], False
     for k in KEYS:
-        cell = _ms(stats.get(k))
-        bounds = ci.get(k)
-        if bounds is not None and None not in bounds:
+        v = stats.get(k)
+        cell = "-" if _missing(v) else fmt_sig(v * 1000 / div_ms)
+        bounds = ci.get(k) if isinstance(ci, dict) else None
+        if cell != "-" and isinstance(bounds, (list, tuple)) and len(bounds) == 2 and not any(map(_missing, bounds)):
             any_ci = True
             half_ms = (bounds[1] - bounds[0]) / 2 * 1000
-            cell += f" ±{half_ms:.2g}" if half_ms >= 5e-4 else " ±0"
+            cell += f" ±{fmt_sig(half_ms / div_ms, 2)}" if half_ms >= 5e-4 else " ±0"
         cells.append(cell)
-    return f"  {label:<12}" + "".join(f"{c:>16}" for c in cells), any_ci
+    return cells, any_ci
+
+
+def _row(label: str, stats: dict, div_ms: float = 1.0) -> tuple[list[str], bool]:
+    """Returns a table row as cells (label first) and whether it shows a ± half-width."""
+    cells, any_ci = _row_cells(stats or {}, div_ms)
+    return [label] + cells, any_ci
+
+
+def layout(rows: list[list[str]], indent: str = "  ") -> list[str]:
+    """Returns the rows as lines: first column left-aligned, the others right-aligned, each column as wide as its
+    widest cell and separated by at least two spaces."""
+    ncol = max(len(r) for r in rows)
+    widths = [max(len(r[c]) if c < len(r) else 0 for r in rows) for c in range(ncol)]
+    lines = []
+    for r in rows:
+        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
+        lines.append((indent + GAP.join(cells)).rstrip())
+    return lines
 
 
 def _table(s: dict, rows) -> list[str]:
-    """Returns the percentile rows (ms) for the given (label, summary key) pairs, and the interval footnote."""
-    lines = ["  (ms)        " + "".join(f"{k:>16}" for k in KEYS)]
+    """Returns the percentile rows for the given (label, summary key) pairs, each in its own unit (ms, or s
+    when the row's largest value reaches 10 s, so TPOT stays in ms beside a TTFT in seconds), and the
+    interval footnote."""
+    table = [["", *KEYS]]
     any_ci = False
     for label, key in rows:
-        row, has = _row(label, s[key])
-        lines.append(row)
+        stats = _stats(s, key)
+        largest_ms = max((abs(v) * 1000 for k in KEYS if not _missing(v := stats.get(k))), default=None)
+        unit, div = time_unit(largest_ms)
+        row, has = _row(f"{label} ({unit})", stats, div)
+        table.append(row)
         any_ci |= has
+    lines = layout(table)
     if any_ci:
-        conf = s.get("confidence") or {}
-        lines.append(f"  ± is the {conf.get('level', 0.95):.0%} confidence half-width ({conf.get('method', '')}); "
+        conf = s.get("confidence") if isinstance(s.get("confidence"), dict) else {}
+        level = conf.get("level")
+        level_txt = "95%" if _missing(level) else format(level, ".0%")
+        lines.append(f"  ± is the {level_txt} confidence half-width ({conf.get('method') or '-'}); "
                      "none shown where too few requests for it")
     return lines
 
 
+def _state(s: dict) -> str:
+    return {True: "stable", False: "UNSTABLE"}.get(s.get("stable"), "stability unknown")
+
+
+def _header(s: dict, batching: str) -> list[str]:
+    lines = [f"servesim: {_txt(s.get('scenario'))}  (seed {_txt(s.get('seed'))}, {_txt(s.get('replications'))} "
+             f"replication(s), {_txt(s.get('requests'))} requests measured, {_num(s.get('duration_s'), '.4g')} s simulated)"]
+    batching = batching or s.get("batching") or ""
+    if batching:
+        lines.append(f"  batching     {batching}")
+    return lines
+
+
+def _slo_targets(s: dict) -> dict:
+    slo = s.get("slo")
+    targets = slo.get("targets") if isinstance(slo, dict) else None
+    return {q: (c if isinstance(c, dict) else {}) for q, c in targets.items()} if isinstance(targets, dict) else {}
+
+
+def _verdict(c: dict) -> str:
+    v = c.get("verdict") or {True: "met", False: "missed"}.get(c.get("met"), "-")
+    return str(v).upper()
+
+
+def _warnings(s: dict) -> list[str]:
+    return [f"  WARNING: {w}" for w in (s.get("warnings") or [])]
+
+
 def format_summary(summary: dict, batching: str = "") -> str:
-    """Returns the human-readable table for a summary.json dict (null values print as '-')."""
+    """Returns the human-readable table for a summary.json dict (null values print as '-'); `batching` defaults to
+    the summary's own "batching" text."""
     if "ttft_s" in summary:
         return format_llm_summary(summary, batching)
     s = summary
-    lines = [f"servesim: {s['scenario']}  (seed {s['seed']}, {s['replications']} replication(s), "
-             f"{s['requests']} requests measured, {_num(s.get('duration_s'), '.4g')} s simulated)"]
-    if batching:
-        lines.append(f"  batching     {batching}")
-    state = "stable" if s["stable"] else "UNSTABLE"
-    load = s.get("offered_load")
-    lines.append(f"  offered      {_num(s.get('offered_rps'))} rps = {'-' if load is None else format(load, '.1%')} "
-                 f"of capacity {_num(s.get('capacity_rps'))} rps  [{state}]")
+    lines = _header(s, batching)
+    lines.append(f"  offered      {_num(s.get('offered_rps'))} rps = {_num(s.get('offered_load'), '.1%')} "
+                 f"of capacity {_num(s.get('capacity_rps'))} rps  [{_state(s)}]")
     lines.append(f"  throughput   {_num(s.get('throughput_rps'))} rps    utilization {_num(s.get('utilization'), '.3f')}")
-    b = s["batch_size"]
-    lines.append(f"  batch size   mean {_num(b.get('mean'), '.3g')}   p50 {_num(b.get('p50'), '.3g')}   max {b['max']}"
-                 f"   ({b['batches']} batches)")
+    b = _stats(s, "batch_size")
+    lines.append(f"  batch size   mean {_num(b.get('mean'), '.3g')}   p50 {_num(b.get('p50'), '.3g')}   "
+                 f"max {_txt(b.get('max'))}   ({_txt(b.get('batches'))} batches)")
     lines += _table(s, (("latency", "latency_s"), ("queue wait", "queue_wait_s")))
-    if "slo" in s:
-        for q, c in s["slo"]["targets"].items():
-            verdict = c.get("verdict", "met" if c["met"] else "missed").upper()
-            lines.append(f"  SLO {q} <= {c['target_ms']:g} ms: {verdict} ({q} {_num(c.get('achieved_ms'), '.4g')} ms"
+    if isinstance(s.get("slo"), dict):
+        for q, c in _slo_targets(s).items():
+            verdict = _verdict(c)
+            lines.append(f"  SLO {q} <= {_num(c.get('target_ms'))} ms: {verdict} ({q} {fmt_duration_ms(c.get('achieved_ms'))}"
                          + (", within the confidence interval: run longer or add replications)" if verdict == "UNCERTAIN" else ")"))
         lines.append(f"  SLO attainment {_num(s.get('slo_attainment'), '.3%')} of requests within the "
-                     f"{s['slo']['attainment_target']} target")
-    for w in s.get("warnings", []):
-        lines.append(f"  WARNING: {w}")
+                     f"{_txt(s['slo'].get('attainment_target'))} target")
+    lines += _warnings(s)
     return "\n".join(lines)
 
 
 def format_llm_summary(s: dict, batching: str = "") -> str:
-    """Returns the table for an LLM summary: TTFT, TPOT, ITL, E2EL, tokens/s, KV cache, preemptions."""
-    lines = [f"servesim: {s['scenario']}  (seed {s['seed']}, {s['replications']} replication(s), {s['requests']} requests "
-             f"measured, {_num(s.get('duration_s'), '.4g')} s simulated)"]
-    if batching:
-        lines.append(f"  batching     {batching}")
-    state = "stable" if s["stable"] else "UNSTABLE"
+    """Returns the table for an LLM summary: TTFT, TPOT, ITL, E2EL, tokens/s, KV cache, preemptions (null values
+    print as '-'; `batching` defaults to the summary's own "batching" text)."""
+    lines = _header(s, batching)
     lines.append(f"  offered      {_num(s.get('offered_rps'))} rps = {_num(s.get('offered_load'), '.1%')} of estimated "
-                 f"capacity {_num(s.get('capacity_rps'))} rps  [{state}]")
+                 f"capacity {_num(s.get('capacity_rps'))} rps  [{_state(s)}]")
     lines.append(f"  throughput   {_num(s.get('throughput_rps'))} rps, {_num(s.get('output_tokens_per_s'))} output tokens/s"
                  + (f", goodput {_num(s.get('goodput_rps'))} rps" if "goodput_rps" in s else ""))
-    b = s["batch_size"]
+    b = _stats(s, "batch_size")
     lines.append(f"  engine       busy {_num(s.get('utilization'), '.3f')}, mean {_num(b.get('mean'), '.3g')} decoding "
-                 f"sequences per step (max {b['max']}), padding {s.get('decode_padding_fraction', 0):.1%} of decode slots")
-    kv = s["kv_cache"]
+                 f"sequences per step (max {_txt(b.get('max'))}), padding {_num(s.get('decode_padding_fraction', 0), '.1%')} "
+                 "of decode slots")
+    kv = _stats(s, "kv_cache")
     lines.append(f"  KV cache     mean {_num(kv.get('mean_utilization'), '.1%')}, max {_num(kv.get('max_utilization'), '.1%')} of "
-                 f"{kv['capacity_tokens']} tokens; {s['preemptions']} preemptions ({s['recomputed_prefill_tokens']} tokens recomputed)")
+                 f"{_txt(kv.get('capacity_tokens'))} tokens; {_txt(s.get('preemptions'))} preemptions "
+                 f"({_txt(s.get('recomputed_prefill_tokens'))} tokens recomputed)")
     lines += _table(s, (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("ITL", "itl_s"), ("E2E latency", "e2e_s")))
-    if "slo" in s:
-        for q, c in s["slo"]["targets"].items():
-            lines.append(f"  SLO {q} <= {c['target_ms']:g} ms: {c['verdict'].upper()} ({_num(c.get('achieved_ms'), '.4g')} ms)")
+    if isinstance(s.get("slo"), dict):
+        for q, c in _slo_targets(s).items():
+            lines.append(f"  SLO {q} <= {_num(c.get('target_ms'))} ms: {_verdict(c)} ({fmt_duration_ms(c.get('achieved_ms'))})")
         lines.append(f"  SLO attainment {_num(s.get('slo_attainment'), '.3%')} of requests met both TTFT and TPOT targets")
-    for w in s.get("warnings", []):
-        lines.append(f"  WARNING: {w}")
+    lines += _warnings(s)
     return "\n".join(lines)
