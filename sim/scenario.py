@@ -1,17 +1,14 @@
-"""Scenario YAML -> validated, frozen config. Every field's default is documented here, in one place.
+"""Scenario YAML -> validated, frozen config.
 
-    name: str                       required; names outputs and plots
-    seed: int = 0                   root of every random stream
-    requests: int | duration_s: float
-                                    run length; give one (default: 100000 requests; a trace replays whole)
-    warmup_s: float = 0             requests arriving before this are simulated but not measured
-    replications: int = 1           independent runs (seeds spawned from `seed`) for confidence intervals
-    workload: {arrival: {process: poisson|constant|gamma|trace, ...}}
-    cost_model: {kind: affine|table|roofline|profile, ..., noise: {cv} (default none)}
-                                    ({profile: file.yaml} is short for {kind: profile, profile: file.yaml})
-    server: {replicas: 1, batching: {policy: none|static|dynamic, ...} (default: dynamic, no delay)}
-    slo: {latency_p50_ms|latency_p90_ms|latency_p95_ms|latency_p99_ms: float} (default: none)
-    outputs: {records: true, plots: true}
+Every field, its default and its allowed range is documented in docs/scenario-reference.md, generated
+from these models and the registered classes (`python -m sim.docgen --write`; a test fails when it is
+stale). In short:
+
+    name, seed (0), requests (100000; a trace replays whole) | duration_s, warmup_s (0), replications (1)
+    workload: {arrival: {process: poisson|constant|gamma|trace, ...}, prompt_tokens, output_tokens (LLM)}
+    cost_model: {kind: affine|table|roofline|profile|llm|llm_roofline, ...}
+    server: {replicas: 1, batching: {policy: none|static|dynamic|continuous|llm_static, ...}}
+    slo: {latency_p99_ms, ... | ttft_p99_ms, tpot_p99_ms} (default none); outputs: {records: true, plots: true}
 """
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Optional, Union, get_args, get_origin
@@ -48,16 +45,18 @@ class Workload(StrictModel):
 
 class Server(StrictModel):
     replicas: int = Field(default=1, ge=1, le=100_000, description="model instances sharing one batching queue")
-    batching: BatchingSpec = Field(default_factory=batching.DynamicBatching)
+    batching: BatchingSpec = Field(default_factory=batching.DynamicBatching,
+                                   description="batching policy; default: dynamic with the cost model's batch limit "
+                                   "and no queue delay")
 
 
 class Slo(StrictModel):
     ttft_p99_ms: Optional[float] = Field(default=None, gt=0, description="LLM: time to first token target")
     tpot_p99_ms: Optional[float] = Field(default=None, gt=0, description="LLM: time per output token target")
-    latency_p50_ms: Optional[float] = Field(default=None, gt=0)
-    latency_p90_ms: Optional[float] = Field(default=None, gt=0)
-    latency_p95_ms: Optional[float] = Field(default=None, gt=0)
-    latency_p99_ms: Optional[float] = Field(default=None, gt=0)
+    latency_p50_ms: Optional[float] = Field(default=None, gt=0, description="median latency target")
+    latency_p90_ms: Optional[float] = Field(default=None, gt=0, description="90th percentile latency target")
+    latency_p95_ms: Optional[float] = Field(default=None, gt=0, description="95th percentile latency target")
+    latency_p99_ms: Optional[float] = Field(default=None, gt=0, description="99th percentile latency target")
 
     def targets_ms(self) -> dict[str, float]:
         """Returns {'p99': ms, ...} for the percentiles given."""
@@ -75,17 +74,20 @@ class Outputs(StrictModel):
 
 
 class Scenario(StrictModel):
-    name: str = Field(min_length=1, max_length=200)
-    seed: int = Field(default=0, ge=0, lt=2 ** 63)
-    requests: Optional[int] = Field(default=None, ge=1, le=2_000_000_000)
-    duration_s: Optional[float] = Field(default=None, gt=0)
-    warmup_s: float = Field(default=0.0, ge=0)
-    replications: int = Field(default=1, ge=1, le=10_000)
-    workload: Workload
-    cost_model: CostSpec
-    server: Server = Field(default_factory=Server)
-    slo: Optional[Slo] = None
-    outputs: Outputs = Field(default_factory=Outputs)
+    name: str = Field(min_length=1, max_length=200, description="names the outputs and plots")
+    seed: int = Field(default=0, ge=0, lt=2 ** 63, description="root of every random stream")
+    requests: Optional[int] = Field(default=None, ge=1, le=2_000_000_000,
+                                    description="run length in arrivals; default 100000 (a trace replays whole)")
+    duration_s: Optional[float] = Field(default=None, gt=0, description="run length in seconds of arrivals, instead "
+                                        "of requests")
+    warmup_s: float = Field(default=0.0, ge=0, description="requests arriving before this are simulated, not measured")
+    replications: int = Field(default=1, ge=1, le=10_000, description="independent runs, for confidence intervals "
+                              "across them (one run: batch means)")
+    workload: Workload = Field(description="arrivals and, for LLM policies, request sizes")
+    cost_model: CostSpec = Field(description="step time of one batch (or LLM engine step)")
+    server: Server = Field(default_factory=Server, description="replicas and batching policy")
+    slo: Optional[Slo] = Field(default=None, description="latency targets; default: none")
+    outputs: Outputs = Field(default_factory=Outputs, description="what `servesim run` writes")
     # dotted key -> "--set KEY=VALUE" for keys a command-line override set, so errors name the flag
     _overrides: dict = PrivateAttr(default_factory=dict)
 

@@ -32,7 +32,7 @@ class _Dist(StrictModel):
 
 class FixedTokens(_Dist):
     dist: Literal["fixed"] = "fixed"
-    value: int = Field(ge=1, le=MAX_TOKENS)
+    value: int = Field(ge=1, le=MAX_TOKENS, description="every request's token count")
 
     def quantile(self, u):
         return np.full(np.shape(u), self.value, dtype=np.int64)
@@ -79,8 +79,8 @@ class LognormalTokens(_Dist):
     dist: Literal["lognormal"] = "lognormal"
     mean: float = Field(gt=0, le=MAX_TOKENS, description="mean of the untruncated lognormal, tokens")
     cv: float = Field(gt=0, le=20, description="coefficient of variation")
-    min: int = Field(default=1, ge=1, le=MAX_TOKENS)
-    max: int = Field(default=MAX_TOKENS, ge=1, le=MAX_TOKENS)
+    min: int = Field(default=1, ge=1, le=MAX_TOKENS, description="draws below are raised to this")
+    max: int = Field(default=MAX_TOKENS, ge=1, le=MAX_TOKENS, description="draws above are cut to this")
 
     @model_validator(mode="after")
     def _bounds(self):

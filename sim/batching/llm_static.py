@@ -20,7 +20,7 @@ from .base import MAX_QUEUE_DELAY_MS, BatchingPolicy, DispatchRule, delay_s_from
 class LlmStaticBatching(BatchingPolicy):
     is_llm: ClassVar[bool] = True
     policy: Literal["llm_static"] = "llm_static"
-    max_batch_size: int = Field(default=32, ge=1, le=100_000)
+    max_batch_size: int = Field(default=32, ge=1, le=100_000, description="requests per batch")
     max_queue_delay_ms: Optional[float] = Field(default=None, ge=0, le=MAX_QUEUE_DELAY_MS, description="send a partial batch after this; "
                                                 "default: wait for a full batch")
     kv_cache_tokens: int = Field(default=1 << 20, ge=1, le=10 ** 10, description="KV cache capacity in tokens")

@@ -28,15 +28,15 @@ class LlmRooflineCost(CostModel):
     is_llm_cost: ClassVar[bool] = True
     kind: Literal["llm_roofline"] = "llm_roofline"
     gpu: Union[str, GpuSpec] = Field(description=f"one of {', '.join(GPUS)}, or {{bf16_tflops, fp32_tflops, bandwidth_gbps}}")
-    dtype: Literal["fp32", "fp16", "bf16", "fp8"] = "bf16"
+    dtype: Literal["fp32", "fp16", "bf16", "fp8"] = Field(default="bf16", description="weight and KV precision")
     model_stats_from: Optional[str] = Field(default=None, description="LLM profile whose model dimensions to use")
     params: Optional[float] = Field(default=None, gt=0, description="parameter count")
-    layers: Optional[int] = Field(default=None, ge=1)
-    hidden: Optional[int] = Field(default=None, ge=1)
-    heads: Optional[int] = Field(default=None, ge=1)
+    layers: Optional[int] = Field(default=None, ge=1, description="transformer layers")
+    hidden: Optional[int] = Field(default=None, ge=1, description="hidden size")
+    heads: Optional[int] = Field(default=None, ge=1, description="attention heads")
     kv_heads: Optional[int] = Field(default=None, ge=1, description="default: heads (no grouped-query attention)")
-    compute_efficiency: float = Field(default=0.5, gt=0, le=1)
-    memory_efficiency: float = Field(default=0.8, gt=0, le=1)
+    compute_efficiency: float = Field(default=0.5, gt=0, le=1, description="achieved / peak FLOP/s")
+    memory_efficiency: float = Field(default=0.8, gt=0, le=1, description="achieved / peak bandwidth")
 
     @model_validator(mode="after")
     def _dims(self):

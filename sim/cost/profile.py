@@ -23,7 +23,8 @@ from .base import CostModel, Draws
 class ProfileCost(CostModel):
     kind: Literal["profile"] = "profile"
     profile: Union[str, list[str]] = Field(description="profile file(s), relative to the scenario file")
-    fit: Literal["auto", "affine", "piecewise", "table"] = "auto"
+    fit: Literal["auto", "affine", "piecewise", "table"] = Field(
+        default="auto", description="cost-model family; auto: chosen by cross-validation (see servesim fit)")
     max_batch_size: Optional[int] = Field(default=None, ge=1, description="default: the largest measured batch")
     measured_noise: bool = Field(default=False, description="replay the measured step-time spread per batch size")
     _loaded: Optional[tuple] = PrivateAttr(default=None)

@@ -22,11 +22,11 @@ from .base import CostModel
 
 
 class GpuSpec(StrictModel):
-    name: str = "custom"
+    name: str = Field(default="custom", description="label in outputs")
     bf16_tflops: float = Field(gt=0, description="dense (no sparsity) fp16/bf16 tensor TFLOP/s")
     fp32_tflops: float = Field(gt=0, description="fp32 (non-tensor) TFLOP/s")
     bandwidth_gbps: float = Field(gt=0, description="memory bandwidth, GB/s")
-    memory_gb: float = Field(default=0, ge=0)
+    memory_gb: float = Field(default=0, ge=0, description="device memory, GB (informative)")
 
     def peak_flops(self, dtype: str) -> float:
         return (self.fp32_tflops if dtype == "fp32" else self.bf16_tflops) * 1e12
@@ -50,15 +50,15 @@ GPUS: dict[str, GpuSpec] = {g.name: g for g in (
 class RooflineCost(CostModel):
     kind: Literal["roofline"] = "roofline"
     gpu: Union[str, GpuSpec] = Field(description=f"one of {', '.join(GPUS)}, or {{bf16_tflops, fp32_tflops, bandwidth_gbps}}")
-    dtype: Literal["fp16", "bf16", "fp32"] = "bf16"
+    dtype: Literal["fp16", "bf16", "fp32"] = Field(default="bf16", description="precision the peaks are taken for")
     model_stats_from: Optional[str] = Field(default=None, description="profile whose model FLOPs/bytes to use")
-    flops_per_item: Optional[float] = Field(default=None, ge=0)
-    flops_per_batch: Optional[float] = Field(default=None, ge=0)
-    bytes_per_item: Optional[float] = Field(default=None, ge=0)
-    bytes_per_batch: Optional[float] = Field(default=None, ge=0)
+    flops_per_item: Optional[float] = Field(default=None, ge=0, description="FLOPs per request in a batch")
+    flops_per_batch: Optional[float] = Field(default=None, ge=0, description="FLOPs per step whatever the batch")
+    bytes_per_item: Optional[float] = Field(default=None, ge=0, description="memory traffic per request, bytes")
+    bytes_per_batch: Optional[float] = Field(default=None, ge=0, description="memory traffic per step (weights), bytes")
     compute_efficiency: float = Field(default=0.5, gt=0, le=1, description="achieved / peak FLOP/s")
     memory_efficiency: float = Field(default=0.8, gt=0, le=1, description="achieved / peak bandwidth")
-    max_batch_size: int = Field(default=1024, ge=1, le=1_000_000)
+    max_batch_size: int = Field(default=1024, ge=1, le=1_000_000, description="largest batch the model runs")
 
     @model_validator(mode="after")
     def _known(self):
