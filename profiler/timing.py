@@ -13,6 +13,12 @@ import numpy as np
 
 Z95 = 1.959964
 RATIO_QUANTILES = tuple(range(0, 101, 5))
+# warm-up goes on past Settings.warmup while consecutive runs still differ by more than this factor
+SETTLED = 1.25
+# ... for at most this many times Settings.warmup runs in all, and at most budget_s seconds per size
+WARMUP_STRETCH = 4
+# a sample above this multiple of its point's median is reported as a stray step
+STRAY = 3.0
 
 
 def median_ci(samples) -> tuple[float, float]:
@@ -35,7 +41,7 @@ def ci_rel(samples) -> float:
 
 @dataclass
 class Settings:
-    warmup: int = 5                 # unmeasured runs per batch size before any timing
+    warmup: int = 5                 # unmeasured runs per batch size before any timing (at least; see warm_up)
     min_samples: int = 10
     max_samples: int = 200
     target_ci_rel: float = 0.02     # stop once the median's 95% CI half-width is within 2%
@@ -52,6 +58,7 @@ class PointStats:
     batch_size: int
     samples_ms: list[float] = field(default_factory=list)
     stop_reason: str = ""
+    warmup_runs: int = 0
 
     def summary(self) -> dict:
         """Returns the point as written to a profile (times in ms)."""
@@ -67,24 +74,38 @@ class PointStats:
             "median_ci95_ms": ci, "ci_rel": None if ci is None else (hi - lo) / 2 / med,
             "cv": float(x.std(ddof=1) / x.mean()) if x.size > 1 else 0.0,
             "ratio_quantiles": [float(v) for v in np.percentile(x / med, RATIO_QUANTILES)],
-            "stop_reason": self.stop_reason,
+            "stop_reason": self.stop_reason, "warmup_runs": self.warmup_runs,
         }
 
 
+def warm_up(step: Callable[[int], float], b: int, settings: Settings) -> int:
+    """Runs step(b) untimed settings.warmup times, then on until two consecutive runs agree within SETTLED
+    (at most WARMUP_STRETCH x warmup runs and budget_s seconds); returns the number of runs."""
+    times = [step(b) for _ in range(settings.warmup)]
+    # Lazy initialisation (kernel selection and autotuning, compilation, allocator growth, first-touch page
+    # faults) can outlast a fixed count; timing while it settles puts a few slow first samples into the
+    # point, which with a small budget dominate its median CI and coefficient of variation.
+    while (len(times) >= 2 and len(times) < WARMUP_STRETCH * settings.warmup and sum(times) / 1000 < settings.budget_s
+           and max(times[-2:]) > SETTLED * min(times[-2:])):
+        times.append(step(b))
+    return len(times)
+
+
 def measure(step: Callable[[int], float], sizes: list[int], settings: Settings,
-            progress: Callable[[str], None] = lambda s: None) -> dict[int, PointStats]:
+            progress: Callable[[str], None] = lambda s: None,
+            label: Callable[[int], str] = lambda b: f"batch {b:>5}") -> dict[int, PointStats]:
     """Times step(b) for every batch size in shuffled, interleaved rounds; returns PointStats per size.
 
-    Each size first runs `warmup` untimed steps. Then, round after round, the unfinished sizes run
+    Each size first runs untimed warm-up steps (see warm_up). Then, round after round, the unfinished sizes run
     `per_round` timed steps each in a fresh random order, so slow drift (clocks, thermals, other
     tenants) spreads over all sizes instead of biasing the last ones. A size finishes once it has
     min_samples and its median CI is within target, or its time budget or max_samples is spent.
+    `label(b)` names a point in progress lines.
     """
     rng = np.random.default_rng(settings.seed)
-    for b in sizes:
-        for _ in range(settings.warmup):
-            step(b)
     stats = {b: PointStats(b) for b in sizes}
+    for b in sizes:
+        stats[b].warmup_runs = warm_up(step, b, settings)
     spent = {b: 0.0 for b in sizes}
     todo = list(sizes)
     while todo:
@@ -106,9 +127,63 @@ def measure(step: Callable[[int], float], sizes: list[int], settings: Settings,
             else:
                 still.append(b)
                 continue
-            progress(f"  batch {b:>5}: {n} samples, median {np.median(s.samples_ms):.4g} ms ({s.stop_reason})")
+            progress(f"  {label(b)}: {n} samples, median {np.median(s.samples_ms):.4g} ms ({s.stop_reason})")
         todo = still
     return stats
+
+
+def budget_shortfall(points: list[tuple[str, PointStats]], settings: Settings) -> str | None:
+    """Returns one warning naming the (label, stats) points whose time budget ran out before min_samples
+    or a median CI within target_ci_rel (samples, CI half-width, and the --budget-s that would do), or None."""
+    short = []
+    for name, st in points:
+        p = st.summary()
+        if st.stop_reason == "budget" and (p["samples"] < settings.min_samples or p["ci_rel"] is None
+                                           or p["ci_rel"] > settings.target_ci_rel):
+            short.append((name, st, p))
+    if not short:
+        return None
+
+    def needed_s(p: dict) -> float:
+        # the median CI's half-width shrinks like 1/sqrt(samples)
+        want = settings.min_samples if p["ci_rel"] is None else p["samples"] * (p["ci_rel"] / settings.target_ci_rel) ** 2
+        return min(max(want, settings.min_samples, 6), settings.max_samples) * p["median_ms"] / 1000
+
+    groups: dict[str, list[str]] = {}  # points that got the same are named together
+    for name, _, p in short:
+        ci = "too few for a 95% median CI" if p["ci_rel"] is None else f"median CI +-{p['ci_rel']:.0%}"
+        groups.setdefault(f"{p['samples']} samples{{each}}, {ci}", []).append(name.strip())
+    items = "; ".join(f"{', '.join(names)} ({desc.format(each=' each' if len(names) > 1 else '')})"
+                      for desc, names in groups.items())
+    # With few samples the CV is set by the one or two slowest steps: say where they came from.
+    first, stalls = [], []
+    for name, st, p in short:
+        x = np.asarray(st.samples_ms, dtype=float)
+        if x.size >= 2 and x.max() > STRAY * p["median_ms"]:
+            (first if int(x.argmax()) == 0 else stalls).append(f"{name.strip()} {x.max() / p['median_ms']:.0f}x")
+    notes = ""
+    if first:
+        notes += (f" The first timed step was the slowest ({', '.join(first)} the median): if that recurs, the "
+                  "warm-up is too short (raise --warmup).")
+    if stalls:
+        notes += (f" Single steps stalled ({', '.join(stalls)} the median): typically another process taking a core "
+                  "from one of torch's threads while the others wait; measure on an idle machine or with --threads "
+                  "below the core count.")
+    few = any(p["samples"] < settings.min_samples for _, _, p in short)
+    return (f"--budget-s {settings.budget_s:g} is too small: {len(short)} of {len(points)} points ran out of time "
+            f"before reaching a median 95% CI within +-{settings.target_ci_rel:.0%} with at least "
+            f"{settings.min_samples} samples: {items}. Their medians and the fit are unreliable"
+            + (", and a coefficient of variation from so few samples mostly measures one or two stray steps"
+               if few else "") + f".{notes} Raise --budget-s to about "
+            f"{_round_up(max(needed_s(p) for _, _, p in short)):g} s (or raise --target-ci).")
+
+
+def _round_up(x: float) -> float:
+    """Returns x rounded up to two significant digits (a suggested budget must not fall short)."""
+    if x <= 0:
+        return x
+    step = 10.0 ** (math.floor(math.log10(x)) - 1)
+    return round(math.ceil(x / step - 1e-9) * step, 12)
 
 
 def find_max_batch(fits: Callable[[int], bool], cap: int) -> tuple[int, dict]:

@@ -5,7 +5,9 @@ Families, all fitted to median step times with relative (1/y) weights:
   piecewise  h(k) = max(a1 + b1 k, a2 + b2 k): flat-ish while memory-bound, then linear (a convex hinge)
   table      monotone PCHIP interpolation through the measured medians
 The family is chosen by leave-one-out cross-validation error (mean |relative error| on held-out batch
-sizes); a family whose in-sample error exceeds MAX_FIT_ERROR at any measured point is not chosen.
+sizes); a family whose in-sample error exceeds MAX_FIT_ERROR at any measured point is not chosen, and a
+simpler family is kept unless a more complex one cuts the held-out error by more than 1 - SIMPLER_MARGIN.
+`choose_family` applies these rules and says which one decided (FitReport.reason).
 """
 from __future__ import annotations
 
@@ -141,13 +143,14 @@ class FamilyFit:
 class FitReport:
     chosen: str
     fits: dict[str, FamilyFit] = field(default_factory=dict)
+    reason: str = ""           # which rule chose `chosen`, with the numbers (see choose_family)
 
     @property
     def best(self) -> FamilyFit:
         return self.fits[self.chosen]
 
     def to_dict(self) -> dict:
-        return {"chosen": self.chosen,
+        return {"chosen": self.chosen, "reason": self.reason,
                 "families": {n: {"params": f.params, "loo_error": _clean(f.loo_error), "max_error": _clean(f.max_error)}
                              for n, f in self.fits.items()}}
 
@@ -156,10 +159,60 @@ def _clean(x: float):
     return None if x != x else float(x)
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def choose_family(fits: dict[str, FamilyFit]) -> tuple[str, str]:
+    """Returns (chosen family, reason): the family with the lowest leave-one-out error among those within
+    MAX_FIT_ERROR at every measured point, a simpler one kept unless a more complex one's error is below
+    SIMPLER_MARGIN times its own; table when none qualifies. The reason names the deciding rule and numbers."""
+    order = [fits[n] for n in FAMILIES if n in fits]  # simple -> complex
+    cross_validated = [f for f in order if f.loo_error == f.loo_error]
+    ok = [f for f in cross_validated if f.max_error <= MAX_FIT_ERROR]
+    limit = f"{MAX_FIT_ERROR:.0%}"
+
+    def misses(f: FamilyFit) -> str:
+        return f"misses a measured point by {_pct(f.max_error)} (> {limit})"
+
+    if not cross_validated:
+        return "table", ("fewer than 3 batch sizes: no leave-one-out error to compare families by, "
+                         "so table interpolates the measured points")
+    if not ok:
+        return "table", ("no family qualifies (" + "; ".join(f"{f.family} {misses(f)}" for f in cross_validated)
+                         + "): table interpolates the measured points")
+    chosen = ok[0]
+    for f in ok[1:]:
+        if f.loo_error < SIMPLER_MARGIN * chosen.loo_error:
+            chosen = f
+    lowest = min(cross_validated, key=lambda f: f.loo_error)
+    parts = []
+    if lowest is chosen:
+        parts.append(f"{chosen.family} has the lowest leave-one-out error ({_pct(chosen.loo_error)}) and is within "
+                     f"{limit} at every measured point (worst {_pct(chosen.max_error)})")
+    elif lowest not in ok:
+        parts.append(f"{lowest.family} has the lowest leave-one-out error ({_pct(lowest.loo_error)}) but {misses(lowest)}")
+    for f in cross_validated:
+        if f is chosen or (f is lowest and lowest not in ok):  # already said above
+            continue
+        if f not in ok:
+            parts.append(f"{f.family} {misses(f)}")
+        elif f.loo_error < chosen.loo_error:  # only a more complex family that was not enough better
+            parts.append(f"{f.family}'s leave-one-out error ({_pct(f.loo_error)}) is below {chosen.family}'s "
+                         f"({_pct(chosen.loo_error)}) by less than {1 - SIMPLER_MARGIN:.0%}, so the simpler "
+                         f"{chosen.family} is kept")
+    if lowest is not chosen:
+        parts.append(f"{chosen.family} is within {limit} at every measured point (worst {_pct(chosen.max_error)}; "
+                     f"leave-one-out {_pct(chosen.loo_error)})")
+    return chosen.family, "; ".join(parts)
+
+
 def fit_all(k, y) -> FitReport:
-    """Fits every family to (batch size, median ms) and chooses one by leave-one-out error; returns the report."""
+    """Fits every family to (batch size, median ms) and chooses one (see choose_family); returns the report."""
     k = np.asarray(k, float)
     y = np.asarray(y, float)
+    if k.size == 0:
+        raise ValueError("fit_all needs at least one measured batch size")
     order = np.argsort(k)
     k, y = k[order], y[order]
     fits = {}
@@ -167,12 +220,5 @@ def fit_all(k, y) -> FitReport:
         params = FITTERS[fam](k, y)
         max_err = float(np.max(np.abs(predict_ms(fam, params, k) / y - 1)))
         fits[fam] = FamilyFit(fam, params, loo_error(fam, k, y), max_err)
-    ok = [f for f in fits.values() if f.max_error <= MAX_FIT_ERROR and f.loo_error == f.loo_error]
-    if not ok:
-        chosen = "table"
-    else:
-        chosen = ok[0].family
-        for f in ok[1:]:  # FAMILIES is ordered simple -> complex
-            if f.loo_error < SIMPLER_MARGIN * fits[chosen].loo_error:
-                chosen = f.family
-    return FitReport(chosen, fits)
+    chosen, reason = choose_family(fits)
+    return FitReport(chosen, fits, reason)

@@ -17,6 +17,11 @@ def features(phase: str, batch: float, tokens: float, context: float) -> list[fl
 COEFS = ("base_ms", "prefill_token_ms", "prefill_attention_ms", "prefill_seq_ms", "decode_seq_ms", "decode_context_ms")
 
 
+def predict_step_ms(coefficients: dict, phase: str, batch: float, tokens: float, context: float) -> float:
+    """Returns the fitted time in ms of one step (see `features`) under `coefficients` (COEFS -> ms)."""
+    return float(sum(coefficients[k] * x for k, x in zip(COEFS, features(phase, batch, tokens, context))))
+
+
 def nnls_fit(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Returns non-negative coefficients minimising relative squared error (Lawson-Hanson active set)."""
     w = 1 / y

@@ -1,9 +1,12 @@
 """Measured profiles: the versioned YAML files `python -m profiler.profile` writes, loaded and checked.
 
-Format `servesim-profile`, version 1 (see profiler/profile.py for the writer):
-    format, version, created_utc, model{name, params, ...}, device{kind, name, ...}, dtype, settings{...},
-    max_batch_size, points[{batch_size, samples, median_ms, p90_ms, p99_ms, std_ms, ratio_quantiles, ...}],
-    fit{chosen, families}, warnings[]
+Format `servesim-profile`, version 2 (see profiler/profile.py for the writer):
+    format, version, [mode], created_utc, model{name, params, ...}, device{kind, name, ...}, dtype, settings{...},
+    max_batch_size, search{...}, points_count, [llm_points_count],
+    points[{batch_size, samples, median_ms, p90_ms, p99_ms, std_ms, ratio_quantiles, ...}], [llm_points[...]],
+    fit{chosen, reason, families} or llm_fit{coefficients, ...}, warnings[]
+The counts precede the lists so that a file cut at an entry boundary (still valid YAML) is refused rather
+than loaded with fewer points; version 1 files (no counts) are still read.
 Profiles measured on different devices, dtypes or models are never merged.
 """
 from __future__ import annotations
@@ -17,9 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .config import read_yaml_mapping
 from .errors import ScenarioError
 from .fitting import FAMILIES, FitReport, fit_all
-
-FORMAT = "servesim-profile"
-VERSION = 1
+from .profile_format import FORMAT, VERSION, count_problem
 
 
 class _Open(BaseModel):
@@ -83,6 +84,8 @@ class Profile(_Closed):
     settings: dict[str, Any] = Field(default_factory=dict)
     max_batch_size: int = Field(ge=1)
     search: Optional[dict[str, Any]] = None
+    points_count: Optional[int] = Field(default=None, ge=0)       # version 2: checked by load_profile
+    llm_points_count: Optional[int] = Field(default=None, ge=0)
     points: list[ProfilePoint] = Field(default_factory=list, validate_default=True)
     llm_points: list[LlmPoint] = Field(default_factory=list, validate_default=True)
     llm_fit: Optional[dict[str, Any]] = None
@@ -139,6 +142,11 @@ def load_profile(path: str | Path) -> Profile:
     """Reads and checks one profile file; raises ScenarioError naming the file and key path."""
     src = str(path)
     raw = read_yaml_mapping(path, "profile")
+    if raw.get("format") == FORMAT:
+        # before the schema: a truncated file's first symptom may be "needs at least one point"
+        problem = count_problem(raw)
+        if problem:
+            raise ScenarioError(src, *problem)
     try:
         prof = Profile.model_validate(raw)
     except ValidationError as exc:
@@ -158,11 +166,15 @@ def load_profile(path: str | Path) -> Profile:
 
 def merge_profiles(profiles: list[Profile], sources: list[str]) -> Profile:
     """Returns one profile holding every point of `profiles`; refuses profiles of different devices,
-    dtypes or models. A batch size measured in several files keeps the sample-weighted mean median."""
+    dtypes, models or modes. A batch size measured in several files keeps the sample-weighted mean median;
+    LLM steps are pooled (the fit weighs a step measured twice twice)."""
     if len(profiles) == 1:
         return profiles[0]
     first = profiles[0]
     for prof, src in zip(profiles[1:], sources[1:]):
+        if prof.mode != first.mode:
+            raise ScenarioError(src, "mode", f"{prof.mode} cannot be mixed with {sources[0]} (mode {first.mode}): "
+                                "give profiles of one mode")
         if prof.identity() != first.identity():
             def describe(p):
                 dev = p.device.model_extra or {}
@@ -186,12 +198,18 @@ def merge_profiles(profiles: list[Profile], sources: list[str]) -> Profile:
         med = sum(p.median_ms * p.samples for p in pts) / n
         best = max(pts, key=lambda p: p.samples)
         points.append(best.model_copy(update={"samples": n, "median_ms": med}))
-    return first.model_copy(update={"points": points, "max_batch_size": max(p.max_batch_size for p in profiles),
-                                    "fit": None})
+    llm_points = [pt for prof in profiles for pt in prof.llm_points]
+    return first.model_copy(update={"points": points, "points_count": len(points), "llm_points": llm_points,
+                                    "llm_points_count": len(llm_points) if first.mode == "llm" else None,
+                                    "max_batch_size": max(p.max_batch_size for p in profiles),
+                                    "fit": None, "llm_fit": None})
 
 
 def refit(profile: Profile) -> FitReport:
-    """Returns the fit of every family to the profile's medians (see sim.fitting)."""
+    """Returns the fit of every family to the profile's medians (see sim.fitting); batch profiles only
+    (an LLM profile's steps are fitted by sim.llm_fit.fit_llm)."""
+    if profile.mode != "batch":
+        raise ValueError(f"refit fits batch profiles; this is a {profile.mode} profile (use sim.llm_fit.fit_llm)")
     k, y = profile.table()
     return fit_all(k, y)
 

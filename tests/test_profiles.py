@@ -8,11 +8,13 @@ import yaml
 
 import sim
 from sim.errors import ScenarioError
-from sim.profiles import load_profile, refit
+from sim.profile_format import VERSION, with_counts
+from sim.profiles import load_profile, merge_profiles, refit
 
 from .conftest import ROOT, run_cli, scenario_dict
 
 SHIPPED = sorted(p for p in (ROOT / "profiles").glob("*.yaml") if "-llm-" not in p.name)  # batch profiles
+LLM_PROFILE = ROOT / "profiles/cpu-gpt-llm-fp32.yaml"
 
 
 def make_profile(path: Path, *, device="Test GPU", dtype="fp16", model="m", sizes=(1, 2, 4, 8, 16, 32),
@@ -160,3 +162,126 @@ def test_roofline_matches_hand_computation_and_reads_model_stats(tmp_path, write
         sim.load_scenario(write_yaml(scenario_dict(cost_model={"kind": "roofline", "gpu": "H999", "flops_per_item": 1,
                                                                "bytes_per_batch": 1})))
     assert info.value.path == "cost_model" and "H100-SXM" in info.value.message
+
+
+def write_v2(path: Path, data: dict) -> Path:
+    """Writes `data` the way the profiler does (profiler.profile.write_profile: counts before the lists)."""
+    from profiler.profile import write_profile
+
+    write_profile(path, data)
+    return path
+
+
+def test_a_profile_truncated_at_an_entry_boundary_is_refused(tmp_path):
+    data = yaml.safe_load(make_profile(tmp_path / "v1.yaml", sizes=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)).read_text())
+    full = write_v2(tmp_path / "full.yaml", data)
+    text = full.read_text()
+    assert text.index("points_count: 12") < text.index("\npoints:")  # written ahead of the list
+    prof = load_profile(full)
+    assert prof.version == VERSION == 2 and prof.points_count == 12 and len(prof.points) == 12
+    # cut after the 2nd of 12 entries: still valid YAML holding 2 points
+    third = text.index("- batch_size: 3\n")
+    cut = tmp_path / "cut.yaml"
+    cut.write_text(text[:third])
+    assert len(yaml.safe_load(cut.read_text())["points"]) == 2
+    with pytest.raises(ScenarioError) as info:
+        load_profile(cut)
+    assert info.value.path == "points_count" and info.value.source.endswith("cut.yaml")
+    assert "truncated or edited: points_count says 12, the file holds 2" in info.value.message
+    # cut before the list, and a version 2 file without its count
+    for name, raw in (("before.yaml", text[:text.index("\npoints:")]),
+                      ("nocount.yaml", text.replace("points_count: 12\n", ""))):
+        (tmp_path / name).write_text(raw)
+        with pytest.raises(ScenarioError) as info:
+            load_profile(tmp_path / name)
+        assert info.value.path == "points_count", (name, info.value)
+    # through the CLI: exit 2, one line naming the file and the key
+    proc = run_cli("fit", cut)
+    assert proc.returncode == 2 and "cut.yaml: points_count: truncated" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_version_1_profiles_without_counts_still_load(tmp_path):
+    prof = load_profile(make_profile(tmp_path / "v1.yaml"))  # make_profile writes version 1, no counts
+    assert prof.version == 1 and prof.points_count is None and len(prof.points) == 6
+
+
+def test_llm_profile_counts_are_written_and_checked(tmp_path):
+    data = yaml.safe_load(LLM_PROFILE.read_text())
+    data.pop("points_count")
+    data.pop("llm_points_count")
+    out = with_counts(data)
+    keys = list(out)
+    assert out["points_count"] == 0 and out["llm_points_count"] == len(data["llm_points"])
+    assert keys.index("llm_points_count") < keys.index("points") < keys.index("llm_points")
+    data["llm_points"] = data["llm_points"][:-1]
+    data.update(version=2, points_count=0, llm_points_count=len(data["llm_points"]) + 1)
+    (tmp_path / "llm.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ScenarioError) as info:
+        load_profile(tmp_path / "llm.yaml")
+    assert info.value.path == "llm_points_count" and f"the file holds {len(data['llm_points'])}" in info.value.message
+
+
+def test_shipped_profiles_are_version_2_with_matching_counts():
+    for path in [*SHIPPED, LLM_PROFILE]:
+        prof = load_profile(path)
+        assert prof.version == 2 and prof.points_count == len(prof.points), path.name
+        if prof.mode == "llm":
+            assert prof.llm_points_count == len(prof.llm_points) > 0
+
+
+def test_fit_prints_the_rule_that_chose_the_family():
+    proc = run_cli("fit", ROOT / "profiles/cpu-resnet50-fp32.yaml")
+    assert proc.returncode == 0, proc.stderr
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("fit: "))
+    assert line.startswith("fit: table: piecewise has the lowest leave-one-out error (5.09%) but misses a measured "
+                           "point by 5.10% (> 5%); affine misses a measured point by 36.51%"), line
+    assert "chosen by leave-one-out" not in proc.stdout
+
+
+def test_fit_of_an_llm_profile_prints_table_coefficients_and_errors(tmp_path):
+    from sim.llm_fit import COEFS, fit_llm
+
+    prof = load_profile(LLM_PROFILE)
+    fit = fit_llm([p.model_dump() for p in prof.llm_points])
+    proc = run_cli("fit", LLM_PROFILE, "--plot", tmp_path / "llm.png")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(i for i, l in enumerate(lines) if "prompt/ctx" in l)
+    assert lines[header].split() == ["phase", "batch", "prompt/ctx", "median", "ms", "fitted", "ms", "error", "%"]
+    rows = lines[header + 1: header + 1 + len(prof.llm_points)]
+    first = prof.llm_points[0]
+    assert rows[0].split()[:3] == [first.phase, str(first.batch), str(first.tokens)]
+    assert all(r.split()[0] in ("prefill", "decode") for r in rows)
+    summary = lines[header + 1 + len(prof.llm_points)]
+    assert all(f"{k}=" in summary for k in COEFS)
+    assert f"worst {100 * fit['max_error']:.1f}%, leave-one-out {100 * fit['loo_error']:.1f}%" in summary
+    assert (tmp_path / "llm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fit_plot_path_is_checked_before_any_work(tmp_path):
+    prof = ROOT / "profiles/cpu-mlp-fp32.yaml"
+    for plot, words in (("/proc/servesim-x.png", "cannot write in /proc"),
+                        (tmp_path / "x.xyz", "the suffix .xyz is not a format matplotlib can write"),
+                        (tmp_path / "noext", "without a suffix"),
+                        (tmp_path / "missing/x.png", "does not exist"),
+                        (tmp_path, "is a folder")):
+        proc = run_cli("fit", prof, "--plot", plot)
+        assert proc.returncode == 2 and proc.stderr.startswith("--plot: ") and words in proc.stderr, (plot, proc.stderr)
+        assert proc.stdout == "" and "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    proc = run_cli("fit", prof, "--plot", tmp_path / "x.xyz")
+    assert all(f".{s}" in proc.stderr for s in ("png", "pdf", "svg"))
+    # a format matplotlib writes is written in that format (not a PNG under another name)
+    proc = run_cli("fit", prof, "--plot", tmp_path / "fit.svg")
+    assert proc.returncode == 0, proc.stderr
+    assert b"<svg" in (tmp_path / "fit.svg").read_bytes()[:1000]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.svg"]  # no probe or temporary file left
+
+
+def test_llm_and_batch_profiles_are_not_mixed_and_llm_profiles_pool(tmp_path):
+    proc = run_cli("fit", ROOT / "profiles/cpu-mlp-fp32.yaml", LLM_PROFILE)
+    assert proc.returncode == 2 and "mode: llm cannot be mixed" in proc.stderr
+    one = load_profile(LLM_PROFILE)
+    both = merge_profiles([one, one], [str(LLM_PROFILE)] * 2)
+    assert len(both.llm_points) == 2 * len(one.llm_points) and both.llm_points_count == len(both.llm_points)
+    with pytest.raises(ValueError, match="llm profile"):
+        refit(one)
