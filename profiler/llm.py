@@ -3,16 +3,18 @@
 
     python -m profiler.profile --model gpt --llm --out profiles/cpu-gpt-llm-fp32.yaml
 
-Steps are timed exactly as the serving loop runs them (profiler/llm_serve.py): a slot-based KV cache per
-layer, one batched decode forward over all sequences at their positions, and one prefill forward per
-sequence; "profile what you serve" keeps `servesim validate` about the simulator, not about two programs.
+Steps are timed exactly as the serving loop runs them (profiler/llm_serve.py), through the same engine
+object: a slot-based KV cache per layer, one batched decode forward over all sequences at their positions,
+and one prefill forward per chunk; "profile what you serve" keeps `servesim validate` about the simulator,
+not about two programs. `--model sleep` profiles and serves SleepEngine instead, whose step time is known.
 """
 from __future__ import annotations
+
+import time
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-
 
 
 class _Block(nn.Module):
@@ -69,6 +71,158 @@ class GptKV(nn.Module):
         return self.head(self.norm(x[:, -1]))  # next-token logits
 
 
+class SlotCache:
+    """Runs GptKV forwards against a slot-based KV cache."""
+
+    def __init__(self, model, slots: int, max_len: int, device, dtype):
+        c = model.cfg
+        self.m = model
+        self.heads, self.kv_heads, self.dim = c["heads"], c["kv_heads"], c["hidden"] // c["heads"]
+        shape = (slots, self.kv_heads, max_len, self.dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(c["layers"])]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(c["layers"])]
+        self.device = device
+
+    def _block(self, blk, x, li, idx, mask, lmax, write):
+        """One transformer block over x, writing the new K/V with write(cache_k, cache_v, k, v) first."""
+        b, t, _ = x.shape
+        h = blk.ln1(x)
+        q = blk.q(h).view(b, t, self.heads, self.dim).transpose(1, 2)
+        k, v = blk.kv(h).view(b, t, 2, self.kv_heads, self.dim).permute(2, 0, 3, 1, 4)
+        write(self.k[li], self.v[li], k, v)
+        keys, values = self.k[li][idx, :, :lmax], self.v[li][idx, :, :lmax]
+        if self.kv_heads != self.heads:
+            rep = self.heads // self.kv_heads
+            keys, values = keys.repeat_interleave(rep, 1), values.repeat_interleave(rep, 1)
+        a = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        x = x + blk.o(a.transpose(1, 2).reshape(b, t, -1))
+        return x + blk.mlp(blk.ln2(x))
+
+    def decode(self, slots: list[int], tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """One token for each slot at its own position (pos); returns the next token ids."""
+        idx = torch.as_tensor(slots, device=self.device)
+        lmax = int(pos.max()) + 1
+        mask = (torch.arange(lmax, device=self.device)[None, :] <= pos[:, None])[:, None, None, :]
+        x = self.m.tok(tokens[:, None]) + self.m.pos.weight[pos][:, None]
+
+        def write(ck, cv, k, v):  # each sequence at its own position
+            ck[idx, :, pos] = k[:, :, 0]
+            cv[idx, :, pos] = v[:, :, 0]
+
+        for li, blk in enumerate(self.m.blocks):
+            x = self._block(blk, x, li, idx, mask, lmax, write)
+        return self.m.head(self.m.norm(x[:, -1])).argmax(-1)
+
+    def prefill(self, slot: int, tokens: torch.Tensor, start: int) -> torch.Tensor:
+        """Positions start..start+len(tokens)-1 of one sequence (a chunk); returns the next token id."""
+        t = tokens.numel()
+        idx = torch.as_tensor([slot], device=self.device)
+        lmax = start + t
+        mask = (torch.arange(lmax, device=self.device)[None, :] <= torch.arange(start, lmax, device=self.device)[:, None])[None, None]
+        x = self.m.tok(tokens[None]) + self.m.pos.weight[start:lmax][None]
+
+        def write(ck, cv, k, v):  # one sequence, contiguous positions
+            ck[slot, :, start:lmax] = k[0]
+            cv[slot, :, start:lmax] = v[0]
+
+        for li, blk in enumerate(self.m.blocks):
+            x = self._block(blk, x, li, idx, mask, lmax, write)
+        return self.m.head(self.m.norm(x[:, -1])).argmax(-1)
+
+
+class GptEngine:
+    """The GPT-shaped decoder behind a slot KV cache: one engine step is one batched decode forward over
+    every decoding sequence, then one forward per prefill chunk (as the serving loop runs it)."""
+
+    def __init__(self, model: GptKV, slots: int, max_len: int, device, dtype, sync=lambda: None):
+        self.cache = SlotCache(model, slots, max_len, device, dtype)
+        self.device = device
+        self.sync = sync
+        self.vocab = model.cfg["vocab"]
+
+    def prompt(self, tokens: int, generator) -> torch.Tensor:
+        """Returns random prompt token ids of the given length, on the engine's device."""
+        return torch.randint(0, self.vocab, (tokens,), generator=generator).to(self.device)
+
+    def first_token(self) -> torch.Tensor:
+        return torch.zeros((), dtype=torch.long, device=self.device)
+
+    def step(self, decodes: list, prefills: list) -> tuple[list, list]:
+        """Runs one engine step and waits for it; `decodes` holds (slot, last token, position of the new
+        token), `prefills` (slot, prompt token ids of the chunk, start position). Returns the next token of
+        each decode and of each prefill chunk."""
+        with torch.inference_mode():
+            nxt_dec = []
+            if decodes:
+                slots = [d[0] for d in decodes]
+                toks = torch.stack([d[1] for d in decodes])
+                pos = torch.as_tensor([d[2] for d in decodes], device=self.device)
+                nxt_dec = list(self.cache.decode(slots, toks, pos))
+            nxt_pre = [self.cache.prefill(slot, ids, start)[0] for slot, ids, start in prefills]
+            self.sync()
+        return nxt_dec, nxt_pre
+
+
+class SleepEngine:
+    """A stand-in engine whose step takes a known time: it sleeps the llm cost model's step time for what
+    the step computes (sim/cost/llm.py: base + prefill tokens, attention pairs and chunks + decoding
+    sequences and their context). With it the serving loop and the simulator must agree to within the
+    sleep's own jitter, whatever the machine's speed: the tests' and the calibration kit's controlled model."""
+
+    COEFS = ("base_ms", "prefill_token_ms", "prefill_attention_ms", "prefill_seq_ms", "decode_seq_ms", "decode_context_ms")
+
+    def __init__(self, base_ms=4.0, prefill_token_ms=0.01, prefill_attention_ms=0.0, prefill_seq_ms=0.5,
+                 decode_seq_ms=0.1, decode_context_ms=0.0, **_ignored):
+        self.coef = dict(zip(self.COEFS, (float(base_ms), float(prefill_token_ms), float(prefill_attention_ms),
+                                          float(prefill_seq_ms), float(decode_seq_ms), float(decode_context_ms))))
+        self.device = "cpu"
+
+    def prompt(self, tokens: int, generator) -> torch.Tensor:
+        return torch.zeros(tokens, dtype=torch.long)
+
+    def first_token(self) -> torch.Tensor:
+        return torch.zeros((), dtype=torch.long)
+
+    def step_ms(self, decodes: list, prefills: list) -> float:
+        """Returns the step time in ms the cost model gives for these decodes and prefill chunks."""
+        c = self.coef
+        tokens = sum(int(ids.numel()) for _, ids, _ in prefills)
+        pairs = sum(int(ids.numel()) * (start + (int(ids.numel()) + 1) / 2) for _, ids, start in prefills)
+        context = sum(pos + 1 for _, _, pos in decodes)
+        return (c["base_ms"] + c["prefill_token_ms"] * tokens + c["prefill_attention_ms"] * pairs
+                + c["prefill_seq_ms"] * len(prefills) + c["decode_seq_ms"] * len(decodes)
+                + c["decode_context_ms"] * context)
+
+    def step(self, decodes: list, prefills: list) -> tuple[list, list]:
+        _sleep_until(time.perf_counter() + self.step_ms(decodes, prefills) / 1000)
+        zero = torch.zeros((), dtype=torch.long)
+        return [zero] * len(decodes), [zero] * len(prefills)
+
+
+def _sleep_until(deadline: float) -> None:
+    """Sleeps until the perf_counter deadline (re-sleeping if woken early; never spinning)."""
+    while True:
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            return
+        time.sleep(left)
+
+
+ENGINES = ("gpt", "sleep")
+
+
+def build_engine(name: str, model_args: dict, slots: int, max_len: int, device, dtype, sync=lambda: None):
+    """Returns the engine a profile's model names: 'gpt' (GptKV with random weights, seeded) or 'sleep'
+    (SleepEngine with the cost coefficients in model_args). Raises KeyError for other names."""
+    if name == "sleep":
+        return SleepEngine(**model_args)
+    if name != "gpt":
+        raise KeyError(name)
+    torch.manual_seed(0)
+    model = GptKV(**{**model_args, "max_len": max_len + 1}).to(device, dtype).eval()
+    return GptEngine(model, slots, max_len, device, dtype, sync)
+
+
 def grid(max_batch: int, max_prompt: int, max_context: int) -> list[dict]:
     """Returns the prefill and decode grid points to time."""
     def ladder(top, start):
@@ -85,31 +239,18 @@ def grid(max_batch: int, max_prompt: int, max_context: int) -> list[dict]:
     return pts
 
 
-def make_step(model: GptKV, runner, point: dict):
-    """Returns a zero-argument function running one step of `point` exactly as the serving loop does
-    (profiler/llm_serve.py): decode = one batched forward over slot caches at position `context`;
-    prefill = `batch` separate forwards of `tokens` each (the loop prefills sequence by sequence)."""
-    from .llm_serve import SlotCache
-
+def make_step(engine, point: dict):
+    """Returns a zero-argument function running one engine step of `point` exactly as the serving loop
+    does (profiler/llm_serve.py): decode = one step decoding `batch` sequences at position `context`;
+    prefill = one step of `batch` chunks of `tokens` each from position 0. Every point shares the
+    engine's one slot cache (slots 0..batch-1), so memory does not grow with the grid."""
     b, t, ctx = point["batch"], point["tokens"], point["context"]
-    cache = SlotCache(model, b, ctx + t + 1, runner.device, runner.dtype)
-    vocab = model.cfg["vocab"]
+    gen = torch.Generator().manual_seed(0)
     if point["phase"] == "decode":
-        slots = list(range(b))
-        tokens = torch.randint(0, vocab, (b,), device=runner.device)
-        pos = torch.full((b,), ctx, device=runner.device)
-
-        def step():
-            with torch.inference_mode():
-                cache.decode(slots, tokens, pos)
-    else:
-        prompts = [torch.randint(0, vocab, (t,), device=runner.device) for _ in range(b)]
-
-        def step():
-            with torch.inference_mode():
-                for i in range(b):
-                    cache.prefill(i, prompts[i], 0)
-    return step
+        decodes = [(i, engine.first_token(), ctx) for i in range(b)]
+        return lambda: engine.step(decodes, [])
+    prefills = [(i, engine.prompt(t, gen), 0) for i in range(b)]
+    return lambda: engine.step([], prefills)
 
 
 def model_stats(model: GptKV, dtype_bytes: int) -> dict:
@@ -120,3 +261,62 @@ def model_stats(model: GptKV, dtype_bytes: int) -> dict:
             "kv_heads": c["kv_heads"], "weight_bytes": params * dtype_bytes,
             "kv_bytes_per_token": 2 * c["layers"] * c["kv_heads"] * (c["hidden"] // c["heads"]) * dtype_bytes,
             "flops_per_token": 2 * params}
+
+
+def point_label(p: dict) -> str:
+    """Returns 'decode batch 8 x 512' style names of grid points for progress lines and warnings."""
+    return f"{p['phase']} batch {p['batch']} x {p['tokens'] if p['phase'] == 'prefill' else p['context']}"
+
+
+def measure_llm(engine, points: list[dict], settings, say=lambda s: None, free=lambda: None) -> dict:
+    """Times one engine step of every grid point in shuffled interleaved rounds (profiler.timing.measure,
+    wall clock around engine.step, which waits for the device) and fits the llm cost model (sim.llm_fit).
+
+    A point that runs out of memory is dropped with a warning (`free` releases cached device memory).
+    Returns {"llm_points": measured points with their timing summaries, "llm_fit", "warnings",
+    "measured_s"}."""
+    from sim.llm_fit import fit_llm
+
+    from .profile import _is_oom
+    from .timing import budget_shortfall, measure
+
+    steps, warnings = {}, []
+    for i, p in enumerate(points):
+        try:
+            fn = make_step(engine, p)
+            fn()
+            steps[i] = fn
+        except Exception as exc:  # out of memory at a large grid point: drop it, keep the rest
+            if not _is_oom(exc):
+                raise
+            warnings.append(f"{point_label(p)}: out of memory, not measured")
+            free()
+    if len(steps) < 6:
+        raise RuntimeError(f"only {len(steps)} grid points could run: too few to fit the llm cost model")
+
+    def timed(i: int) -> float:
+        t0 = time.perf_counter()
+        steps[i]()
+        return (time.perf_counter() - t0) * 1000
+
+    started = time.perf_counter()
+    stats = measure(timed, list(steps), settings, say, label=lambda i: f"{point_label(points[i]):>24}")
+    measured = []
+    for i in steps:
+        summary = stats[i].summary()
+        measured.append({**points[i], **{k: v for k, v in summary.items() if k != "batch_size"}})
+        if summary["cv"] > 0.10:
+            warnings.append(f"{point_label(points[i])}: coefficient of variation {summary['cv']:.0%} > 10%")
+    short = budget_shortfall([(point_label(points[i]), stats[i]) for i in steps], settings)
+    if short:
+        warnings.append(short)
+    return {"llm_points": measured, "llm_fit": fit_llm(measured), "warnings": warnings,
+            "measured_s": round(time.perf_counter() - started, 3)}
+
+
+def engine_stats(name: str, engine, dtype_bytes: int) -> dict:
+    """Returns the profile's model section for an engine: GptKV's dimensions, or the SleepEngine's
+    coefficients (no parameters)."""
+    if name == "sleep":
+        return {"params": 0, **engine.coef}
+    return model_stats(engine.cache.m, dtype_bytes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import time
 from typing import Callable
 
 import torch
@@ -106,6 +107,27 @@ def bert_base(seq_len: int = 128, layers: int = 12, hidden: int = 768, heads: in
 def gpt(seq_len: int = 128, layers: int = 12, hidden: int = 768, heads: int = 12, ffn: int = 0, vocab: int = 50257):
     model = _Encoder(vocab, seq_len, layers, hidden, heads, ffn or 4 * hidden, causal=True, head_out=vocab)
     return model, lambda b: torch.randint(0, vocab, (b, seq_len), generator=_gen()), {"input": f"int64[{seq_len}] token ids"}
+
+
+class _Sleep(nn.Module):
+    """Waits base_ms + per_item_ms x batch per forward, then returns its input: a model whose step time is
+    known, so that serving it tests the serving loop and the simulator, not the machine's speed."""
+
+    def __init__(self, base_ms: float, per_item_ms: float):
+        super().__init__()
+        self.base_ms, self.per_item_ms = float(base_ms), float(per_item_ms)
+
+    def forward(self, x):
+        deadline = time.perf_counter() + (self.base_ms + self.per_item_ms * x.shape[0]) / 1000
+        while (left := deadline - time.perf_counter()) > 0:
+            time.sleep(left)  # never spin: the serving loop's arrival thread needs the GIL
+        return x
+
+
+@builtin("sleep", "a stand-in whose step takes exactly base_ms + per_item_ms x batch (sleeps; no compute): "
+         "base_ms=4, per_item_ms=0.5, features=8")
+def sleep(base_ms: float = 4.0, per_item_ms: float = 0.5, features: int = 8):
+    return _Sleep(base_ms, per_item_ms), lambda b: torch.zeros(b, features), {"input": f"float[{features}]"}
 
 
 def build(spec: str, args: dict):

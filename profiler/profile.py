@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import math
 import os
 import platform
 import socket
@@ -23,12 +22,12 @@ from pathlib import Path
 
 import yaml
 
-from sim.fitreport import format_table, plot_fit
+from sim.fitreport import format_llm_table, format_table, plot_fit
 from sim.fitting import fit_all
+from sim.profile_format import FORMAT, VERSION, with_counts
 
-from .timing import Settings, find_max_batch, measure
+from .timing import Settings, budget_shortfall, find_max_batch, measure
 
-FORMAT, VERSION = "servesim-profile", 1
 DTYPES = ("fp32", "fp16", "bf16")
 
 
@@ -67,7 +66,7 @@ class Runner:
     """Runs the model on one device: builds inputs per batch size, times one step, checks fit."""
 
     def __init__(self, torch, module, make_batch, device: str, dtype: str, compile_model: bool, cuda_graphs: bool,
-                 max_step_s: float):
+                 max_step_s: float, max_memory_bytes: int | None = None):
         self.torch = torch
         self.device = torch.device(device)
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
@@ -77,6 +76,8 @@ class Runner:
         self.cuda = self.device.type == "cuda"
         self.cuda_graphs = cuda_graphs and self.cuda
         self.max_step_s = max_step_s
+        self.max_memory_bytes = max_memory_bytes  # CUDA only: a step's peak allocated memory budget
+        self.rejected: dict[int, str] = {}        # batch size -> why fits() said no
         self.inputs: dict = {}
         self.graphs: dict = {}
 
@@ -150,17 +151,31 @@ class Runner:
         return (time.perf_counter() - t0) * 1000
 
     def fits(self, b: int) -> bool:
-        """One step at batch b: False on out-of-memory or when slower than max_step_s; frees memory."""
+        """One step at batch b: False on out-of-memory, when slower than max_step_s, or (CUDA) when the
+        step's peak allocated memory exceeds max_memory_bytes; records why in `rejected`; frees memory."""
+        budget = self.max_memory_bytes if self.cuda else None
+        why = None
         try:
             self.prepare(b)
             self.step_ms(b)
-            ok = self.step_ms(b) / 1000 <= self.max_step_s
+            if budget is not None:
+                self.sync()
+                self.torch.cuda.reset_peak_memory_stats(self.device)
+            step_s = self.step_ms(b) / 1000
+            # all the process holds on the device at the step's peak: weights, inputs, graph pools, activations
+            peak = int(self.torch.cuda.max_memory_allocated(self.device)) if budget is not None else 0
+            if step_s > self.max_step_s:
+                why = f"a step takes {step_s:.3g} s > --max-step-s {self.max_step_s:g}"
+            elif budget is not None and peak > budget:
+                why = f"peak allocated memory {peak / 1e9:.3g} GB > --max-memory-gb {budget / 1e9:g}"
         except Exception as exc:  # torch raises RuntimeError / OutOfMemoryError subclasses
             if not _is_oom(exc):
                 raise
-            ok = False
+            why = "out of memory"
         self.release(b)
-        return ok
+        if why:
+            self.rejected[b] = why
+        return why is None
 
     def peak_memory_bytes(self, b: int):
         if not self.cuda:
@@ -244,7 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-batch", type=int, default=None, help="cap of the fit search (default 4096 on cuda, 64 on cpu)")
     ap.add_argument("--max-step-s", type=float, default=None, help="treat sizes slower than this per step as not "
                     "fitting (default 10 on cuda, 2 on cpu)")
-    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--max-memory-gb", type=float, default=None, help="CUDA only: treat sizes whose step's peak "
+                    "allocated memory (weights included, torch.cuda.max_memory_allocated) exceeds this many GB (1e9 "
+                    "bytes) as not fitting, so the max-batch search stops there")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed runs per batch size first (more while the "
+                    "step time is still settling)")
     ap.add_argument("--min-samples", type=int, default=10)
     ap.add_argument("--max-samples", type=int, default=200)
     ap.add_argument("--target-ci", type=float, default=0.02, help="stop when the median's 95%% CI is within this fraction")
@@ -302,9 +321,18 @@ def _run(args) -> int:
             raise UsageError(f"--{name.replace('_', '-')} must be >= {0 if name == 'warmup' else 1}")
     if not (0 < args.target_ci < 1) or args.budget_s <= 0:
         raise UsageError("--target-ci must be in (0, 1) and --budget-s > 0")
-    for flag, value in (("--threads", args.threads), ("--max-batch", args.max_batch), ("--max-step-s", args.max_step_s)):
+    for flag, value in (("--threads", args.threads), ("--max-batch", args.max_batch), ("--max-step-s", args.max_step_s),
+                        ("--max-memory-gb", args.max_memory_gb)):
         if value is not None and value <= 0:
             raise UsageError(f"{flag} {value}: must be > 0")
+    if args.max_memory_gb is not None:
+        # the CPU allocator keeps no peak counter, so a memory budget could not be checked: refuse, not ignore
+        if not cuda:
+            raise UsageError(f"--max-memory-gb needs --device cuda: peak memory per step is not measurable on "
+                             f"--device {args.device}")
+        if args.llm or args.batch_sizes:
+            raise UsageError("--max-memory-gb limits the max-batch search of batch mode; it has no effect with "
+                             + ("--llm" if args.llm else "--batch-sizes (every listed size is measured)"))
     out = Path(args.out)
     if out.suffix not in (".yaml", ".yml"):
         raise UsageError(f"--out {out}: the profile must be a .yaml file")
@@ -327,7 +355,8 @@ def _run(args) -> int:
     stats_model["bytes_per_batch"] = float(models.parameter_count(module) * dtype_bytes)
     stats_model["bytes_per_item"] *= dtype_bytes / 4
     runner = Runner(torch, module, make_batch, args.device, args.dtype, args.compile, args.cuda_graphs,
-                    args.max_step_s or (10.0 if cuda else 2.0))
+                    args.max_step_s or (10.0 if cuda else 2.0),
+                    None if args.max_memory_gb is None else int(args.max_memory_gb * 1e9))
     dev = device_info(torch, args.device)
     say(f"profiling {args.model} ({models.parameter_count(module):,} parameters, {args.dtype}) on {dev['name']}")
 
@@ -346,9 +375,11 @@ def _run(args) -> int:
         except RuntimeError as exc:
             if "does not fit" not in str(exc):
                 raise
-            raise UsageError(f"batch size 1 does not fit on {args.device} (out of memory, or slower than "
-                             f"--max-step-s {runner.max_step_s:g} s)") from None
-        say(f"largest batch that fits: {limit} (cap {cap}, first failure: {search['first_failure']})")
+            raise UsageError(f"batch size 1 does not fit on {args.device}: {runner.rejected.get(1, 'out of memory')}") from None
+        if search["first_failure"] is not None:
+            search["first_failure_reason"] = runner.rejected.get(search["first_failure"])
+        search["max_memory_gb"] = args.max_memory_gb
+        say(describe_search(search))
         sizes = models.log2_sizes(limit)
 
     settings = Settings(warmup=args.warmup, min_samples=args.min_samples, max_samples=args.max_samples,
@@ -379,71 +410,58 @@ def _run(args) -> int:
 
 
 def _run_llm(args, torch, model_args: dict, cuda: bool, out: Path, say) -> int:
-    from sim.llm_fit import fit_llm
-
     from . import llm
 
-    if args.model != "gpt":
-        raise UsageError("--llm profiles the built-in GPT-shaped decoder: use --model gpt (sizes via --model-arg)")
+    if args.model not in llm.ENGINES:
+        raise UsageError(f"--llm profiles the built-in GPT-shaped decoder (--model gpt, sizes via --model-arg) or the "
+                         f"sleep stand-in (--model sleep); got {args.model!r}")
+    if args.model == "sleep" and cuda:
+        raise UsageError("--model sleep measures the machine's sleep, not a device: use --device cpu")
     max_prompt = args.max_prompt or (4096 if cuda else 512)
     max_context = args.max_context or (8192 if cuda else 1024)
     max_batch = args.max_batch or (256 if cuda else 32)
+    device = torch.device(args.device)
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
     try:
-        model = llm.GptKV(**{"max_len": max(max_prompt, max_context) + 2, **model_args})
+        engine = llm.build_engine(args.model, model_args, max_batch, max(max_prompt, max_context) + 2, device, dtype, sync)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise UsageError(f"--model-arg {model_args}: {exc}") from None
-    runner = Runner(torch, model, lambda b: None, args.device, args.dtype, False, False, math.inf)
     dev = device_info(torch, args.device)
     points = llm.grid(max_batch, max_prompt, max_context)
-    say(f"profiling gpt in LLM mode ({sum(p.numel() for p in model.parameters()):,} parameters, {args.dtype}) on "
+    dtype_bytes = {"fp32": 4, "fp16": 2, "bf16": 2}[args.dtype]
+    stats_model = llm.engine_stats(args.model, engine, dtype_bytes)
+    say(f"profiling {args.model} in LLM mode ({stats_model['params']:,} parameters, {args.dtype}) on "
         f"{dev['name']}: {len(points)} grid points")
-    steps, warnings = {}, []
-    for i, p in enumerate(points):
-        try:
-            fn = llm.make_step(runner.module, runner, p)
-            fn()
-            steps[i] = fn
-        except Exception as exc:  # out of memory at a large grid point: drop it, keep the rest
-            if not _is_oom(exc):
-                raise
-            warnings.append(f"{p['phase']} batch {p['batch']} x {p['tokens'] if p['phase'] == 'prefill' else p['context']}:"
-                            " out of memory, not measured")
-            runner.free_memory()
     settings = Settings(warmup=args.warmup, min_samples=args.min_samples, max_samples=args.max_samples,
                         target_ci_rel=args.target_ci, budget_s=args.budget_s, seed=args.seed)
-    started = time.perf_counter()
-    stats = measure(lambda i: runner.time_call_ms(steps[i]), list(steps), settings, say)
-    measured = []
-    for i in steps:
-        summary = stats[i].summary()
-        measured.append({**points[i], **{k: v for k, v in summary.items() if k != "batch_size"}})
-        if summary["cv"] > 0.10:
-            warnings.append(f"{points[i]['phase']} batch {points[i]['batch']}: coefficient of variation "
-                            f"{summary['cv']:.0%} > 10%")
-    fit = fit_llm(measured)
-    dtype_bytes = {"fp32": 4, "fp16": 2, "bf16": 2}[args.dtype]
+
+    def free():
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+
+    try:
+        res = llm.measure_llm(engine, points, settings, say, free=free)
+    except RuntimeError as exc:
+        if "too few to fit" not in str(exc):
+            raise
+        raise UsageError(f"{exc} (out of memory on {args.device}? lower --max-batch, --max-prompt or --max-context)") from None
+    for w in res["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
     profile = {
         "format": FORMAT, "version": VERSION, "mode": "llm",
         "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "model": {"name": "gpt", "args": model_args, **llm.model_stats(model, dtype_bytes)},
+        "model": {"name": args.model, "args": model_args, **stats_model},
         "device": dev, "dtype": args.dtype,
-        "settings": {**settings.as_dict(), "timer": "cuda_events" if cuda else "perf_counter+synchronize",
-                     "inference_mode": True, "kv_cache": "preallocated per layer", "max_prompt": max_prompt,
-                     "max_context": max_context, "measured_s": round(time.perf_counter() - started, 3),
-                     "command": args.command},
-        "max_batch_size": max(p["batch"] for p in measured),
-        "points": [], "llm_points": measured, "llm_fit": fit, "warnings": warnings,
+        "settings": {**settings.as_dict(), "timer": "perf_counter around engine.step (synchronised)",
+                     "inference_mode": True, "kv_cache": "one preallocated slot cache per layer", "max_prompt": max_prompt,
+                     "max_context": max_context, "measured_s": res["measured_s"], "command": args.command},
+        "max_batch_size": max(p["batch"] for p in res["llm_points"]),
+        "points": [], "llm_points": res["llm_points"], "llm_fit": res["llm_fit"], "warnings": res["warnings"],
     }
     write_profile(out, profile)
-    say(f"{'phase':>8} {'batch':>5} {'prompt/ctx':>10} {'median ms':>10} {'fitted ms':>10} {'error %':>8}")
-    coef = fit["coefficients"]
-    from sim.llm_fit import COEFS, features
-    for p in measured:
-        f = sum(c * x for c, x in zip((coef[k] for k in COEFS), features(p["phase"], p["batch"], p["tokens"], p["context"])))
-        say(f"{p['phase']:>8} {p['batch']:>5} {p['tokens'] if p['phase'] == 'prefill' else p['context']:>10} "
-            f"{p['median_ms']:>10.4g} {f:>10.4g} {100 * (f / p['median_ms'] - 1):>+8.1f}")
-    say("fit: " + ", ".join(f"{k}={v:.4g}" for k, v in coef.items()) +
-        f"; worst {100 * fit['max_error']:.1f}%, leave-one-out {100 * fit['loo_error']:.1f}%")
+    say(format_llm_table(res["llm_points"], res["llm_fit"]))
     say(f"wrote {out}")
     return 0
 
@@ -461,6 +479,9 @@ def measure_profile(runner: Runner, sizes: list[int], settings: Settings, say=la
             warnings.append(f"batch {b}: coefficient of variation {p['cv']:.0%} > 10%: noisy measurements "
                             "(other load on the machine? frequency scaling?)")
         points.append(p)
+    short = budget_shortfall([(f"batch {b}", stats[b]) for b in sizes], settings)
+    if short:
+        warnings.append(short)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     dtype = {v: k for k, v in {"fp32": runner.torch.float32, "fp16": runner.torch.float16,
@@ -480,8 +501,23 @@ def measure_profile(runner: Runner, sizes: list[int], settings: Settings, say=la
     }
 
 
+def describe_search(search: dict) -> str:
+    """Returns the one-line summary of a max-batch search record (see timing.find_max_batch)."""
+    first = search.get("first_failure")
+    if first is None:
+        outcome = "no failure up to the cap"
+    else:
+        reason = search.get("first_failure_reason")
+        outcome = f"first failure at {first}" + (f": {reason}" if reason else "")
+    budget = search.get("max_memory_gb")
+    return (f"largest batch that fits: {search['largest_fits']} (cap {search['cap']}"
+            + (f", memory budget {budget:g} GB" if budget is not None else "") + f"; {outcome})")
+
+
 def write_profile(out: Path, profile: dict) -> None:
-    """Writes the profile YAML atomically (temporary file, then rename)."""
+    """Writes the profile YAML atomically (temporary file, then rename), at the current format version with
+    the integrity counts (sim.profile_format.with_counts) ahead of the lists."""
+    profile = with_counts(profile)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".profile-", suffix=".yaml", dir=out.parent)

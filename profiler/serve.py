@@ -27,6 +27,7 @@ class ServeRecord:
     dispatch_s: np.ndarray       # when its batch was formed
     completion_s: np.ndarray     # when its batch's outputs were ready (after synchronize)
     batch_size: np.ndarray
+    batch_sizes: np.ndarray       # per batch, in dispatch order: requests in it
     batch_assembly_s: np.ndarray  # per batch: building the input tensor
     batch_compute_s: np.ndarray   # per batch: model call to synchronize
     batch_gap_s: np.ndarray       # per batch: previous completion -> this dispatch, when requests were waiting
@@ -78,7 +79,7 @@ def serve_trace(runner, rule, arrival_s: np.ndarray, item_pool) -> ServeRecord:
     dispatch = np.full(n, np.nan)    # NaN: never served (a static batch that could not fill)
     completion = np.full(n, np.nan)
     size = np.zeros(n, dtype=np.int32)
-    assembly, compute, gaps = [], [], []
+    assembly, compute, gaps, sizes = [], [], [], []
     limit = rule.max_batch_size
     smallest = rule.preferred_batch_sizes[0]
     preferred = rule.preferred_batch_sizes
@@ -98,8 +99,8 @@ def serve_trace(runner, rule, arrival_s: np.ndarray, item_pool) -> ServeRecord:
             now = clock() - t0
             due = released[waiting[0]] + delay
             if len(waiting) < smallest and now < due:
-                if not feeder.is_alive() and q.empty():
-                    break  # every request has arrived and the batch can never fill: the rest stay unserved
+                if due == float("inf") and not feeder.is_alive() and q.empty():
+                    break  # every request has arrived and a static batch can never fill: the rest stay unserved
                 try:
                     waiting.append(q.get(timeout=min(due - now, 0.05)))  # recheck at least every 50 ms
                 except queue.Empty:
@@ -117,6 +118,7 @@ def serve_trace(runner, rule, arrival_s: np.ndarray, item_pool) -> ServeRecord:
             runner.fn(x)
             runner.sync()
             t_end = clock()
+            sizes.append(k)
             assembly.append(t_start - t_dispatch)
             compute.append(t_end - t_start)
             idx = np.asarray(batch)
@@ -126,5 +128,5 @@ def serve_trace(runner, rule, arrival_s: np.ndarray, item_pool) -> ServeRecord:
             served += k
             last_end = t_end
     feeder.join()
-    return ServeRecord(np.asarray(arrival_s, float), released, dispatch, completion, size,
+    return ServeRecord(np.asarray(arrival_s, float), released, dispatch, completion, size, np.asarray(sizes, int),
                        np.asarray(assembly), np.asarray(compute), np.asarray(gaps))

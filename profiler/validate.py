@@ -12,9 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import shutil
+import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,8 @@ from sim.cost import ProfileCost, TableCost
 from sim.engine import simulate
 from sim.errors import ScenarioError
 from sim.metrics import request_columns
+from sim.outdir import OutputDir
+from sim.stability import growth_test
 from sim.rng import component_rng
 
 from .profile import Runner, device_info, measure_profile, write_profile
@@ -61,6 +62,24 @@ def _with_rate(arrival, factor_rps: float):
     return arrival.model_copy(update={"rate_rps": factor_rps})
 
 
+def backlog_verdicts(arrival_s, measured_done_s, predicted_done_s, warmup_s: float) -> dict:
+    """Returns whether the backlog grew through the real and the simulated run (sim.stability's test):
+    {"measured": verdict, "predicted": verdict}. At a load the server cannot keep up with, latency errors
+    compare two run-length artefacts and mean nothing."""
+    start = max(warmup_s, float(arrival_s[0]) if len(arrival_s) else 0.0)
+    return {name: growth_test([(np.asarray(arrival_s, float), np.asarray(done, float), start)])["verdict"]
+            for name, done in (("measured", measured_done_s), ("predicted", predicted_done_s))}
+
+
+def backlog_note(row: dict) -> str:
+    """Returns a table line warning that a load's real or simulated backlog grew, or '' when neither did."""
+    grew = [k for k, v in (row.get("backlog") or {}).items() if v == "growing"]
+    if not grew:
+        return ""
+    return (f"  {'':>5} UNSTABLE: the {' and the '.join(grew)} run's backlog grew through the run; its latency "
+            "errors compare run-length artefacts")
+
+
 def check_bound(rows: list[dict], checked, bound) -> int:
     """Returns BOUND_EXCEEDED (printing which metric and load) when any checked |error %| exceeds bound, else 0."""
     if bound is None:
@@ -85,7 +104,8 @@ def parse_loads(args) -> list[float]:
 
 
 def prepare_device(args, prof, profile_path: str):
-    """Checks --device against the profile and sets CPU threads as profiled; returns the torch module."""
+    """Checks --device against the profile's device kind and sets CPU threads as profiled; returns the
+    torch module."""
     from .profile import _torch
 
     kind = "cuda" if args.device.startswith("cuda") else args.device
@@ -103,16 +123,62 @@ def prepare_device(args, prof, profile_path: str):
     return torch
 
 
-def run_validation(args) -> int:
-    """Runs the validation described by the CLI arguments; returns the exit code (0, or 3 past the bound)."""
-    import sim
+def device_differences(prof, dev: dict) -> list[str]:
+    """Returns how the machine about to serve differs from the one the profile was measured on (device
+    name: CPU model or GPU; torch and CUDA versions; CPU threads against the cores available here);
+    empty when they match. The dtype served is always the profile's own."""
+    recorded = prof.device.model_extra or {}
+    diffs = []
+    if prof.device.name != dev["name"]:
+        diffs.append(f"device {prof.device.name!r} here {dev['name']!r}")
+    if recorded.get("torch") != dev.get("torch"):
+        diffs.append(f"torch {recorded.get('torch')} here {dev.get('torch')}")
+    if prof.device.kind == "cuda" and recorded.get("cuda") != dev.get("cuda"):
+        diffs.append(f"CUDA {recorded.get('cuda')} here {dev.get('cuda')}")
+    threads = recorded.get("cpu_threads")
+    if prof.device.kind == "cpu":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        if threads is None or int(threads) > (cores or 1):
+            diffs.append(f"{threads} CPU threads here {cores} cores")
+    return diffs
 
-    from . import models  # imports torch
+
+def refuse_other_device(args, prof, profile_path: str, dev: dict) -> list[str]:
+    """Raises ScenarioError (exit 2) when the profile was measured elsewhere and --reprofile is not given:
+    the comparison would measure the difference between two machines, not the simulator (pyperf refuses
+    to compare runs of different machines the same way). Returns the differences (possibly empty)."""
+    diffs = device_differences(prof, dev)
+    if diffs and not args.reprofile:
+        raise ScenarioError(profile_path, "device", "was measured on another machine or software ("
+                            + "; ".join(diffs) + "): validating against it would measure the difference between "
+                            "the machines, not the simulator. Re-run with --reprofile (re-measures the step times "
+                            "here first) or profile this machine with python -m profiler.profile")
+    return diffs
+
+
+def validation_outputs(loads: list[float], reprofile: bool, llm: bool) -> list[str]:
+    """Returns the file names `servesim validate` writes into its output folder."""
+    names = ["validation.json", "validation.csv", "latency_cdf.png"] + [f"trace-load{x:g}.csv" for x in loads]
+    if not llm:
+        names += [f"measured-load{x:g}.parquet" for x in loads]
+    return names + (["fresh-profile.yaml"] if reprofile else [])
+
+
+def load_for_validation(args):
+    """Returns the scenario with the command's overrides (--set, --seed, --requests) applied."""
+    import sim
 
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
     if args.requests is not None:
         overrides.append(f"requests={args.requests}")
-    scenario = sim.load_scenario(args.scenario, overrides)
+    return sim.load_scenario(args.scenario, overrides)
+
+
+def run_validation(args) -> int:
+    """Runs the validation described by the CLI arguments; returns the exit code (0, or 3 past the bound)."""
+    from . import models  # imports torch
+
+    scenario = load_for_validation(args)
     cm = scenario.cost_model
     if scenario.is_llm:
         from .validate_llm import validate_llm
@@ -124,7 +190,11 @@ def run_validation(args) -> int:
         raise ScenarioError(args.scenario, "server.replicas", "validate serves one model instance; allowed: 1")
     prof, _ = cm.load()
     loads = parse_loads(args)
+    out = OutputDir(args.out)
+    out.prepare(validation_outputs(loads, args.reprofile, llm=False))
     torch = prepare_device(args, prof, cm.paths[0])
+    dev = device_info(torch, args.device)
+    diffs = refuse_other_device(args, prof, cm.paths[0], dev)
 
     module, make_batch, _ = models.build(prof.model.name, dict(prof.model.args))
     # serve the same program that was profiled (compiled / CUDA graphs as recorded)
@@ -133,25 +203,20 @@ def run_validation(args) -> int:
     rule = scenario.rule
     pool = [runner.cast(make_batch(1)) for _ in range(16)]
     say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
-    dev = device_info(torch, args.device)
     say(f"validating {scenario.name}: {prof.model.name} ({prof.dtype}) on {dev['name']}, profile {Path(cm.paths[0]).name}")
-    if dev["name"] != prof.device.name:
-        say(f"  warning: the profile was measured on {prof.device.name!r}, this is {dev['name']!r}")
+    if diffs:
+        say("  the profile was measured elsewhere (" + "; ".join(diffs) + "): predicting from the fresh profile only")
     for b in sorted({1, rule.max_batch_size, *rule.preferred_batch_sizes}):  # warm kernels/allocator
         for _ in range(3):
             runner.step_ms(b)
         runner.release(b)
-
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.validate-", dir=out.parent))
-    try:
-        return _validate(args, loads, scenario, cm, prof, rule, runner, pool, dev, say, out, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with out.staging() as tmp:
+        code = _validate(args, loads, scenario, cm, prof, rule, runner, pool, dev, say, tmp, same_device=not diffs)
+        out.commit(tmp)
+    return code
 
 
-def _validate(args, loads, scenario, cm, prof, rule, runner, pool, dev, say, out, tmp) -> int:
+def _validate(args, loads, scenario, cm, prof, rule, runner, pool, dev, say, tmp, same_device: bool) -> int:
     from . import models
 
     drift = None
@@ -164,12 +229,13 @@ def _validate(args, loads, scenario, cm, prof, rule, runner, pool, dev, say, out
         fresh["device"] = dev
         fresh["settings"]["command"] = "servesim validate --reprofile"
         write_profile(tmp / "fresh-profile.yaml", fresh)
-        drift = {p["batch_size"]: p["median_ms"] / (float(cm.compute_s(p["batch_size"])) * 1000) for p in fresh["points"]}
+        if same_device:  # drift is only meaningful against a profile of this very machine
+            drift = {p["batch_size"]: p["median_ms"] / (float(cm.compute_s(p["batch_size"])) * 1000)
+                     for p in fresh["points"]}
+            say("  re-profiled now: step time / shipped profile = " + ", ".join(f"{b}: {r:.2f}" for b, r in drift.items()))
         cm = cm.model_copy(update={"profile": str(tmp / "fresh-profile.yaml")})
         cm._loaded = None
         cm.load()
-        say("  re-profiled now: step time / shipped profile = " +
-            ", ".join(f"{b}: {r:.2f}" for b, r in drift.items()))
 
     # calibration burst: everything arrives at once, so the server runs back-to-back full batches
     b = rule.max_batch_size
@@ -177,8 +243,7 @@ def _validate(args, loads, scenario, cm, prof, rule, runner, pool, dev, say, out
     assembly_ms = float(np.mean(burst.batch_assembly_s)) * 1000
     gap_ms = float(np.mean(burst.batch_gap_s)) * 1000 if burst.batch_gap_s.size else 0.0
     overhead_ms = assembly_ms + gap_ms
-    _, first = np.unique(burst.dispatch_s, return_index=True)
-    full_batches = burst.batch_size[first] == rule.max_batch_size
+    full_batches = burst.batch_sizes == rule.max_batch_size
     compute_full_ms = float(np.median(burst.batch_compute_s[full_batches])) * 1000
     fitted_full_ms = float(cm.compute_s(rule.max_batch_size)) * 1000
     cost = cm.model_copy(update={"overhead_ms": overhead_ms})
@@ -215,6 +280,7 @@ def _validate(args, loads, scenario, cm, prof, rule, runner, pool, dev, say, out
         post_err = {m: 100 * (post[m] / measured[m] - 1) for m in METRICS}
         rows.append({"load": load, "offered_rps": load * capacity, "measured": measured, "predicted": predicted,
                      "error_pct": err, "post_hoc_error_pct": post_err,
+                     "backlog": backlog_verdicts(arrivals, rec.completion_s, pred["completion_s"], scenario.warmup_s),
                      "server": {"release_lateness_ms_p99": float(np.percentile(rec.released_s - rec.arrival_s, 99) * 1000),
                                 "assembly_ms_mean": float(rec.batch_assembly_s.mean() * 1000),
                                 "gap_ms_mean": float(rec.batch_gap_s.mean() * 1000) if rec.batch_gap_s.size else 0.0,
@@ -240,20 +306,18 @@ def _validate(args, loads, scenario, cm, prof, rule, runner, pool, dev, say, out
     (tmp / "validation.json").write_text(json.dumps(report, indent=2) + "\n")
     _write_csv(tmp / "validation.csv", rows)
     _plot(tmp / "latency_cdf.png", figs, scenario.name)
-    out.mkdir(exist_ok=True)
-    for f in sorted(tmp.iterdir()):
-        f.replace(out / f.name)
     print(format_table(report))
-    print(f"  wrote {out}/: validation.json validation.csv latency_cdf.png, traces and measured records")
+    print(f"  wrote {args.out}/: validation.json validation.csv latency_cdf.png, traces and measured records")
     return check_bound(rows, CHECKED, args.max_error_pct)
 
 
 def _compute_ratio(rec, cm) -> float:
     """Median over batches of (model time measured while serving) / (profiled time at that batch size):
     above 1 when serving runs the model slower than back-to-back profiling did (idle wake-ups, contention)."""
-    _, first = np.unique(rec.dispatch_s, return_index=True)  # one request per batch, in time order
-    profiled = np.asarray(cm.compute_s(rec.batch_size[first]), dtype=float)
-    return float(np.median(rec.batch_compute_s / profiled)) if profiled.size == rec.batch_compute_s.size else float("nan")
+    if rec.batch_sizes.size == 0:
+        return 1.0
+    profiled = np.asarray(cm.compute_s(rec.batch_sizes), dtype=float)
+    return float(np.median(rec.batch_compute_s / profiled))
 
 
 def format_table(report: dict) -> str:
@@ -266,6 +330,8 @@ def format_table(report: dict) -> str:
         for m in METRICS:
             lines.append(f"  {r['load']:>5.0%} {m:<16} {r['measured'][m]:>11.4g} {r['predicted'][m]:>11.4g} "
                          f"{r['error_pct'][m]:>+8.1f} {r['post_hoc_error_pct'][m]:>+10.1f}")
+        if backlog_note(r):
+            lines.append(backlog_note(r))
         srv = r["server"]
         lines.append(f"  {'':>5} server: model ran {srv['compute_vs_profile_median']:.2f}x its profiled time while serving; "
                      f"arrivals released {srv['release_lateness_ms_p99']:.2f} ms late at p99")

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -19,8 +21,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = _Parser(prog="servesim", description="Simulate batched model serving from a scenario YAML file.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p.add_argument("--version", action="version", version=f"servesim {__version__}",
+                   help="print the version (servesim X.Y.Z) and exit")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                           help="run 'servesim COMMAND --help' for a command's options")
 
     r = sub.add_parser("run", help="simulate a scenario; write summary.json, requests.parquet and plots")
     r.add_argument("scenario", help="scenario YAML file")
@@ -33,11 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="print nothing on success")
 
     c = sub.add_parser("check", help="validate a scenario and print its resolved configuration")
-    c.add_argument("scenario")
-    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    c.add_argument("scenario", help="scenario YAML file")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a dotted key, e.g. server.batching.max_batch_size=64 (repeatable)")
 
     rep = sub.add_parser("report", help="print the table of a finished run folder")
-    rep.add_argument("dir")
+    rep.add_argument("dir", help="output folder of `servesim run` (holds summary.json)")
 
     v = sub.add_parser("validate", help="serve the scenario's trace for real (profiled model) and compare with the prediction")
     v.add_argument("scenario", help="scenario YAML whose cost_model is a measured profile")
@@ -47,12 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--max-error-pct", type=float, default=None,
                    help="exit 3 when |error| of p50, p99 latency or throughput exceeds this at any load")
     v.add_argument("--requests", type=int, default=None, help="requests per load (default: the scenario's run length)")
-    v.add_argument("--seed", type=int, default=None)
-    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    v.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a dotted key, e.g. server.batching.max_batch_size=64 (repeatable)")
     v.add_argument("--reprofile", action="store_true",
                    help="re-measure the step times in this process first and predict from that fresh profile "
                         "(separates the simulator's error from device drift since the profile was made)")
-    v.add_argument("--quiet", action="store_true")
+    v.add_argument("--quiet", action="store_true", help="print no progress lines while validating")
 
     f = sub.add_parser("fit", help="re-fit measured profile(s) and compare the cost-model families")
     f.add_argument("profiles", nargs="+", metavar="PROFILE", help="profile YAML file(s) of one device, dtype and model")
@@ -71,49 +80,40 @@ def _load(args):
     return load_scenario(args.scenario, overrides)
 
 
-def _describe_batching(scenario) -> str:
-    if scenario.is_llm:
-        pol = scenario.server.batching
-        fields = pol.model_dump(exclude={"policy"})
-        return pol.policy + ", " + ", ".join(f"{k} {v}" for k, v in fields.items() if v is not None)
-    rule = scenario.rule
-    pol = scenario.server.batching.policy
-    parts = [pol, f"max_batch_size {rule.max_batch_size}"]
-    if rule.delay_s != float("inf") and pol != "none":
-        parts.append(f"max_queue_delay_ms {rule.delay_s * 1000:g}")
-    if rule.preferred_batch_sizes != (rule.max_batch_size,):
-        parts.append(f"preferred {list(rule.preferred_batch_sizes)}")
-    parts.append(f"{scenario.server.replicas} replica(s)")
-    return ", ".join(parts)
-
-
 def cmd_run(args) -> int:
+    from .outdir import OutputDir
     from .report import format_summary
-    from .runner import run
+    from .runner import output_names, run
 
     scenario = _load(args)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ScenarioError("--out", "", f"{out} exists and is not a folder")
+    records = scenario.outputs.records and not args.no_records
+    plots = scenario.outputs.plots and not args.no_plots
+    out = OutputDir(args.out)
+    out.prepare(output_names(scenario, records, plots))  # before simulating: a bad --out costs nothing
     result = run(scenario, args.scenario)
-    try:
-        written = result.write(out, records=False if args.no_records else None, plots=False if args.no_plots else None)
-    except OSError as exc:
-        raise ScenarioError("--out", "", f"cannot write to {out}: {exc.strerror or exc}") from None
+    written = result.write(out, records=records, plots=plots)
     if not args.quiet:
-        print(format_summary(result.summary, _describe_batching(scenario)))
-        print(f"  wrote {out}/: " + " ".join(p.name for p in written))
+        print(format_summary(result.summary))
+        print(f"  wrote {out.path}/: " + " ".join(p.name for p in written))
     for w in result.summary["warnings"]:
         print(f"servesim: warning: {w}", file=sys.stderr)
     return 0
 
 
 def cmd_check(args) -> int:
+    from .runner import generate_workload, preflight
+    from .scenario import scenario_warnings
+
     scenario = _load(args)
+    preflight(scenario, generate_workload(scenario, 0), args.scenario)  # the checks `run` makes before simulating
     print(f"{args.scenario}: OK")
-    print(f"  batching: {_describe_batching(scenario)}")
+    print(f"  batching: {scenario.batching_description()}")
     if not scenario.is_llm:
-        print(f"  capacity: {scenario.capacity_rps():.6g} rps; offered {scenario.workload.arrival.rate_rps:.6g} rps")
+        rate = scenario.workload.arrival.rate_rps
+        offered = "no offered rate (the arrivals span no time)" if rate is None else f"offered {rate:.6g} rps"
+        print(f"  capacity: {scenario.capacity_rps():.6g} rps; {offered}")
+    for w in scenario_warnings(scenario):
+        print(f"servesim: warning: {w}", file=sys.stderr)
     print(json.dumps(scenario.model_dump(mode="json"), indent=2))
     return 0
 
@@ -133,11 +133,35 @@ def cmd_report(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    from .fitreport import format_table, plot_fit
+    from .fitreport import check_plot_path, format_llm_table, format_table, plot_fit, plot_llm_fit
+    from .llm_fit import fit_llm
     from .profiles import load_profile, merge_profiles, refit
 
+    if args.plot:  # before any work or output: a bad path must not cost a fit or leave half a report
+        try:
+            check_plot_path(args.plot)
+        except ValueError as exc:
+            raise ScenarioError("--plot", "", str(exc)) from None
     profs = [load_profile(p) for p in args.profiles]
     prof = merge_profiles(profs, list(args.profiles))
+    title = f"{prof.model.name} on {prof.device.name} ({prof.dtype})"
+
+    def plot(draw, points, fit):
+        try:
+            draw(Path(args.plot), points, fit, title)
+        except (OSError, ValueError, RuntimeError) as exc:  # e.g. the disk filled up after the check
+            raise ScenarioError("--plot", "", f"{args.plot}: could not write the plot ({exc})") from None
+        print(f"  wrote {args.plot}")
+
+    if prof.mode == "llm":
+        points = [p.model_dump() for p in prof.llm_points]
+        fit = fit_llm(points)
+        print(f"{', '.join(args.profiles)}: {prof.model.name} on {prof.device.name} ({prof.device.kind}, {prof.dtype}), "
+              f"LLM profile: {len(points)} prefill and decode steps, batch up to {prof.max_batch_size}")
+        print(format_llm_table(points, fit))
+        if args.plot:
+            plot(plot_llm_fit, points, fit)
+        return 0
     fit = refit(prof).to_dict()
     points = [p.model_dump() for p in sorted(prof.points, key=lambda p: p.batch_size)]
     print(f"{', '.join(args.profiles)}: {prof.model.name} on {prof.device.name} ({prof.device.kind}, {prof.dtype}), "
@@ -151,8 +175,7 @@ def cmd_fit(args) -> int:
     if stored and any(c != fit["chosen"] for c in stored):
         print(f"  note: the file(s) recorded {', '.join(map(str, stored))}; re-fitting chose {fit['chosen']}")
     if args.plot:
-        plot_fit(Path(args.plot), points, fit, f"{prof.model.name} on {prof.device.name} ({prof.dtype})")
-        print(f"  wrote {args.plot}")
+        plot(plot_fit, points, fit)
     return 0
 
 
@@ -169,18 +192,30 @@ def cmd_validate(args) -> int:
         raise ScenarioError("servesim validate", "", str(exc)) from None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every `finally` (temporary output folders) runs before exiting."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `servesim` console script; returns the exit code."""
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad flag (2): argparse has already printed its message
         return int(exc.code or 0)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() else None
     try:
         commands = {"run": cmd_run, "check": cmd_check, "report": cmd_report, "fit": cmd_fit, "validate": cmd_validate}
         return commands[args.command](args)
     except ScenarioError as exc:
         print(exc.format(), file=sys.stderr)
         return 2
+    except Terminated:
+        print("servesim: terminated (SIGTERM); nothing half-written was left behind", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("servesim: interrupted", file=sys.stderr)
         return 130
@@ -190,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"servesim: internal error: {exc.__class__.__name__}: {exc} (set SERVESIM_DEBUG=1 for the traceback)",
               file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

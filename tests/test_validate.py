@@ -1,40 +1,152 @@
-"""`servesim validate` on the CPU: a short real-serving run against the prediction (loose bound: shared 2-core VM)."""
-import json
+"""`servesim validate`: the real serving loops against the prediction, independent of this machine's speed.
 
+Accuracy is asserted only with models whose step time is controlled (profiler/models.py `sleep`, the LLM
+SleepEngine): they wait a known time per step, so measured and predicted must agree whatever the CPU, and
+even with both cores busy. Real models (a tiny MLP, the GPT-shaped decoder) are run end to end with
+--reprofile for what the pipeline writes, not for how fast this machine is: their accuracy on real
+hardware is measured in bench/ and by the GPU calibration kit, never asserted here.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
+import yaml
 
 from .conftest import ROOT, run_cli
 
+pytest.importorskip("torch")
 
-def test_validate_cpu_short_run_within_loose_bound(tmp_path):
-    pytest.importorskip("torch")
+QUICK = ["--no-peaks", "--no-plot", "--quiet", "--warmup", "2", "--min-samples", "6"]
+SLEEP_LLM = {"base_ms": 3, "prefill_token_ms": 0.01, "prefill_seq_ms": 0.3, "decode_seq_ms": 0.2,
+             "decode_context_ms": 0.0005}
+
+
+def profile(tmp_path: Path, name: str, *args: str) -> Path:
+    from profiler.profile import main
+
+    out = tmp_path / name
+    assert main([*args, *QUICK, "--out", str(out)]) == 0
+    return out
+
+
+def sleep_scenario(tmp_path: Path, prof: Path, warmup_s: float = 0.3, **batching) -> Path:
+    raw = {"name": "sleep", "seed": 1, "requests": 1200, "warmup_s": warmup_s,
+           "workload": {"arrival": {"process": "poisson", "rate_rps": 500}}, "cost_model": {"profile": prof.name},
+           "server": {"batching": batching or {"policy": "dynamic", "max_batch_size": 16, "max_queue_delay_ms": 2}}}
+    p = tmp_path / "scenario.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return p
+
+
+def test_validate_agrees_with_the_prediction_for_a_model_of_known_step_time(tmp_path):
+    prof = profile(tmp_path, "sleep.yaml", "--model", "sleep", "--model-arg", "base_ms=4", "--model-arg",
+                   "per_item_ms=0.5", "--batch-sizes", "1,2,4,8,16", "--budget-s", "0.3")
+    out = tmp_path / "val"
+    proc = run_cli("validate", sleep_scenario(tmp_path, prof), "--out", out, "--loads", "0.5,0.8")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "validation.json").read_text())
+    for row in report["loads"]:
+        err = row["error_pct"]
+        # the loop and the simulator share the dispatch rule and the step time: only the clock differs. The
+        # tail gets a looser bound: on a loaded 2-core VM a sleeping thread wakes up milliseconds late.
+        assert abs(err["throughput_rps"]) < 5 and abs(err["p50_latency_ms"]) < 10, row
+        assert abs(err["mean_latency_ms"]) < 10 and abs(err["p99_latency_ms"]) < 40, row
+        assert abs(err["mean_batch"]) < 10, row
+        assert row["measured"]["requests"] == row["predicted"]["requests"] > 800  # warm-up excluded
+        assert row["backlog"] == {"measured": "no trend", "predicted": "no trend"}
+    assert report["calibration"]["overhead_ms"] > 0 and not report["reprofiled"]
+    for name in ("validation.csv", "latency_cdf.png", "trace-load0.5.csv", "measured-load0.8.parquet"):
+        assert (out / name).exists(), name
+
+
+def test_validate_refuses_a_profile_from_another_machine_unless_reprofiled(tmp_path):
+    prof = profile(tmp_path, "sleep.yaml", "--model", "sleep", "--model-arg", "base_ms=2", "--model-arg",
+                   "per_item_ms=0.2", "--batch-sizes", "1,2,4", "--budget-s", "0.1")
+    data = yaml.safe_load(prof.read_text())
+    data["device"]["name"] = data["device"]["cpu"] = "Some Other CPU"
+    data["device"]["torch"] = "1.0.0"
+    prof.write_text(yaml.safe_dump(data, sort_keys=False))
+    scen = sleep_scenario(tmp_path, prof, policy="dynamic", max_batch_size=4, max_queue_delay_ms=1)
+    proc = run_cli("validate", scen, "--out", tmp_path / "v", "--loads", "0.5", "--requests", "300")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"{prof}: device: was measured on another machine")
+    assert "'Some Other CPU'" in proc.stderr and "torch 1.0.0" in proc.stderr and "--reprofile" in proc.stderr
+    assert not (tmp_path / "v").exists()
+    proc = run_cli("validate", scen, "--out", tmp_path / "v", "--loads", "0.5", "--requests", "300", "--reprofile")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "v/validation.json").read_text())
+    assert report["reprofiled"] and report["step_time_drift_vs_shipped_profile"] is None  # no drift across machines
+    assert (tmp_path / "v/fresh-profile.yaml").exists()
+
+
+def test_validate_runs_a_real_model_end_to_end_with_reprofile(tmp_path):
+    prof = profile(tmp_path, "mlp.yaml", "--model", "mlp", "--model-arg", "in_features=32", "--model-arg", "hidden=64",
+                   "--model-arg", "layers=2", "--model-arg", "out_features=8", "--batch-sizes", "1,2,4,8",
+                   "--budget-s", "0.05")
+    scen = sleep_scenario(tmp_path, prof, warmup_s=0.0, policy="dynamic", max_batch_size=8, max_queue_delay_ms=1)
     out = tmp_path / "val"
     # an impossible bound: the run must finish, write everything, and then exit 3 naming the worst metric
-    proc = run_cli("validate", ROOT / "scenarios/validate-mlp-cpu.yaml", "--device", "cpu", "--out", out,
-                   "--loads", "0.5,0.8", "--requests", "1200", "--reprofile", "--max-error-pct", "0.001")
+    proc = run_cli("validate", scen, "--out", out, "--loads", "0.3", "--requests", "600", "--reprofile",
+                   "--max-error-pct", "0.001")
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "exceeds --max-error-pct 0.001" in proc.stderr
     report = json.loads((out / "validation.json").read_text())
-    # loose bounds for a noisy shared 2-core VM whose speed drifts by tens of percent within minutes (README:
-    # CPU validation), checked at half load, where a slower machine still keeps up: throughput, and median
-    # latency either as predicted or with the observed drift removed (post-hoc). At 80% a slowdown can
-    # saturate the real server, so only finite numbers are required there.
-    half = report["loads"][0]
-    assert abs(half["error_pct"]["throughput_rps"]) < 10, half
-    assert all(abs(v) < 1e6 for v in report["loads"][1]["error_pct"].values())
-    assert min(abs(half["error_pct"]["p50_latency_ms"]), abs(half["post_hoc_error_pct"]["p50_latency_ms"])) < 60, half
-    assert [r["load"] for r in report["loads"]] == [0.5, 0.8]
-    for r in report["loads"]:
-        assert r["measured"]["requests"] == r["predicted"]["requests"] > 600  # warm-up excluded
-        assert r["measured"]["mean_batch"] > 1 and r["predicted"]["mean_batch"] > 1
-    assert report["calibration"]["overhead_ms"] > 0 and report["reprofiled"]
-    for name in ("validation.csv", "latency_cdf.png", "trace-load0.5.csv", "measured-load0.8.parquet", "fresh-profile.yaml"):
-        assert (out / name).exists(), name
-    assert "measured" in proc.stdout and "predicted" in proc.stdout
+    row = report["loads"][0]
+    assert row["measured"]["requests"] == row["predicted"]["requests"] == 600
+    assert all(np.isfinite(v) for v in row["error_pct"].values())
+    assert report["reprofiled"] and (out / "fresh-profile.yaml").exists()
 
 
-def test_validate_refuses_what_it_cannot_serve(tmp_path, write_yaml):
-    pytest.importorskip("torch")
+def llm_scenario(tmp_path: Path, prof: Path, requests: int = 200) -> Path:
+    raw = {"name": "llm", "seed": 3, "requests": requests, "warmup_s": 1,
+           "workload": {"arrival": {"process": "poisson", "rate_rps": 5},
+                        "prompt_tokens": {"dist": "uniform", "low": 32, "high": 256},
+                        "output_tokens": {"dist": "uniform", "low": 4, "high": 48}},
+           "cost_model": {"kind": "llm", "profile": str(prof)},
+           "server": {"batching": {"policy": "continuous", "max_num_seqs": 8, "max_num_batched_tokens": 256,
+                                   "kv_cache_tokens": 100000, "block_size": 16}}}
+    p = tmp_path / "llm.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return p
+
+
+def test_validate_llm_agrees_with_the_prediction_for_an_engine_of_known_step_time(tmp_path):
+    args = [x for k, v in SLEEP_LLM.items() for x in ("--model-arg", f"{k}={v}")]
+    prof = profile(tmp_path, "llm-sleep.yaml", "--model", "sleep", "--llm", *args, "--max-batch", "8",
+                   "--max-prompt", "256", "--max-context", "512", "--budget-s", "0.1")
+    fit = yaml.safe_load(prof.read_text())["llm_fit"]["coefficients"]
+    for k, v in SLEEP_LLM.items():  # the profiler recovers the engine's known coefficients
+        assert fit[k] == pytest.approx(v, rel=0.25, abs=2e-4), k
+    out = tmp_path / "v"
+    proc = run_cli("validate", llm_scenario(tmp_path, prof), "--out", out, "--loads", "0.5")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    row = json.loads((out / "validation.json").read_text())["loads"][0]
+    err = row["error_pct"]
+    assert abs(err["output_tokens_per_s"]) < 5 and abs(err["throughput_rps"]) < 5, row
+    assert abs(err["tpot_p50_ms"]) < 10 and abs(err["e2e_mean_ms"]) < 10 and abs(err["ttft_p50_ms"]) < 25, row
+    assert row["measured"]["requests"] == row["predicted"]["requests"] > 100
+    assert (out / "trace-load0.5.csv").read_text().startswith("arrival_s,prompt_tokens,output_tokens")
+
+
+def test_validate_llm_reprofiles_the_real_decoder(tmp_path):
+    # the shipped CPU profile (measured on another machine, maybe): --reprofile measures this one first
+    out = tmp_path / "vllm"
+    proc = run_cli("validate", ROOT / "scenarios/validate-llm-cpu.yaml", "--device", "cpu", "--out", out,
+                   "--loads", "0.8", "--requests", "40", "--reprofile", "--set", "server.batching.max_num_seqs=8",
+                   "--set", "workload.output_tokens.high=24", "--set", "workload.prompt_tokens.high=128",
+                   "--set", "warmup_s=0.5")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "validation.json").read_text())
+    row = report["loads"][0]
+    assert report["reprofiled"] and (out / "fresh-profile.yaml").exists()
+    fresh = yaml.safe_load((out / "fresh-profile.yaml").read_text())
+    assert fresh["mode"] == "llm" and fresh["llm_points_count"] == len(fresh["llm_points"]) >= 6
+    assert row["measured"]["requests"] == row["predicted"]["requests"] > 20
+    assert all(np.isfinite(v) for v in row["error_pct"].values())
+
+
+def test_validate_refuses_what_it_cannot_serve(tmp_path):
     proc = run_cli("validate", ROOT / "scenarios/vision-dynamic.yaml", "--out", tmp_path / "v")
     assert proc.returncode == 2 and "cost_model: validate needs a measured profile" in proc.stderr
     proc = run_cli("validate", ROOT / "scenarios/validate-mlp-cpu.yaml", "--device", "cuda", "--out", tmp_path / "v")
@@ -55,8 +167,7 @@ def test_trace_rescaling_changes_the_replayed_rate():
 
 
 def test_serve_loop_static_batching_terminates_and_leaves_partial_batch_unserved():
-    torch = pytest.importorskip("torch")
-    import numpy as np
+    import torch
 
     from profiler.serve import serve_trace
     from sim import StaticBatching
@@ -74,15 +185,20 @@ def test_serve_loop_static_batching_terminates_and_leaves_partial_batch_unserved
     assert (rec.dispatch_s[:4] >= rec.arrival_s[:4]).all()
 
 
-def test_validate_llm_cpu_short_run(tmp_path):
-    pytest.importorskip("torch")
-    out = tmp_path / "vllm"
-    proc = run_cli("validate", ROOT / "scenarios/validate-llm-cpu.yaml", "--device", "cpu", "--out", out,
-                   "--loads", "0.5", "--requests", "60")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    report = json.loads((out / "validation.json").read_text())
-    row = report["loads"][0]
-    assert row["measured"]["requests"] == row["predicted"]["requests"] > 30
-    assert abs(row["error_pct"]["output_tokens_per_s"]) < 10
-    assert row["measured"]["ttft_p50_ms"] > 0 and row["predicted"]["tpot_p50_ms"] > 0
-    assert (out / "trace-load0.5.csv").read_text().startswith("arrival_s,prompt_tokens,output_tokens")
+def test_serve_loop_flushes_the_last_partial_dynamic_batch_after_its_delay():
+    # the loop used to stop once every request had arrived, leaving a last batch smaller than the preferred
+    # size unserved even though its queue delay would have sent it
+    import torch
+
+    from profiler.serve import serve_trace
+    from sim import DynamicBatching
+
+    class Fake:
+        torch = __import__("torch")
+        fn = staticmethod(lambda x: x)
+        sync = staticmethod(lambda: None)
+
+    rec = serve_trace(Fake(), DynamicBatching(max_batch_size=4, max_queue_delay_ms=5).rule(8),
+                      np.array([0.0, 0.0, 0.0, 0.0, 0.001]), [torch.zeros(1, 3)])
+    assert np.isfinite(rec.completion_s).all() and rec.batch_sizes.tolist() == [4, 1]
+    assert rec.dispatch_s[4] >= rec.released_s[4] + 0.005 - 1e-3  # sent once its delay ran out
