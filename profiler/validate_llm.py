@@ -95,7 +95,7 @@ def validate_llm(args, scenario) -> int:
         burst = serve_llm(engine, pol, np.zeros(n_burst), probe.prompt_tokens[:n_burst], probe.output_tokens[:n_burst])
         overhead_ms = float(np.mean(burst.step_wall_s - burst.step_model_s) * 1000)
         cost = cm.model_copy(update={"overhead_ms": cm.overhead_ms + overhead_ms})
-        capacity = capacity_rps(scenario.model_copy(update={"cost_model": cost}), [_as_log(probe)])
+        capacity = capacity_rps(scenario.model_copy(update={"cost_model": cost}), [workload_as_log(probe)])
         say(f"  loop overhead outside the model {overhead_ms:.3f} ms per step; estimated capacity {capacity:.4g} rps")
         rows, figs = _serve_loads(args, scenario, engine, pol, cost, capacity, loads, tmp, say)
         report = {"scenario": scenario.name, "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -124,7 +124,7 @@ def _free(torch, device) -> None:
         torch.cuda.empty_cache()
 
 
-def _as_log(wl):
+def workload_as_log(wl):
     """The probe workload in the shape sim.llm_metrics.capacity_rps reads (token counts, nothing refused)."""
     from types import SimpleNamespace
 
