@@ -15,7 +15,8 @@ checked the dependencies, and installs missing pure-Python and binary wheels fro
 OUT/.deps, by unpacking them. Anything still missing stops it at once with a message naming it.
 
 Every step has a time estimate; the kit checks the clock before each and skips (and reports) what would
-not fit in `--budget-s` (default 480 s, installs and warm-ups included). Validation request counts are
+not fit in `--budget-s` (default 420 s, installs and warm-ups included, a minute under the 8-minute target
+because steps are gated by estimates). Validation request counts are
 chosen from the fresh profiles so that each load serves at least MIN_REQUESTS measured requests, enough
 that the reported p99 is not one of the last three samples.
 """
@@ -23,12 +24,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gc
 import importlib
 import json
 import os
 import platform
 import re
+import signal
 import sys
 import time
 import traceback
@@ -163,6 +164,8 @@ def run_profile(model: str, args: dict, cfg: dict, device: str, out: Path, log) 
             str(cfg["max_batch"]), "--quiet"] + [x for k, v in args.items() for x in ("--model-arg", f"{k}={v}")]
     if device.startswith("cuda"):
         argv += ["--max-memory-gb", "40"]
+    else:  # one thread: on a busy CPU, torch's thread barriers wait for descheduled threads (steps 100x slower)
+        argv += ["--threads", "1"]
     graphs = cfg["cuda_graphs"]
     code = profile_main(argv + (["--cuda-graphs"] if graphs else []))
     if code != 0 and graphs:
@@ -190,6 +193,8 @@ def run_llm_profile(cfg: dict, device: str, out: Path) -> dict:
             "--max-batch", str(llm["max_batch"]), "--max-prompt", str(llm["max_prompt"]), "--max-context",
             str(llm["max_context"]), "--budget-s", str(llm["budget_s"]), "--min-samples", str(cfg["min_samples"])]
     argv += [x for k, v in llm["args"].items() for x in ("--model-arg", f"{k}={v}")]
+    if not device.startswith("cuda"):
+        argv += ["--threads", "1"]
     code = profile_main(argv)
     if code != 0:
         raise RuntimeError(f"python -m profiler.profile --llm exited {code}")
@@ -241,17 +246,19 @@ def run_validate(scenario_path: Path, out: Path, device: str, requests: int) -> 
     argv = ["validate", str(scenario_path), "--device", device, "--out", str(out), "--reprofile", "--quiet",
             "--loads", ",".join(f"{x:g}" for x in LOADS), "--requests", str(requests)]
     code = servesim(argv)
+    if code in (130, 143):  # interrupted or terminated: stop the kit, not just this step
+        raise KeyboardInterrupt
     if code not in (0, 3):
         raise RuntimeError(f"servesim {' '.join(argv)} exited {code}")
     return json.loads((out / "validation.json").read_text())
 
 
 def free_device(device: str) -> None:
-    gc.collect()
-    if device.startswith("cuda"):
-        import torch
+    import torch
 
-        torch.cuda.empty_cache()
+    from profiler.profile import free_device_memory
+
+    free_device_memory(torch, device)
 
 
 # ---- the report ----
@@ -323,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu for a dry run (default cuda)")
     ap.add_argument("--out", required=True, help="output folder (created; must not exist or be empty)")
     ap.add_argument("--quick", action="store_true", help="tiny models, few requests: checks the kit works, measures nothing")
-    ap.add_argument("--budget-s", type=float, default=480.0, help="wall-clock budget, installs included (default 480)")
+    ap.add_argument("--budget-s", type=float, default=420.0, help="wall-clock budget in seconds, installs included "
+                    "(default 420: a minute of margin under 8 minutes, since steps are gated by estimates)")
     ap.add_argument("--wheels", default=str(ROOT / "bench/gpu/wheels"),
                     help="folder of wheels for packages the host lacks (default bench/gpu/wheels)")
     args = ap.parse_args(argv)
@@ -334,10 +342,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         notes = ensure_dependencies(Path(args.wheels), out / ".deps")
+        signal.signal(signal.SIGTERM, _on_sigterm)
         return _calibrate(args, out, clock, notes)
     except KitError as exc:
         print(f"calibrate: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"calibrate: interrupted; what was measured is in {out}/calibration.md", file=sys.stderr)
+        return 130
+
+
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _calibrate(args, out: Path, clock: Clock, notes: list[str]) -> int:
@@ -360,12 +376,17 @@ def _calibrate(args, out: Path, clock: Clock, notes: list[str]) -> int:
                "quick": bool(args.quick), "profiles": [], "validations": [], "skipped": [], "notes": list(notes)}
     log = lambda s: print(f"[{clock.elapsed():6.1f} s] {s}", flush=True)  # noqa: E731
     log(f"calibrating on {dev['name']} ({args.device}), budget {args.budget_s:.0f} s")
-    profiles = _profile_all(cfg, args.device, slug, out, clock, summary, log)
-    _validate_all(cfg, args.device, slug, out, clock, summary, profiles, log)
-    summary["elapsed_s"] = clock.elapsed()
-    (out / "calibration.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "calibration.md").write_text(markdown(summary))
-    log(f"wrote {out}/calibration.md ({len(summary['validations'])} validations, {len(summary['skipped'])} skipped)")
+    try:
+        profiles = _profile_all(cfg, args.device, slug, out, clock, summary, log)
+        _validate_all(cfg, args.device, slug, out, clock, summary, profiles, log)
+    except KeyboardInterrupt:
+        summary["skipped"].append("interrupted: the steps after this point did not run")
+        raise
+    finally:  # whatever happened, what was measured is reported
+        summary["elapsed_s"] = clock.elapsed()
+        (out / "calibration.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (out / "calibration.md").write_text(markdown(summary))
+        log(f"wrote {out}/calibration.md ({len(summary['validations'])} validations, {len(summary['skipped'])} not done)")
     return 0
 
 
@@ -429,9 +450,12 @@ def _validate_all(cfg, device, slug, out, clock, summary, profiles, log) -> None
         name = f"{slug}-{model}-{policy}"
         raw = llm_scenario(name, profiles["llm"], cfg) if model == "llm" else batch_scenario(name, profiles[model], policy, cfg)
         scen = out / "scenarios" / f"{name}.yaml"
-        scen.write_text(yaml.safe_dump(raw, sort_keys=False))
         share = clock.left() / (len(jobs) - i)  # an equal share of what is left
-        requests, estimate = _sizing(raw, cfg, share)
+        sized = _step(f"size {name}", 1, clock, summary, log, lambda: _sizing(raw, cfg, share))
+        if sized is None:
+            continue
+        raw, requests, estimate = sized
+        scen.write_text(yaml.safe_dump(raw, sort_keys=False))
         rep = _step(f"validate {name} ({requests} requests per load)", estimate, clock, summary, log,
                     lambda: run_validate(scen, out / "validate" / name, device, requests))
         free_device(device)
@@ -441,12 +465,18 @@ def _validate_all(cfg, device, slug, out, clock, summary, profiles, log) -> None
                                            "overhead_ms": rep["calibration"]["overhead_ms"], "rows": errors_of(rep)})
 
 
-def _sizing(raw: dict, cfg: dict, share_s: float) -> tuple[int, float]:
-    """Returns (requests per load, estimated seconds) for a validation given its share of the time left,
-    from the capacity its profile predicts (re-profiling and warm-up add a fixed allowance)."""
+def _sizing(raw: dict, cfg: dict, share_s: float) -> tuple[dict, int, float]:
+    """Returns (the scenario, requests per load, estimated seconds) for a validation given its share of the
+    time left, from the capacity its profile predicts (re-profiling and warm-up add a fixed allowance). A
+    batch limit above the profile's largest measured batch is lowered to it."""
     import sim
+    from sim.profiles import load_profile
     from sim.runner import generate_workload
 
+    batching = raw["server"]["batching"]
+    if "max_batch_size" in batching:
+        largest = max(p.batch_size for p in load_profile(raw["cost_model"]["profile"]).points)
+        raw = {**raw, "server": {"batching": {**batching, "max_batch_size": min(batching["max_batch_size"], largest)}}}
     scenario = sim.validate(raw)
     fixed_s = 25.0 if scenario.is_llm else 12.0
     if scenario.is_llm:
@@ -460,7 +490,7 @@ def _sizing(raw: dict, cfg: dict, share_s: float) -> tuple[int, float]:
         capacity = scenario.capacity_rps()
         lo, hi = cfg["requests"]
     requests = choose_requests(capacity, max(share_s - fixed_s, 1.0), lo, hi)
-    return requests, fixed_s + serving_time_s(capacity, requests)
+    return raw, requests, fixed_s + serving_time_s(capacity, requests)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .timing import sleep_until
+
 
 class _Block(nn.Module):
     def __init__(self, hidden: int, heads: int, kv_heads: int, ffn: int):
@@ -44,10 +46,14 @@ class _Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+GPT_DEFAULTS = {"layers": 12, "hidden": 768, "heads": 12}
+
+
 class GptKV(nn.Module):
     """GPT-shaped decoder with a preallocated KV cache; random weights."""
 
-    def __init__(self, layers=12, hidden=768, heads=12, kv_heads=0, ffn=0, vocab=50257, max_len=2048):
+    def __init__(self, layers=GPT_DEFAULTS["layers"], hidden=GPT_DEFAULTS["hidden"], heads=GPT_DEFAULTS["heads"],
+                 kv_heads=0, ffn=0, vocab=50257, max_len=2048):
         super().__init__()
         self.cfg = {"layers": layers, "hidden": hidden, "heads": heads, "kv_heads": kv_heads or heads,
                     "ffn": ffn or 4 * hidden, "vocab": vocab, "max_len": max_len}
@@ -194,18 +200,9 @@ class SleepEngine:
                 + c["decode_context_ms"] * context)
 
     def step(self, decodes: list, prefills: list) -> tuple[list, list]:
-        _sleep_until(time.perf_counter() + self.step_ms(decodes, prefills) / 1000)
+        sleep_until(time.perf_counter() + self.step_ms(decodes, prefills) / 1000)
         zero = torch.zeros((), dtype=torch.long)
         return [zero] * len(decodes), [zero] * len(prefills)
-
-
-def _sleep_until(deadline: float) -> None:
-    """Sleeps until the perf_counter deadline (re-sleeping if woken early; never spinning)."""
-    while True:
-        left = deadline - time.perf_counter()
-        if left <= 0:
-            return
-        time.sleep(left)
 
 
 ENGINES = ("gpt", "sleep")
@@ -312,6 +309,35 @@ def measure_llm(engine, points: list[dict], settings, say=lambda s: None, free=l
         warnings.append(short)
     return {"llm_points": measured, "llm_fit": fit_llm(measured), "warnings": warnings,
             "measured_s": round(time.perf_counter() - started, 3)}
+
+
+def llm_profile(name: str, model_args: dict, engine, dtype: str, dev: dict, settings, res: dict,
+                extra_settings: dict) -> dict:
+    """Returns an LLM profile (format servesim-profile, mode llm) from measure_llm's result `res`."""
+    import datetime as dt
+
+    from sim.profile_format import FORMAT, VERSION
+
+    from .profile import DTYPE_BYTES
+
+    return {"format": FORMAT, "version": VERSION, "mode": "llm",
+            "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "model": {"name": name, "args": dict(model_args), **engine_stats(name, engine, DTYPE_BYTES[dtype])},
+            "device": dev, "dtype": dtype,
+            "settings": {**settings.as_dict(), "timer": "perf_counter around engine.step (synchronised)",
+                         "inference_mode": True, "kv_cache": "one preallocated slot cache per layer",
+                         "measured_s": res["measured_s"], **extra_settings},
+            "max_batch_size": max(p["batch"] for p in res["llm_points"]),
+            "points": [], "llm_points": res["llm_points"], "llm_fit": res["llm_fit"], "warnings": res["warnings"]}
+
+
+def kv_bytes_per_token(model_args: dict, dtype_bytes: int) -> int:
+    """Returns the slot cache's bytes per token position for a GptKV with these arguments (K and V, all layers)."""
+    layers = int(model_args.get("layers", GPT_DEFAULTS["layers"]))
+    hidden = int(model_args.get("hidden", GPT_DEFAULTS["hidden"]))
+    heads = int(model_args.get("heads", GPT_DEFAULTS["heads"]))
+    kv_heads = int(model_args.get("kv_heads", 0) or heads)
+    return 2 * layers * kv_heads * (hidden // heads) * dtype_bytes
 
 
 def engine_stats(name: str, engine, dtype_bytes: int) -> dict:

@@ -15,6 +15,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .timing import sleep_until
+
 BUILTIN: dict[str, Callable] = {}
 
 
@@ -118,9 +120,7 @@ class _Sleep(nn.Module):
         self.base_ms, self.per_item_ms = float(base_ms), float(per_item_ms)
 
     def forward(self, x):
-        deadline = time.perf_counter() + (self.base_ms + self.per_item_ms * x.shape[0]) / 1000
-        while (left := deadline - time.perf_counter()) > 0:
-            time.sleep(left)  # never spin: the serving loop's arrival thread needs the GIL
+        sleep_until(time.perf_counter() + (self.base_ms + self.per_item_ms * x.shape[0]) / 1000)
         return x
 
 

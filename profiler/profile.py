@@ -62,14 +62,30 @@ def _is_oom(exc: BaseException) -> bool:
             or "alloc_failed" in text)
 
 
+DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
+
+
+def torch_dtype(torch, name: str):
+    """Returns the torch dtype of a profile's dtype name (fp32, fp16, bf16)."""
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+def free_device_memory(torch, device) -> None:
+    """Collects garbage and returns cached CUDA memory to the driver (no-op beyond gc on the CPU)."""
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
 class Runner:
-    """Runs the model on one device: builds inputs per batch size, times one step, checks fit."""
+    """Runs the model on one device: builds inputs per batch size, times one step, checks fit, and serves
+    batches exactly as it times them (eager, compiled, or replaying a CUDA graph captured per batch size)."""
 
     def __init__(self, torch, module, make_batch, device: str, dtype: str, compile_model: bool, cuda_graphs: bool,
                  max_step_s: float, max_memory_bytes: int | None = None):
         self.torch = torch
         self.device = torch.device(device)
-        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+        self.dtype = torch_dtype(torch, dtype)
         self.module = module.to(self.device, self.dtype).eval()
         self.fn = torch.compile(self.module) if compile_model else self.module
         self.make_batch = make_batch
@@ -80,6 +96,8 @@ class Runner:
         self.rejected: dict[int, str] = {}        # batch size -> why fits() said no
         self.inputs: dict = {}
         self.graphs: dict = {}
+        self.outputs: dict = {}
+        self.pool = None  # one memory pool shared by every captured graph (they never run concurrently)
 
     def cast(self, x):
         x = x.to(self.device)
@@ -90,6 +108,7 @@ class Runner:
             self.torch.cuda.synchronize(self.device)
 
     def prepare(self, b: int):
+        """Builds the input of batch size b and, with CUDA graphs, warms up and captures its graph."""
         if b in self.inputs:
             return
         self.inputs[b] = self.cast(self.make_batch(b))
@@ -101,20 +120,38 @@ class Runner:
                 for _ in range(3):
                     self.fn(self.inputs[b])
             torch.cuda.current_stream().wait_stream(side)
+            if self.pool is None:
+                self.pool = torch.cuda.graph_pool_handle()
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph), torch.inference_mode():
-                self.fn(self.inputs[b])
+            with torch.cuda.graph(graph, pool=self.pool), torch.inference_mode():
+                self.outputs[b] = self.fn(self.inputs[b])
             self.graphs[b] = graph
 
     def release(self, b: int):
         self.inputs.pop(b, None)
         self.graphs.pop(b, None)
+        self.outputs.pop(b, None)
         self.free_memory()
 
     def free_memory(self):
-        gc.collect()
-        if self.cuda:
-            self.torch.cuda.empty_cache()
+        free_device_memory(self.torch, self.device)
+
+    def _call(self, b: int):
+        if self.cuda_graphs:
+            self.graphs[b].replay()
+            return self.outputs[b]
+        return self.fn(self.inputs[b])
+
+    def run(self, x):
+        """Runs one batch (a tensor on the device) as the profile timed it: with CUDA graphs, copies it
+        into the captured input of its size and replays that graph (sizes not prepared are captured now:
+        call prepare() for every size first when latency matters). Returns the output, not synchronised."""
+        if not self.cuda_graphs:
+            return self.fn(x)
+        b = int(x.shape[0])
+        self.prepare(b)
+        self.inputs[b].copy_(x)
+        return self._call(b)
 
     def step_ms(self, b: int) -> float:
         """Runs one step at batch b; returns its time in ms (CUDA events on GPU, perf_counter + sync on CPU)."""
@@ -124,45 +161,29 @@ class Runner:
             if self.cuda:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
-                if self.cuda_graphs:
-                    self.graphs[b].replay()
-                else:
-                    self.fn(self.inputs[b])
+                self._call(b)
                 end.record()
                 end.synchronize()
                 return float(start.elapsed_time(end))
             t0 = time.perf_counter()
-            self.fn(self.inputs[b])
+            self._call(b)
             self.sync()
             return (time.perf_counter() - t0) * 1000
 
-    def time_call_ms(self, fn) -> float:
-        """Times one call of fn() in ms (CUDA events on GPU, perf_counter around a synchronize on CPU)."""
-        if self.cuda:
-            start, end = self.torch.cuda.Event(enable_timing=True), self.torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            return float(start.elapsed_time(end))
-        t0 = time.perf_counter()
-        fn()
-        self.sync()
-        return (time.perf_counter() - t0) * 1000
-
     def fits(self, b: int) -> bool:
         """One step at batch b: False on out-of-memory, when slower than max_step_s, or (CUDA) when the
-        step's peak allocated memory exceeds max_memory_bytes; records why in `rejected`; frees memory."""
+        peak allocated memory of preparing it (warm-up and graph capture included) and running it exceeds
+        max_memory_bytes; records why in `rejected`; frees memory."""
         budget = self.max_memory_bytes if self.cuda else None
         why = None
         try:
-            self.prepare(b)
-            self.step_ms(b)
             if budget is not None:
                 self.sync()
                 self.torch.cuda.reset_peak_memory_stats(self.device)
+            self.prepare(b)
+            self.step_ms(b)
             step_s = self.step_ms(b) / 1000
-            # all the process holds on the device at the step's peak: weights, inputs, graph pools, activations
+            # all the process holds on the device at the peak: weights, inputs, graph pool, activations
             peak = int(self.torch.cuda.max_memory_allocated(self.device)) if budget is not None else 0
             if step_s > self.max_step_s:
                 why = f"a step takes {step_s:.3g} s > --max-step-s {self.max_step_s:g}"
@@ -178,15 +199,18 @@ class Runner:
         return why is None
 
     def peak_memory_bytes(self, b: int):
+        """Returns the device memory batch size b adds at its peak (its input, activations, and with CUDA
+        graphs what its capture took), in bytes; None on the CPU, whose allocator keeps no peak counter."""
         if not self.cuda:
-            return None  # the CPU allocator has no peak counter; not measured
+            return None
         torch = self.torch
-        self.prepare(b)
+        self.release(b)  # prepared afresh, so a graph capture's allocations are counted
         self.sync()
         before = torch.cuda.memory_allocated(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
+        self.prepare(b)
         self.step_ms(b)
-        return int(torch.cuda.max_memory_allocated(self.device) - before)  # the step's own working memory
+        return int(torch.cuda.max_memory_allocated(self.device) - before)
 
 
 def device_info(torch, device: str) -> dict:
@@ -351,7 +375,7 @@ def _run(args) -> int:
         raise UsageError(f"--model {args.model!r} with {model_args}: {exc.__class__.__name__}: {exc}") from None
 
     stats_model = models.count_model_stats(module.float().eval(), make_batch, lambda x: x)
-    dtype_bytes = {"fp32": 4, "fp16": 2, "bf16": 2}[args.dtype]
+    dtype_bytes = DTYPE_BYTES[args.dtype]
     stats_model["bytes_per_batch"] = float(models.parameter_count(module) * dtype_bytes)
     stats_model["bytes_per_item"] *= dtype_bytes / 4
     runner = Runner(torch, module, make_batch, args.device, args.dtype, args.compile, args.cuda_graphs,
@@ -419,51 +443,58 @@ def _run_llm(args, torch, model_args: dict, cuda: bool, out: Path, say) -> int:
         raise UsageError("--model sleep measures the machine's sleep, not a device: use --device cpu")
     max_prompt = args.max_prompt or (4096 if cuda else 512)
     max_context = args.max_context or (8192 if cuda else 1024)
-    max_batch = args.max_batch or (256 if cuda else 32)
+    max_len = max(max_prompt, max_context) + 2
     device = torch.device(args.device)
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    max_batch = args.max_batch or _default_llm_batch(torch, device, args, model_args, max_len, cuda, say)
     sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
     try:
-        engine = llm.build_engine(args.model, model_args, max_batch, max(max_prompt, max_context) + 2, device, dtype, sync)
-    except (TypeError, ValueError, RuntimeError) as exc:
+        engine = llm.build_engine(args.model, model_args, max_batch, max_len, device, torch_dtype(torch, args.dtype), sync)
+    except (TypeError, ValueError) as exc:
         raise UsageError(f"--model-arg {model_args}: {exc}") from None
+    except RuntimeError as exc:
+        if not _is_oom(exc):
+            raise
+        raise UsageError(f"the slot KV cache of {max_batch} sequences x {max_len} positions does not fit on "
+                         f"{args.device}: lower --max-batch, --max-prompt or --max-context") from None
     dev = device_info(torch, args.device)
     points = llm.grid(max_batch, max_prompt, max_context)
-    dtype_bytes = {"fp32": 4, "fp16": 2, "bf16": 2}[args.dtype]
-    stats_model = llm.engine_stats(args.model, engine, dtype_bytes)
+    stats_model = llm.engine_stats(args.model, engine, DTYPE_BYTES[args.dtype])
     say(f"profiling {args.model} in LLM mode ({stats_model['params']:,} parameters, {args.dtype}) on "
         f"{dev['name']}: {len(points)} grid points")
     settings = Settings(warmup=args.warmup, min_samples=args.min_samples, max_samples=args.max_samples,
                         target_ci_rel=args.target_ci, budget_s=args.budget_s, seed=args.seed)
-
-    def free():
-        gc.collect()
-        if cuda:
-            torch.cuda.empty_cache()
-
     try:
-        res = llm.measure_llm(engine, points, settings, say, free=free)
+        res = llm.measure_llm(engine, points, settings, say, free=lambda: free_device_memory(torch, device))
     except RuntimeError as exc:
         if "too few to fit" not in str(exc):
             raise
         raise UsageError(f"{exc} (out of memory on {args.device}? lower --max-batch, --max-prompt or --max-context)") from None
     for w in res["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
-    profile = {
-        "format": FORMAT, "version": VERSION, "mode": "llm",
-        "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "model": {"name": args.model, "args": model_args, **stats_model},
-        "device": dev, "dtype": args.dtype,
-        "settings": {**settings.as_dict(), "timer": "perf_counter around engine.step (synchronised)",
-                     "inference_mode": True, "kv_cache": "one preallocated slot cache per layer", "max_prompt": max_prompt,
-                     "max_context": max_context, "measured_s": res["measured_s"], "command": args.command},
-        "max_batch_size": max(p["batch"] for p in res["llm_points"]),
-        "points": [], "llm_points": res["llm_points"], "llm_fit": res["llm_fit"], "warnings": res["warnings"],
-    }
+    profile = llm.llm_profile(args.model, model_args, engine, args.dtype, dev, settings, res,
+                              {"max_prompt": max_prompt, "max_context": max_context, "command": args.command})
     write_profile(out, profile)
     say(format_llm_table(res["llm_points"], res["llm_fit"]))
     say(f"wrote {out}")
     return 0
+
+
+def _default_llm_batch(torch, device, args, model_args: dict, max_len: int, cuda: bool, say) -> int:
+    """Returns the default --max-batch of LLM mode: 32 on the CPU; on CUDA 256, halved until the slot KV
+    cache (batch x max_len positions) takes at most 40% of the device's free memory."""
+    if not cuda:
+        return 32
+    from .llm import kv_bytes_per_token
+
+    free_bytes = torch.cuda.mem_get_info(device)[0]
+    per_slot = kv_bytes_per_token(model_args, DTYPE_BYTES[args.dtype]) * max_len
+    batch = 256
+    while batch > 1 and batch * per_slot > 0.4 * free_bytes:
+        batch //= 2
+    if batch < 256:
+        say(f"--max-batch {batch}: a slot cache of {batch} x {max_len} positions ({batch * per_slot / 1e9:.1f} GB) "
+            f"fits in 40% of the {free_bytes / 1e9:.0f} GB free; give --max-batch to choose")
+    return batch
 
 
 def measure_profile(runner: Runner, sizes: list[int], settings: Settings, say=lambda s: None) -> dict:
@@ -484,8 +515,7 @@ def measure_profile(runner: Runner, sizes: list[int], settings: Settings, say=la
         warnings.append(short)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
-    dtype = {v: k for k, v in {"fp32": runner.torch.float32, "fp16": runner.torch.float16,
-                                "bf16": runner.torch.bfloat16}.items()}[runner.dtype]
+    dtype = next(name for name in DTYPE_BYTES if torch_dtype(runner.torch, name) == runner.dtype)
     return {
         "format": FORMAT, "version": VERSION,
         "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -69,7 +69,8 @@ class Feeder:
 
 
 def serve_trace(runner, rule, arrival_s: np.ndarray, item_pool) -> ServeRecord:
-    """Serves the open-loop trace `arrival_s` (seconds, sorted) for real with `runner` (profiler.profile.Runner).
+    """Serves the open-loop trace `arrival_s` (seconds, sorted) for real with `runner` (profiler.profile.Runner:
+    each batch goes through runner.run, which replays a CUDA graph where the profile captured one).
 
     `item_pool` is a list of per-request input tensors (already on the device); request i uses
     item_pool[i % len(item_pool)]. Returns a ServeRecord.
@@ -115,7 +116,7 @@ def serve_trace(runner, rule, arrival_s: np.ndarray, item_pool) -> ServeRecord:
                 gaps.append(t_dispatch - last_end)  # work was waiting while the server was between batches
             x = torch.cat([item_pool[i % len(item_pool)] for i in batch])
             t_start = clock()
-            runner.fn(x)
+            runner.run(x)
             runner.sync()
             t_end = clock()
             sizes.append(k)

@@ -216,3 +216,12 @@ def find_max_batch(fits: Callable[[int], bool], cap: int) -> tuple[int, dict]:
     failed = sorted(b for b, good in tried.items() if not good)
     return lo, {"method": "doubling then bisection", "cap": cap, "largest_fits": lo,
                 "first_failure": failed[0] if failed else None, "tried": sorted(tried)}
+
+
+def sleep_until(deadline: float) -> None:
+    """Sleeps until the time.perf_counter() deadline, re-sleeping if woken early; never spins (a spinning
+    thread would hold the GIL that a serving loop's other thread needs)."""
+    import time
+
+    while (left := deadline - time.perf_counter()) > 0:
+        time.sleep(left)

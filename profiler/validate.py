@@ -165,13 +165,18 @@ def validation_outputs(loads: list[float], reprofile: bool, llm: bool) -> list[s
 
 
 def load_for_validation(args):
-    """Returns the scenario with the command's overrides (--set, --seed, --requests) applied."""
+    """Returns the scenario with the command's overrides (--set, --seed, --requests) applied; raises
+    ScenarioError when its arrivals have no rate to rescale."""
     import sim
 
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
     if args.requests is not None:
         overrides.append(f"requests={args.requests}")
-    return sim.load_scenario(args.scenario, overrides)
+    scenario = sim.load_scenario(args.scenario, overrides)
+    if scenario.workload.arrival.rate_rps is None:
+        raise ScenarioError(args.scenario, "workload.arrival", "the trace spans no time (a single request, or all at "
+                            "one instant): validate rescales the arrival rate to each load and needs arrivals with a rate")
+    return scenario
 
 
 def run_validation(args) -> int:
@@ -197,7 +202,8 @@ def run_validation(args) -> int:
     diffs = refuse_other_device(args, prof, cm.paths[0], dev)
 
     module, make_batch, _ = models.build(prof.model.name, dict(prof.model.args))
-    # serve the same program that was profiled (compiled / CUDA graphs as recorded)
+    # serve the same program that was profiled (compiled / CUDA graphs as recorded): Runner.run replays the
+    # graph of each batch size, as step_ms timed it
     runner = Runner(torch, module, make_batch, args.device, prof.dtype, bool(prof.settings.get("compile")),
                     bool(prof.settings.get("cuda_graphs")), math.inf)
     rule = scenario.rule
@@ -209,7 +215,8 @@ def run_validation(args) -> int:
     for b in sorted({1, rule.max_batch_size, *rule.preferred_batch_sizes}):  # warm kernels/allocator
         for _ in range(3):
             runner.step_ms(b)
-        runner.release(b)
+        if not runner.cuda_graphs:
+            runner.release(b)
     with out.staging() as tmp:
         code = _validate(args, loads, scenario, cm, prof, rule, runner, pool, dev, say, tmp, same_device=not diffs)
         out.commit(tmp)
@@ -237,6 +244,11 @@ def _validate(args, loads, scenario, cm, prof, rule, runner, pool, dev, say, tmp
         cm._loaded = None
         cm.load()
 
+    if runner.cuda_graphs:
+        # the loop forms batches of any size up to the limit: capture them all before serving, largest first
+        # (one shared pool), so no capture lands inside a timed run
+        for k in range(rule.max_batch_size, 0, -1):
+            runner.prepare(k)
     # calibration burst: everything arrives at once, so the server runs back-to-back full batches
     b = rule.max_batch_size
     burst = serve_trace(runner, rule, np.zeros(b * max(10, -(-100 // b))), pool)  # whole batches only

@@ -51,7 +51,7 @@ def validate_llm(args, scenario) -> int:
 
     from .llm import ENGINES, build_engine
     from .llm_serve import serve_llm
-    from .profile import device_info
+    from .profile import device_info, free_device_memory, torch_dtype
     from .validate import parse_loads, prepare_device, refuse_other_device, validation_outputs
 
     cm, pol = scenario.cost_model, scenario.server.batching
@@ -72,7 +72,7 @@ def validate_llm(args, scenario) -> int:
     diffs = refuse_other_device(args, prof, cm.profile, dev)
     say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
     device = torch.device(args.device)
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[prof.dtype]
+    dtype = torch_dtype(torch, prof.dtype)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
     probe_scenario = scenario.model_copy(update={"requests": min(scenario.requests or 500, 500), "duration_s": None})
@@ -89,7 +89,7 @@ def validate_llm(args, scenario) -> int:
 
     with out.staging() as tmp:
         if args.reprofile:
-            cm = _reprofile(engine, prof, pol, probe, longest, dev, tmp, say, free=lambda: _free(torch, device))
+            cm = _reprofile(engine, prof, pol, probe, longest, dev, tmp, say, free=lambda: free_device_memory(torch, device))
         # calibration burst: everything at once, so every step is full; per-step time outside the model = overhead
         n_burst = 2 * pol.max_num_seqs
         burst = serve_llm(engine, pol, np.zeros(n_burst), probe.prompt_tokens[:n_burst], probe.output_tokens[:n_burst])
@@ -116,14 +116,6 @@ def validate_llm(args, scenario) -> int:
     return check_bound(rows, CHECKED, args.max_error_pct)
 
 
-def _free(torch, device) -> None:
-    import gc
-
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
 def workload_as_log(wl):
     """The probe workload in the shape sim.llm_metrics.capacity_rps reads (token counts, nothing refused)."""
     from types import SimpleNamespace
@@ -136,9 +128,8 @@ def _reprofile(engine, prof, pol, probe, longest: int, dev: dict, tmp: Path, say
     """Re-measures the engine's step times here, over a grid sized to the scenario, and returns the llm
     cost model fitted to them (written as fresh-profile.yaml)."""
     from sim.cost import LlmCost
-    from sim.profile_format import FORMAT, VERSION
 
-    from .llm import engine_stats, grid, measure_llm
+    from .llm import grid, llm_profile, measure_llm
     from .profile import write_profile
     from .timing import Settings
 
@@ -147,15 +138,8 @@ def _reprofile(engine, prof, pol, probe, longest: int, dev: dict, tmp: Path, say
     settings = Settings(warmup=3, min_samples=6, max_samples=40, target_ci_rel=0.03, budget_s=0.25)
     say(f"  re-profiling {len(points)} grid points here first (--reprofile) ...")
     res = measure_llm(engine, points, settings, free=free)
-    fresh = {"format": FORMAT, "version": VERSION, "mode": "llm",
-             "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-             "model": {"name": prof.model.name, "args": dict(prof.model.args),
-                       **engine_stats(prof.model.name, engine, {"fp32": 4, "fp16": 2, "bf16": 2}.get(prof.dtype, 4))},
-             "device": dev, "dtype": prof.dtype,
-             "settings": {**settings.as_dict(), "timer": "perf_counter around engine.step (synchronised)",
-                          "measured_s": res["measured_s"], "command": "servesim validate --reprofile"},
-             "max_batch_size": max(p["batch"] for p in res["llm_points"]),
-             "points": [], "llm_points": res["llm_points"], "llm_fit": res["llm_fit"], "warnings": res["warnings"]}
+    fresh = llm_profile(prof.model.name, prof.model.args, engine, prof.dtype, dev, settings, res,
+                        {"command": "servesim validate --reprofile"})
     write_profile(tmp / "fresh-profile.yaml", fresh)
     coef = res["llm_fit"]["coefficients"]
     say("  fresh fit: " + ", ".join(f"{k}={v:.4g}" for k, v in coef.items())

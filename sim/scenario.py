@@ -232,18 +232,35 @@ def scenario_warnings(scenario: Scenario) -> list[str]:
     if hasattr(arr, "warnings"):
         out += arr.warnings()
     cm = scenario.cost_model
-    if not getattr(cm, "is_llm_cost", False):
-        steps_ms = cm.step_table_s(scenario.rule.max_batch_size)[1:] * 1000
-        peak = np.maximum.accumulate(steps_ms)
-        drop = np.flatnonzero(steps_ms < 0.99 * peak)
-        if drop.size:
-            k = int(drop[0]) + 1
-            top = int(np.argmax(steps_ms[:k])) + 1
+    if isinstance(cm, cost.ProfileCost):
+        k, ms = cm.load()[0].table()
+        k, ms = k[k <= scenario.rule.max_batch_size], ms[k <= scenario.rule.max_batch_size]
+        fall = _first_fall(ms, 0.10)  # measured medians: a fall beyond their noise
+        if fall:
+            hi, lo = fall
+            out.append(f"cost_model: the profile's measured step time falls from {ms[hi]:.4g} ms at batch {int(k[hi])} "
+                       f"to {ms[lo]:.4g} ms at batch {int(k[lo])}; real on some CPUs (the matrix kernel changes with "
+                       "the batch size) or noise: the simulation uses the fit through these points as measured")
+    elif not getattr(cm, "is_llm_cost", False):
+        ms = cm.step_table_s(scenario.rule.max_batch_size)[1:] * 1000
+        fall = _first_fall(ms, 0.01)
+        if fall:
+            hi, lo = fall
             where = "cost_model.step_ms" if isinstance(cm, cost.TableCost) else "cost_model"
-            out.append(f"{where}: the step time falls from {steps_ms[top - 1]:.4g} ms at batch {top} to "
-                       f"{steps_ms[k - 1]:.4g} ms at batch {k}; a larger batch is rarely faster on real hardware "
-                       "(a typo, or noisy measurements?)")
+            out.append(f"{where}: the step time falls from {ms[hi]:.4g} ms at batch {hi + 1} to {ms[lo]:.4g} ms at "
+                       f"batch {lo + 1}; a larger batch is rarely faster on real hardware (a typo?)")
     return out
+
+
+def _first_fall(values: np.ndarray, tolerance: float) -> Optional[tuple[int, int]]:
+    """Returns (index of the earlier maximum, index) of the first value more than `tolerance` below the
+    largest value before it, or None."""
+    peak = np.maximum.accumulate(values)
+    drop = np.flatnonzero(values < (1 - tolerance) * peak)
+    if not drop.size:
+        return None
+    lo = int(drop[0])
+    return int(np.argmax(values[:lo + 1])), lo
 
 
 def set_override(raw: dict, assignment: str) -> str:

@@ -57,6 +57,15 @@ class UniformTokens(_Dist):
     high: int = Field(ge=1, le=MAX_TOKENS, validation_alias=AliasChoices("high", "max"),
                       description="largest token count (or `max`)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data):
+        if isinstance(data, dict):
+            for name, alias in (("low", "min"), ("high", "max")):
+                if name in data and alias in data:
+                    raise ValueError(f"give {name} or {alias}, not both")
+        return data
+
     @model_validator(mode="after")
     def _order(self):
         if self.high < self.low:

@@ -12,7 +12,7 @@ from profiler.timing import PointStats, Settings, budget_shortfall, find_max_bat
 
 from .conftest import ROOT, run_cli
 
-TINY = ["--model", "mlp", "--model-arg", "layers=3", "--model-arg", "in_features=16", "--model-arg", "hidden=32", "--model-arg", "out_features=4",
+TINY = ["--threads", "1", "--model", "mlp", "--model-arg", "layers=3", "--model-arg", "in_features=16", "--model-arg", "hidden=32", "--model-arg", "out_features=4",
         "--batch-sizes", "1,2,4,8", "--budget-s", "0.05", "--min-samples", "5", "--warmup", "2", "--no-peaks"]
 
 
@@ -285,6 +285,18 @@ def test_memory_budget_stops_the_max_batch_search():
     assert unlimited == 4096
 
 
+def test_memory_budget_counts_what_a_cuda_graph_capture_allocates():
+    # with CUDA graphs the memory is taken while preparing (warm-up and capture); a replay allocates nothing
+    pytest.importorskip("torch")
+    gb = 10 ** 9
+    cuda = FakeCuda(weights=2 * gb, per_item=gb // 20)
+    runner = cuda_runner(10 * gb, cuda)
+    runner.prepare = cuda.step                          # the capture reaches the peak ...
+    runner.step_ms = lambda b: 1.0                      # ... the replay adds nothing
+    best, _ = find_max_batch(runner.fits, 4096)
+    assert best == 160
+
+
 def test_memory_budget_is_refused_on_cpu_and_where_it_has_no_effect(tmp_path, capsys):
     pytest.importorskip("torch")
     from profiler.profile import main
@@ -296,3 +308,22 @@ def test_memory_budget_is_refused_on_cpu_and_where_it_has_no_effect(tmp_path, ca
     assert main(["--model", "mlp", "--max-memory-gb", "0", "--out", out]) == 2
     assert "--max-memory-gb 0.0: must be > 0" in capsys.readouterr().err
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_cuda_graph_serving_replays_what_was_timed():
+    # only where a GPU is at hand (the calibration kit's host): CI has none, and skips it
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from profiler.models import build
+    from profiler.profile import Runner
+
+    module, make_batch, _ = build("mlp", {"in_features": 32, "hidden": 64, "layers": 2, "out_features": 8})
+    eager = Runner(torch, module, make_batch, "cuda", "fp32", False, False, math.inf)
+    graphs = Runner(torch, module, make_batch, "cuda", "fp32", False, True, math.inf)
+    for b in (4, 3, 1):
+        graphs.prepare(b)
+    x = graphs.cast(make_batch(3))
+    with torch.inference_mode():
+        assert torch.allclose(graphs.run(x), eager.run(x), atol=1e-5)
+    assert set(graphs.graphs) == {1, 3, 4} and graphs.pool is not None

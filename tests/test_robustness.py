@@ -84,6 +84,8 @@ def test_uniform_tokens_take_min_max_and_unknown_keys_list_the_allowed_ones(writ
     raw["workload"]["prompt_tokens"] = {"dist": "uniform", "min": 100, "maxx": 200}
     msgs = str(error_for(raw, write_yaml))
     assert "allowed keys (for dist 'uniform'): low (or min), high (or max)" in msgs and "(none)" not in msgs
+    raw["workload"]["prompt_tokens"] = {"dist": "uniform", "min": 100, "low": 120, "high": 200}
+    assert "give low or min, not both" in str(error_for(raw, write_yaml))
 
 
 def test_lognormal_mean_outside_its_bounds_is_refused(write_yaml):
@@ -106,11 +108,17 @@ def test_file_errors_name_file_lines_the_same_way(write_yaml, tmp_path):
     assert err.path == "line 3, column arrival_s" and "np." not in err.message
 
 
-def test_duplicate_yaml_keys_are_refused(tmp_path):
+def test_duplicate_yaml_keys_are_refused_but_merge_keys_still_work(tmp_path):
     p = tmp_path / "d.yaml"
     p.write_text("name: a\nrequests: 10\nworkload: {arrival: {process: poisson, rate_rps: 1, rate_rps: 2}}\n")
     with pytest.raises(ScenarioError, match="'rate_rps' is given twice"):
         load_scenario(p)
+    # a merge key (<<: *anchor) brings keys that the mapping may override: that is not a duplicate
+    p.write_text("name: a\nrequests: 10\nbase: &b {process: poisson, rate_rps: 1}\n"
+                 "workload: {arrival: {<<: *b, rate_rps: 3}}\ncost_model: {kind: affine, base_ms: 1, per_item_ms: 1}\n")
+    from sim.config import load_yaml
+    raw = load_yaml(p.read_text())
+    assert raw["workload"]["arrival"] == {"process": "poisson", "rate_rps": 3}
 
 
 def test_suspicious_inputs_warn_in_check_and_in_the_summary(write_yaml, tmp_path):
