@@ -1,9 +1,8 @@
 """A real batching server in one process: the measured half of `servesim validate`.
 
 An arrival thread releases requests at their trace times on the real clock into a queue; the serving
-loop forms batches with the same dispatch semantics as the simulator (sim/batching/base.py: start when
-a preferred/full batch waits or the oldest request's delay has run out, then take every waiting request
-up to the limit), assembles the input tensor from per-request inputs, runs the torch model and
+loop forms batches with the simulator's own dispatch rule (sim.batching.DispatchRule: start when a
+preferred/full batch waits or the oldest request's delay has run out, then `rule.take` requests), assembles the input tensor from per-request inputs, runs the torch model and
 synchronises. Every request's arrival, dispatch, completion and batch size is recorded on the real clock,
 and so are the server's own overheads (input assembly, and the gap between one batch finishing and the
 next starting when requests were already waiting).
@@ -81,9 +80,7 @@ def serve_trace(runner, rule, arrival_s: np.ndarray, item_pool) -> ServeRecord:
     completion = np.full(n, np.nan)
     size = np.zeros(n, dtype=np.int32)
     assembly, compute, gaps, sizes = [], [], [], []
-    limit = rule.max_batch_size
-    smallest = rule.preferred_batch_sizes[0]
-    preferred = rule.preferred_batch_sizes
+    smallest = rule.smallest
     delay = rule.delay_s
     clock = time.perf_counter
     feeder = Feeder(arrival_s)
@@ -107,9 +104,7 @@ def serve_trace(runner, rule, arrival_s: np.ndarray, item_pool) -> ServeRecord:
                 except queue.Empty:
                     pass
                 continue
-            k = min(len(waiting), limit)
-            if now < due:
-                k = max(p for p in preferred if p <= k)
+            k = rule.take(len(waiting), now < due)
             batch, waiting = waiting[:k], waiting[k:]
             t_dispatch = clock()
             if last_end is not None and released[batch[0]] <= last_end - t0:

@@ -26,15 +26,25 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from . import arrivals, batching, cost, sizes
+from .fleet import routers
 from .scenario import DEFAULT_REQUESTS, MAX_TOTAL_REQUESTS, Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_PATH = ROOT / "docs" / "scenario-reference.md"
 WRITE_COMMAND = "python -m sim.docgen --write"
-REGISTRIES = (arrivals.REGISTRY, batching.REGISTRY, cost.REGISTRY)
+REGISTRIES = (arrivals.REGISTRY, batching.REGISTRY, cost.REGISTRY, routers.REGISTRY)
 TOKEN_DISTS = (sizes.FixedTokens, sizes.UniformTokens, sizes.LognormalTokens, sizes.EmpiricalTokens)
 # what each discriminator selects, for union sections and tag rows
-_WHAT = {**{reg.tag: reg.what for reg in REGISTRIES}, "dist": "token distribution"}
+_WHAT = {**{reg.tag: reg.what for reg in REGISTRIES[:3]}, "dist": "token distribution"}
+
+
+def _what(members: tuple, tag: Optional[str]) -> str:
+    """Returns what a union's tag selects ("router", "batching policy"): routers and batching policies
+    share the tag `policy`, so the registry holding the members decides."""
+    for reg in REGISTRIES:
+        if members and reg.tag == tag and members[0] in (reg.get(n) for n in reg.names()):
+            return reg.what
+    return _WHAT.get(tag, "one of several models")
 # cross-field rules the field declarations cannot show, keyed by the section's dotted path ("" = top level)
 _NOTES = {
     "": (f"Run length: give `requests` or `duration_s`, not both. With neither, a scenario runs "
@@ -59,7 +69,7 @@ class Section:
         if self.paths == [""]:
             return "Top level"
         keys = ", ".join(f"`{p}`" for p in self.paths)
-        return f"{keys}: {_WHAT.get(self.tag, 'one of several models')}" if self.tag else keys
+        return f"{keys}: {_what(self.members, self.tag)}" if self.tag else keys
 
     @property
     def anchor(self) -> str:
@@ -129,7 +139,7 @@ def render() -> str:
             out += [f"The same keys apply under {', '.join(f'`{p}`' for p in sec.paths[1:])}.", ""]
         if sec.tag:
             names = ", ".join(f"`{_tag_value(c, sec.tag)}`" for c in sec.members)
-            out += [f"`{_join(sec.paths[0], sec.tag)}` selects the {_WHAT.get(sec.tag, 'model')}: one of {names}.", ""]
+            out += [f"`{_join(sec.paths[0], sec.tag)}` selects the {_what(sec.members, sec.tag)}: one of {names}.", ""]
         if note:
             out += [note, ""]
         for cls in sec.members:
@@ -175,7 +185,7 @@ def _class_table(cls: type[BaseModel], sec: Section, links: dict) -> list[str]:
         key = f"`{_join(sec.paths[0], name)}`"
         if name == sec.tag:
             value = _tag_value(cls, name)
-            row = [key, "str", "*required*", f"`{value}`", f"selects this {_WHAT.get(name, 'model')}"]
+            row = [key, "str", "*required*", f"`{value}`", f"selects this {_what(sec.members, name)}"]
         else:
             row = [key, _type_cell(info, links), _default(info), _allowed(info), info.description or ""]
         lines.append("| " + " | ".join(_cell(c) for c in row) + " |")

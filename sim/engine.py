@@ -1,4 +1,5 @@
-"""SimPy engine for request-level batching on replicas sharing one FCFS queue.
+"""SimPy engine for request-level batching on replicas sharing one FCFS queue (the `shared_queue`
+router's fast path; replicas with queues of their own are sim.replica.batch).
 
 Performance design: arrivals are known in advance (open loop) and kept in a plain list, so a free
 replica finds how many requests have arrived by time t with `bisect` instead of one SimPy process or
@@ -35,6 +36,23 @@ class BatchLog:
     completion_s: np.ndarray   # batch end times
     replica: np.ndarray        # int32, replica that ran each batch
     step_s: np.ndarray         # step duration of each batch (completion - dispatch, kept exact)
+    # replicas with queues of their own (sim.fleet) take requests out of arrival order: `order` lists the
+    # request ids in the order the batches took them (None: arrival order, the shared queue), `routed` the
+    # replica each request was sent to (None: shared queue, where the batch's replica is the one)
+    order: Optional[np.ndarray] = None
+    routed: Optional[np.ndarray] = None
+
+    def request_batch(self) -> np.ndarray:
+        """Returns, per request in arrival order, the index of the batch that served it (-1: never served)."""
+        n = self.arrival_s.size
+        batch = np.full(n, -1, dtype=np.int64)
+        served = self.served
+        of = np.repeat(np.arange(self.size.size, dtype=np.int64), self.size)
+        if self.order is None:
+            batch[:served] = of
+        else:
+            batch[self.order] = of
+        return batch
 
     @property
     def served(self) -> int:
@@ -44,40 +62,39 @@ class BatchLog:
 
 def simulate(rule: DispatchRule, cost: CostModel, arrival_s: np.ndarray, *, replicas: int = 1,
              noise_rng: Optional[np.random.Generator] = None) -> BatchLog:
-    """Runs the batching system over the given sorted arrival times (seconds); returns the BatchLog.
+    """Runs `replicas` identical replicas sharing one FCFS queue over the given sorted arrival times
+    (seconds); returns the BatchLog. `noise_rng` drives the cost model's per-batch jitter; it is required
+    when the cost model has noise."""
+    return simulate_shared([(rule, cost)] * replicas, arrival_s, noise_rng=noise_rng)
 
-    `noise_rng` drives the cost model's per-batch jitter; it is required when the cost model has noise.
-    """
+
+def simulate_shared(specs: list, arrival_s: np.ndarray, *, noise_rng: Optional[np.random.Generator] = None) -> BatchLog:
+    """Runs one replica per (DispatchRule, CostModel) in `specs`, all sharing one FCFS queue, over the
+    sorted arrival times (seconds); returns the BatchLog. Replicas may differ (heterogeneous groups):
+    whichever is free first takes the head of the queue under its own rule. One jitter sampler per
+    distinct cost model, all drawn from `noise_rng` in batch order."""
     arrivals = np.ascontiguousarray(arrival_s, dtype=float)
     arr = arrivals.tolist()
     n = len(arr)
-    limit = rule.max_batch_size
-    preferred = rule.preferred_batch_sizes
-    pmin = preferred[0] - 1  # offset of the request whose arrival completes the smallest preferred batch
-    delay = rule.delay_s
-    # floor_pref[k]: largest preferred size <= k (only used once k >= smallest preferred size)
-    floor_pref = [0] * (limit + 1)
-    best = 0
-    for k in range(limit + 1):
-        if k in preferred:
-            best = k
-        floor_pref[k] = best
-    plain = preferred == (limit,)
-    table = cost.step_table_s(limit).tolist()
-    if cost.is_noisy() and noise_rng is None:
-        raise ValueError("the cost model has noise: pass noise_rng")
-    jitter = cost.jitter(noise_rng) if noise_rng is not None else None
-
+    inf = math.inf
     sizes = array("i")
     dispatch = array("d")
     completion = array("d")
     steps = array("d")
     who = array("i")
     state = {"head": 0}
-    inf = math.inf
+    prepared: dict = {}
+    for rule, cost in specs:
+        if id(cost) not in prepared:
+            if cost.is_noisy() and noise_rng is None:
+                raise ValueError("the cost model has noise: pass noise_rng")
+            prepared[id(cost)] = cost.jitter(noise_rng) if noise_rng is not None else None
 
-    def replica(env: simpy.Environment, rid: int):
+    def replica(env: simpy.Environment, rid: int, rule: DispatchRule, table: list, jitter):
+        # hot path: DispatchRule.start_s and .take inlined (one batch per loop, no call per request)
         timeout = env.timeout
+        limit, delay, floor_pref, plain = rule.max_batch_size, rule.delay_s, rule._floor, rule.plain
+        pmin = rule.smallest - 1  # offset of the request whose arrival completes the smallest preferred batch
         while True:
             h = state["head"]
             if h >= n:
@@ -97,7 +114,7 @@ def simulate(rule: DispatchRule, cost: CostModel, arrival_s: np.ndarray, *, repl
                 k = floor_pref[k]
             state["head"] = h + k
             step = table[k]
-            if jitter is not None:  # one sampler shared by all replicas: draws follow batch order
+            if jitter is not None:  # one sampler per cost model: draws follow batch order
                 step *= jitter(k)
             end = d + step
             sizes.append(k)
@@ -108,8 +125,12 @@ def simulate(rule: DispatchRule, cost: CostModel, arrival_s: np.ndarray, *, repl
             yield timeout(end - t)
 
     env = simpy.Environment()
-    for rid in range(replicas):
-        env.process(replica(env, rid))
+    tables: dict = {}
+    for rid, (rule, cost) in enumerate(specs):
+        key = (id(cost), rule.max_batch_size)
+        if key not in tables:
+            tables[key] = cost.step_table_s(rule.max_batch_size).tolist()
+        env.process(replica(env, rid, rule, tables[key], prepared[id(cost)]))
     env.run()
     return BatchLog(
         arrival_s=arrivals,

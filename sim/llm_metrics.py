@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ScenarioError
-from .llm_engine import LlmLog
+from .replica.llm_log import LlmLog
 from .metrics import offered_load, stability
 from .stats import PERCENTILES, confidence, scalar_ci, slo_verdict, with_ci
 
@@ -50,6 +50,21 @@ class _LlmRep:
         win = (log.step_start_s >= self.start_s) & (log.step_start_s < self.end_s)
         self.win = win
         self.busy_s = float(log.step_s[win].sum())
+        self.measured = log.arrival_s >= warmup_s
+        self.done_in_window = done
+
+    def view(self, replicas: int):
+        from .fleet.summary import ReplicaView
+
+        log = self.log
+        where = log.routed if log.routed is not None else log.replica
+        rep = where[self.measured] if where is not None else np.zeros(int(self.measured.sum()), np.int32)
+        lat = np.where(log.finished, log.finish_s - log.arrival_s, np.nan)[self.measured]
+        step_rep = log.step_replica if log.step_replica is not None else np.zeros(log.step_s.size, np.int32)
+        served_by = log.replica if log.replica is not None else np.zeros(log.arrival_s.size, np.int32)
+        done = self.done_in_window & (served_by >= 0)
+        return ReplicaView(rep, lat, np.bincount(served_by[done], minlength=replicas),
+                           np.bincount(step_rep[self.win], weights=log.step_s[self.win], minlength=replicas), self.span_s)
 
 
 def _weighted_stats(values: np.ndarray, weights: np.ndarray) -> dict:
@@ -66,8 +81,16 @@ def _weighted_stats(values: np.ndarray, weights: np.ndarray) -> dict:
 
 
 def capacity_rps(scenario, logs: list[LlmLog]) -> float:
-    """Returns an estimate of the engine's saturated request rate for the sampled request sizes."""
-    pol, cost = scenario.server.batching, scenario.cost_model
+    """Returns an estimate of the fleet's saturated request rate for the sampled request sizes: the sum
+    over replicas of one engine's estimate (engine_capacity_rps)."""
+    total = 0.0
+    for g in scenario.fleet_groups:
+        total += g.replicas * engine_capacity_rps(g.batching, g.cost_model, logs)
+    return total
+
+
+def engine_capacity_rps(pol, cost, logs: list[LlmLog]) -> float:
+    """Returns an estimate of one engine's saturated request rate for the sampled request sizes."""
     ok = [~log.refused for log in logs]  # refused requests take no engine time
     if not any(k.any() for k in ok):
         return math.nan
@@ -136,9 +159,11 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
                  (r.log.step_s[r.win], r.log.step_decode_tokens[r.win]) for r in reps]
     itl = _weighted_stats(np.concatenate([v for v, _ in itl_parts]), np.concatenate([w for _, w in itl_parts]))
     kv_util = []
+    replicas = scenario.total_replicas
     for r in reps:
         w = r.log.step_s[r.win]
-        kv = r.log.step_kv_used[r.win] / max(r.log.kv_capacity_tokens, 1)
+        kv = r.log.step_kv_fraction()[r.win]
+        # time-weighted mean over each replica's busy time, averaged over replicas (idle time holds no KV)
         kv_util.append((float((kv * w).sum() / w.sum()) if w.sum() else math.nan, float(kv.max(initial=0.0))))
     decode_slots = sum(int(r.log.step_decode_slots[r.win].sum()) for r in reps)
     decode_tokens = sum(int(r.log.step_decode_tokens[r.win].sum()) for r in reps)
@@ -163,7 +188,7 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
                        "max": int(max(r.log.step_decode_slots.max(initial=0) for r in reps)),
                        "steps": int(sum(r.win.sum() for r in reps))},
         "decode_padding_fraction": 1 - decode_tokens / decode_slots if decode_slots else 0.0,
-        "utilization": sum(r.busy_s for r in reps) / span,
+        "utilization": sum(r.busy_s for r in reps) / (replicas * span),
         "kv_cache": {"capacity_tokens": logs[0].kv_capacity_tokens,
                      "mean_utilization": float(np.nanmean([u for u, _ in kv_util])),
                      "max_utilization": float(max(m for _, m in kv_util))},
@@ -195,10 +220,13 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
         summary["slo"] = {"targets": targets, "met": all(t["met"] for t in targets.values()), "attainment_target": "ttft+tpot"}
         summary["slo_attainment"] = ok_n / (n + unfinished + rejected)  # unserved requests count as misses
         summary["goodput_rps"] = throughput * ok_n / n  # the share of finished requests that met both targets
+    from .fleet.summary import fleet_sections
+
+    summary.update(fleet_sections(scenario.fleet_groups, [r.view(replicas) for r in reps], throughput))
     return summary
 
 
-def request_frame(logs: list[LlmLog]) -> pd.DataFrame:
+def request_frame(logs: list[LlmLog], groups=None) -> pd.DataFrame:
     """Returns one row per request: arrival, first token, finish (seconds), TTFT, E2EL, TPOT, sizes, preemptions."""
     frames = []
     for rep, log in enumerate(logs):
@@ -212,4 +240,10 @@ def request_frame(logs: list[LlmLog]) -> pd.DataFrame:
             "ttft_s": ttft, "e2e_s": e2e, "tpot_s": tpot, "latency_s": e2e,
             "prompt_tokens": log.prompt_tokens, "output_tokens": log.output_tokens,
             "preemptions": log.preemptions, "recomputed_tokens": log.recomputed_tokens}))
+        replica = log.routed if log.routed is not None else log.replica
+        if replica is not None:
+            frames[-1]["replica"] = replica.astype(np.int32)
+            if groups is not None:
+                from .metrics import group_column
+                frames[-1]["group"] = group_column(groups, replica)
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)

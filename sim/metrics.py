@@ -14,28 +14,31 @@ from .stats import confidence, scalar_ci, slo_verdict, with_ci
 HIGH_UTILIZATION = 0.9
 
 
-def request_frame(logs: list[BatchLog]) -> pd.DataFrame:
+def request_frame(logs: list[BatchLog], groups=None) -> pd.DataFrame:
     """Returns one row per request of every replication (unserved requests have NaN dispatch/completion)."""
-    frames = [pd.DataFrame(request_columns(log, rep)) for rep, log in enumerate(logs)]
+    frames = [pd.DataFrame(request_columns(log, rep, groups)) for rep, log in enumerate(logs)]
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-def request_columns(log: BatchLog, replication: int = 0) -> dict[str, np.ndarray]:
-    """Returns per-request numpy columns: times in seconds, batch id and size, replica."""
+def request_columns(log: BatchLog, replication: int = 0, groups=None) -> dict[str, np.ndarray]:
+    """Returns per-request numpy columns: times in seconds, batch id and size, replica (the one it was
+    routed to, or behind a shared queue the one that served it; -1: never served) and its group."""
     n = log.arrival_s.size
-    served = log.served
-    batch = np.full(n, -1, dtype=np.int64)
-    batch[:served] = np.repeat(np.arange(log.size.size, dtype=np.int64), log.size)
+    batch = log.request_batch()
+    ok = batch >= 0
+    b = batch[ok]
     dispatch = np.full(n, np.nan)
     completion = np.full(n, np.nan)
     size = np.zeros(n, dtype=np.int32)
-    replica = np.full(n, -1, dtype=np.int32)
-    b = batch[:served]
-    dispatch[:served] = log.dispatch_s[b]
-    completion[:served] = log.completion_s[b]
-    size[:served] = log.size[b]
-    replica[:served] = log.replica[b]
-    return {
+    dispatch[ok] = log.dispatch_s[b]
+    completion[ok] = log.completion_s[b]
+    size[ok] = log.size[b]
+    if log.routed is not None:
+        replica = log.routed.astype(np.int32, copy=True)
+    else:
+        replica = np.full(n, -1, dtype=np.int32)
+        replica[ok] = log.replica[b]
+    cols = {
         "replication": np.full(n, replication, dtype=np.int32),
         "request_id": np.arange(n, dtype=np.int64),
         "arrival_s": log.arrival_s,
@@ -47,6 +50,17 @@ def request_columns(log: BatchLog, replication: int = 0) -> dict[str, np.ndarray
         "batch_size": size,
         "replica": replica,
     }
+    if groups is not None:
+        cols["group"] = group_column(groups, replica)
+    return cols
+
+
+def group_column(groups, replica: np.ndarray) -> pd.Categorical:
+    """Returns each request's group name from its replica index (-1: none) as a categorical column."""
+    names = [g.name for g in groups]
+    of = np.repeat(np.arange(len(groups)), [g.replicas for g in groups])
+    codes = np.where(replica >= 0, of[np.clip(replica, 0, None)], -1)
+    return pd.Categorical.from_codes(codes, categories=names)
 
 
 class _Rep:
@@ -57,37 +71,47 @@ class _Rep:
     long queue delay, say) would otherwise dilute them."""
 
     def __init__(self, log: BatchLog, warmup_s: float, replicas: int):
-        served = log.served
         self.log = log
-        a = log.arrival_s[:served]
-        first = int(np.searchsorted(a, warmup_s, side="left"))
-        counts = np.cumsum(log.size, dtype=np.int64)
-        b0 = int(np.searchsorted(counts, first, side="right"))  # first batch holding a measured request
-        offset = first - (int(counts[b0 - 1]) if b0 else 0)
-        idx = np.repeat(np.arange(b0, log.size.size), log.size[b0:])[offset:]
-        self.arrival = a[first:]
-        self.latency = log.completion_s[idx] - self.arrival
-        self.wait = log.dispatch_s[idx] - self.arrival
+        a_all = log.arrival_s
+        batch = log.request_batch()
+        first = int(np.searchsorted(a_all, warmup_s, side="left"))
+        mb = batch[first:]
+        served = mb >= 0
+        self.arrival = a_all[first:][served]
+        self.latency = log.completion_s[mb[served]] - self.arrival
+        self.wait = log.dispatch_s[mb[served]] - self.arrival
         self.n = self.arrival.size
         # requests that arrived in the measured window but never formed a batch (static, no timeout)
-        self.unserved = int(log.arrival_s.size - max(served, int(np.searchsorted(log.arrival_s, warmup_s))))
-        self.departure = np.full(log.arrival_s.size, np.nan)  # per request, NaN when never served
-        self.departure[:served] = np.repeat(log.completion_s, log.size)
-        self.start_s = warmup_s if warmup_s > 0 else (float(log.arrival_s[0]) if log.arrival_s.size else 0.0)
-        last_arrival = float(log.arrival_s[-1]) if log.arrival_s.size else self.start_s
-        last_done = float(log.completion_s[idx].max()) if self.n else self.start_s
+        self.unserved = int((~served).sum())
+        self.departure = np.full(a_all.size, np.nan)  # per request, NaN when never served
+        self.departure[batch >= 0] = log.completion_s[batch[batch >= 0]]
+        self.measured_replica = (log.routed[first:] if log.routed is not None else
+                                 np.where(served, log.replica[np.clip(mb, 0, None)], -1))
+        self.measured_latency = np.full(mb.size, np.nan)
+        self.measured_latency[served] = self.latency
+        self.start_s = warmup_s if warmup_s > 0 else (float(a_all[0]) if a_all.size else 0.0)
+        last_arrival = float(a_all[-1]) if a_all.size else self.start_s
+        last_done = float((self.arrival + self.latency).max()) if self.n else self.start_s
         # one request, or all at one instant: no window of flowing traffic, so rates run to the last completion
         self.end_s = last_arrival if last_arrival > self.start_s else last_done
         self.span_s = max(self.end_s - self.start_s, 1e-300)
-        self.horizon_s = float(max(log.completion_s.max(initial=0.0), log.arrival_s.max(initial=0.0)))
+        self.horizon_s = float(max(log.completion_s.max(initial=0.0), a_all.max(initial=0.0)))
         self.batch_sizes = log.size[log.dispatch_s >= warmup_s]
         d = np.clip(log.dispatch_s, self.start_s, self.end_s)
         c = np.clip(log.completion_s, self.start_s, self.end_s)
-        self.busy_s = float((c - d).sum())
+        self.busy_per_replica = np.bincount(log.replica, weights=c - d, minlength=replicas)
+        self.busy_s = float(self.busy_per_replica.sum())
         self.utilization = self.busy_s / (replicas * self.span_s)
         done = (log.completion_s >= self.start_s) & (log.completion_s <= self.end_s)
-        self.completed = int(log.size[done].sum(dtype=np.int64))  # any request finishing in the window
+        self.completed_per_replica = np.bincount(log.replica[done], weights=log.size[done], minlength=replicas).astype(np.int64)
+        self.completed = int(self.completed_per_replica.sum())  # any request finishing in the window
         self.throughput_rps = self.completed / self.span_s
+
+    def view(self):
+        from .fleet.summary import ReplicaView
+
+        return ReplicaView(self.measured_replica, self.measured_latency, self.completed_per_replica,
+                           self.busy_per_replica, self.span_s)
 
 
 def littles_law(rep: _Rep) -> dict[str, float]:
@@ -151,7 +175,7 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
 
     Raises ScenarioError when nothing could be measured (warm-up past the last arrival, static batches
     that never fill); sim.runner.preflight catches those before simulating."""
-    replicas = scenario.server.replicas
+    replicas = scenario.total_replicas
     reps = [_Rep(log, scenario.warmup_s, replicas) for log in logs]
     n = sum(r.n for r in reps)
     if n == 0:
@@ -165,7 +189,7 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
     if not a_priori:
         warnings.append(
             f"UNSTABLE: offered load {offered:.6g} rps is {load:.0%} of capacity {capacity:.6g} rps "
-            f"({replicas} replica(s) x full batches of {scenario.rule.max_batch_size}); the queue grows without "
+            f"({replicas} replica(s) x full batches); the queue grows without "
             "bound, so latencies depend on the run length and mean nothing in steady state")
     stable, growth = stability(a_priori, [(r.log.arrival_s, r.departure, r.start_s) for r in reps], warnings)
     unserved = sum(r.unserved for r in reps)
@@ -186,7 +210,7 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
         warnings.append(
             f"the replicas were busy {utilization:.0%} of the time although the offered load is {load:.0%} of "
             f"full-batch capacity: batches average "
-            f"{mean_batch:.3g} of {scenario.rule.max_batch_size}, so the real headroom is small; expect latency to "
+            f"{mean_batch:.3g} of up to {max(g.batching.rule(g.cost_model.batch_limit()).max_batch_size for g in scenario.fleet_groups)}, so the real headroom is small; expect latency to "
             "climb steeply with more traffic")
     lat = with_ci([r.latency for r in reps])
     summary: dict = {
@@ -222,6 +246,9 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
     }
     if scenario.slo is not None:
         summary.update(_slo(scenario.slo.targets_ms(), reps, lat))
+    from .fleet.summary import fleet_sections
+
+    summary.update(fleet_sections(scenario.fleet_groups, [r.view() for r in reps], throughput))
     return summary
 
 

@@ -12,21 +12,16 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from .engine import simulate
 from .errors import ScenarioError
-from .metrics import request_frame, summarize
+from .kinds import engine_kind
 from .outdir import OutputDir
 from .rng import component_rng
 from .scenario import Scenario, blame, check, scenario_warnings
 
-PLOTS = {"batch": ("latency_cdf.png", "batch_size.png", "queue_length.png"),
-         "llm": ("llm_latency_cdf.png", "kv_cache.png")}
-
-
 def output_names(scenario: Scenario, records: bool, plots: bool) -> list[str]:
     """Returns the file names a run of `scenario` writes into its output folder."""
     names = ["summary.json", "scenario.json"] + (["requests.parquet"] if records else [])
-    return names + (list(PLOTS["llm" if scenario.is_llm else "batch"]) if plots else [])
+    return names + (list(engine_kind(scenario).plots) if plots else [])
 
 
 @dataclass
@@ -40,10 +35,7 @@ class Result:
     @cached_property
     def requests(self) -> pd.DataFrame:
         """One row per request of every replication; times in seconds."""
-        if self.scenario.is_llm:
-            from .llm_metrics import request_frame as llm_frame
-            return llm_frame(self.logs)
-        return request_frame(self.logs)
+        return engine_kind(self.scenario).request_frame(self.logs, self.scenario)
 
     def write(self, out_dir, *, records: Optional[bool] = None, plots: Optional[bool] = None) -> list[Path]:
         """Writes summary.json, scenario.json (+ requests.parquet, PNG plots) into out_dir; returns the
@@ -59,8 +51,7 @@ class Result:
             if records:
                 self.requests.to_parquet(tmp / "requests.parquet", index=False)
             if plots:
-                from .plots import write_llm_plots, write_plots
-                (write_llm_plots if self.scenario.is_llm else write_plots)(self, tmp)
+                engine_kind(self.scenario).write_plots(self, tmp)
             return out.commit(tmp)
 
 
@@ -92,7 +83,7 @@ def generate_workload(scenario: Scenario, replication: int = 0) -> Workload:
     """Returns the requests of one replication, drawn from the scenario's own random streams."""
     arr_rng = component_rng(scenario.seed, replication, "workload.arrival")
     arrivals = scenario.workload.arrival.arrival_times_s(arr_rng, **scenario.horizon())
-    if not scenario.is_llm:
+    if not engine_kind(scenario).needs_tokens:
         return Workload(arrivals)
     from .sizes import sample_pair
 
@@ -124,52 +115,14 @@ def _unmeasurable(scenario: Scenario, workload: Workload) -> Optional[tuple[str,
         return "warmup_s", (f"{scenario.warmup_s:g} s is after the last arrival ({last:.6g} s): no request is left "
                             "to measure; lower warmup_s or lengthen the run")
     first_measured = int(np.searchsorted(a, scenario.warmup_s, side="left"))
-    pol = scenario.server.batching
-    if scenario.is_llm:
-        prompt, output = workload.prompt_tokens[first_measured:], workload.output_tokens[first_measured:]
-        if not pol.fits(prompt, output).any():
-            return _never_fits(pol, prompt, output)
-    if pol.policy in ("static", "llm_static"):
-        rule = pol.rule(scenario.cost_model.batch_limit())
-        if math.isinf(rule.delay_s) and (a.size // rule.max_batch_size) * rule.max_batch_size <= first_measured:
-            return "server.batching.max_batch_size", (
-                f"no measured request would ever be dispatched: {a.size} requests arrive ({a.size - first_measured} "
-                f"after the warm-up) and batches wait for {rule.max_batch_size}; lower max_batch_size, lengthen the "
-                "run or set max_queue_delay_ms")
-    return None
-
-
-def _never_fits(pol, prompt: np.ndarray, output: np.ndarray) -> tuple[str, str]:
-    """Returns (key path, message) for LLM requests none of which can ever run."""
-    if pol.policy == "llm_static":
-        need = int((prompt + output).min())
-        return ("server.batching.kv_cache_tokens", f"{pol.kv_cache_tokens} tokens hold no measured request: the "
-                f"smallest needs {need} (prompt + output); raise kv_cache_tokens to at least {need}")
-    last_kv = prompt + output - 1
-    blocks_needed = int((-(-last_kv // pol.block_size)).min())
-    if blocks_needed > pol.kv_blocks:
-        return ("server.batching.kv_cache_tokens",
-                f"{pol.kv_cache_tokens} tokens ({pol.kv_blocks} blocks of {pol.block_size}) hold no measured request: "
-                f"the smallest needs {blocks_needed} blocks (prompt + output - 1 = {int(last_kv.min())} tokens); "
-                f"raise kv_cache_tokens to at least {blocks_needed * pol.block_size}")
-    return ("server.batching.max_num_batched_tokens",
-            f"{pol.max_num_batched_tokens} is below every measured request's prompt + output - 1 "
-            f"(smallest {int(last_kv.min())}); without chunked prefill a (re)prefill must fit in one step: raise it "
-            "or set chunked_prefill: true")
+    return engine_kind(scenario).unmeasurable(scenario, workload, first_measured)
 
 
 def simulate_replication(scenario: Scenario, replication: int = 0, workload: Optional[Workload] = None):
     """Runs one independent replication of the scenario (its workload is generated unless given);
     returns its BatchLog (LlmLog for LLM policies)."""
     wl = workload or generate_workload(scenario, replication)
-    if scenario.is_llm:
-        from .llm_engine import simulate_continuous, simulate_static
-
-        engine = simulate_continuous if scenario.server.batching.policy == "continuous" else simulate_static
-        return engine(scenario.server.batching, scenario.cost_model, wl.arrival_s, wl.prompt_tokens, wl.output_tokens)
-    noise_rng = component_rng(scenario.seed, replication, "cost_model.noise")
-    return simulate(scenario.rule, scenario.cost_model, wl.arrival_s, replicas=scenario.server.replicas,
-                    noise_rng=noise_rng)
+    return engine_kind(scenario).simulate(scenario, wl, replication)
 
 
 def run(scenario: Scenario, source: str = "<scenario>") -> Result:
@@ -179,12 +132,9 @@ def run(scenario: Scenario, source: str = "<scenario>") -> Result:
     check(scenario, source)
     first = generate_workload(scenario, 0)
     preflight(scenario, first, source)
+    kind = engine_kind(scenario)
     logs = [simulate_replication(scenario, r, first if r == 0 else None) for r in range(scenario.replications)]
-    if scenario.is_llm:
-        from .llm_metrics import summarize_llm
-        summary = summarize_llm(scenario, logs, source)
-    else:
-        summary = summarize(scenario, logs, source)
+    summary = kind.summarize(scenario, logs, source)
     summary["batching"] = scenario.batching_description()
     summary["warnings"] = summary["warnings"] + scenario_warnings(scenario)
     return Result(scenario=scenario, summary=summary, logs=logs)

@@ -7,7 +7,10 @@ stale). In short:
     name, seed (0), requests (100000; a trace replays whole) | duration_s, warmup_s (0), replications (1)
     workload: {arrival: {process: poisson|constant|gamma|trace, ...}, prompt_tokens, output_tokens (LLM)}
     cost_model: {kind: affine|table|roofline|profile|llm|llm_roofline, ...}
-    server: {replicas: 1, batching: {policy: none|static|dynamic|continuous|llm_static, ...}}
+    server: {replicas: 1, batching: {policy: none|static|dynamic|continuous|llm_static, ...},
+             router: {policy: shared_queue|round_robin|random|join_shortest_queue|power_of_two|
+                      least_outstanding_tokens|least_kv}, gpus_per_replica, cost_per_hour,
+             groups: [{name, replicas, cost_model, batching, gpus_per_replica, cost_per_hour}]}
     slo: {latency_p99_ms, ... | ttft_p99_ms, tpot_p99_ms} (default none); outputs: {records: true, plots: true}
 """
 from pathlib import Path
@@ -18,6 +21,7 @@ import yaml
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 from . import arrivals, batching, cost, sizes
+from .fleet import routers
 from .config import StrictModel, load_yaml, read_yaml_mapping
 from .errors import ScenarioError, shown
 
@@ -29,6 +33,7 @@ _TAGS = ("process", "policy", "kind", "dist")
 ArrivalSpec = arrivals.REGISTRY.union()
 BatchingSpec = batching.REGISTRY.union()
 CostSpec = cost.REGISTRY.union()
+RouterSpec = routers.REGISTRY.union()
 
 
 class Workload(StrictModel):
@@ -43,11 +48,33 @@ class Workload(StrictModel):
         return self.tokens_from_trace or (self.prompt_tokens is not None and self.output_tokens is not None)
 
 
+class Group(StrictModel):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="names the group in outputs (letters, digits, _ . -)")
+    replicas: int = Field(ge=1, le=100_000, description="identical replicas in this group")
+    cost_model: Optional[CostSpec] = Field(default=None, description="this group's step time; default: the "
+                                           "scenario's cost_model")
+    batching: Optional[BatchingSpec] = Field(default=None, description="this group's batching policy; default: "
+                                             "server.batching")
+    gpus_per_replica: int = Field(default=1, ge=1, le=1024, description="GPUs one replica uses (prices it)")
+    cost_per_hour: Optional[float] = Field(default=None, ge=0, le=1e6, description="USD per replica-hour; default: "
+                                           "gpus_per_replica x the GPU's on-demand price (sim.prices)")
+
+
 class Server(StrictModel):
-    replicas: int = Field(default=1, ge=1, le=100_000, description="model instances sharing one batching queue")
+    replicas: int = Field(default=1, ge=1, le=100_000, description="identical replicas (not with groups)")
     batching: BatchingSpec = Field(default_factory=batching.DynamicBatching,
                                    description="batching policy; default: dynamic with the cost model's batch limit "
                                    "and no queue delay")
+    router: RouterSpec = Field(default_factory=routers.SharedQueue,
+                               description="which replica a request joins; default: shared_queue (one FCFS queue "
+                               "that every replica takes from)")
+    groups: Optional[list[Group]] = Field(default=None, min_length=1, description="heterogeneous replicas behind one "
+                                          "router, instead of replicas; default: none")
+    gpus_per_replica: int = Field(default=1, ge=1, le=1024, description="GPUs one replica uses (prices it; not with "
+                                  "groups)")
+    cost_per_hour: Optional[float] = Field(default=None, ge=0, le=1e6, description="USD per replica-hour; default: "
+                                           "gpus_per_replica x the GPU's on-demand price (sim.prices); not with groups")
 
 
 class Slo(StrictModel):
@@ -84,7 +111,8 @@ class Scenario(StrictModel):
     replications: int = Field(default=1, ge=1, le=10_000, description="independent runs, for confidence intervals "
                               "across them (one run: batch means)")
     workload: Workload = Field(description="arrivals and, for LLM policies, request sizes")
-    cost_model: CostSpec = Field(description="step time of one batch (or LLM engine step)")
+    cost_model: Optional[CostSpec] = Field(default=None, description="step time of one batch (or LLM engine step); "
+                                           "required unless every server.groups entry gives its own")
     server: Server = Field(default_factory=Server, description="replicas and batching policy")
     slo: Optional[Slo] = Field(default=None, description="latency targets; default: none")
     outputs: Outputs = Field(default_factory=Outputs, description="what `servesim run` writes")
@@ -93,11 +121,37 @@ class Scenario(StrictModel):
 
     @property
     def is_llm(self) -> bool:
-        return getattr(self.server.batching, "is_llm", False)
+        """True when the replicas are LLM engines (the engine kind is chosen from this in sim.kinds)."""
+        return getattr(self.server.batching, "is_llm", False) or any(
+            getattr(g.batching, "is_llm", False) for g in self.server.groups or () if g.batching is not None)
 
     @property
     def rule(self) -> batching.DispatchRule:
-        return self.server.batching.rule(self.cost_model.batch_limit())
+        """The dispatch rule of server.batching with the scenario's cost model (the first group's, with groups)."""
+        g = self.fleet_groups[0]
+        return g.batching.rule(g.cost_model.batch_limit())
+
+    @property
+    def fleet_groups(self) -> list:
+        """Returns the replica groups (sim.fleet.ReplicaGroup), each with its cost model, batching and price
+        resolved; a scenario without server.groups is one group named 'default'."""
+        from .fleet import ReplicaGroup
+        from .fleet.pricing import replica_price
+
+        srv = self.server
+        if not srv.groups:
+            price, note = replica_price(self.cost_model, srv.gpus_per_replica, srv.cost_per_hour)
+            return [ReplicaGroup("default", srv.replicas, self.cost_model, srv.batching, srv.gpus_per_replica, price, note)]
+        out = []
+        for g in srv.groups:
+            cm = g.cost_model or self.cost_model
+            price, note = replica_price(cm, g.gpus_per_replica, g.cost_per_hour)
+            out.append(ReplicaGroup(g.name, g.replicas, cm, g.batching or srv.batching, g.gpus_per_replica, price, note))
+        return out
+
+    @property
+    def total_replicas(self) -> int:
+        return sum(g.replicas for g in self.fleet_groups)
 
     def horizon(self) -> dict[str, Any]:
         """Returns the run length as keyword arguments for ArrivalProcess.arrival_times_s."""
@@ -110,24 +164,36 @@ class Scenario(StrictModel):
         return {"requests": DEFAULT_REQUESTS}
 
     def batching_description(self) -> str:
-        """Returns the batching policy in one line, as the CLI and summary.json show it."""
-        pol = self.server.batching
-        if self.is_llm:
-            fields = pol.model_dump(exclude={"policy"})
-            return pol.policy + ", " + ", ".join(f"{k} {v}" for k, v in fields.items() if v is not None)
-        rule = self.rule
-        parts = [pol.policy, f"max_batch_size {rule.max_batch_size}"]
-        if rule.delay_s != float("inf") and pol.policy != "none":
-            parts.append(f"max_queue_delay_ms {rule.delay_s * 1000:g}")
-        if rule.preferred_batch_sizes != (rule.max_batch_size,):
-            parts.append(f"preferred {list(rule.preferred_batch_sizes)}")
-        parts.append(f"{self.server.replicas} replica(s)")
-        return ", ".join(parts)
+        """Returns the fleet's batching and routing in one line, as the CLI and summary.json show it."""
+        groups = self.fleet_groups
+        parts = [_group_description(g) + (f" x {g.replicas} ({g.name})" if self.server.groups else "")
+                 for g in groups]
+        line = "; ".join(parts)
+        if not self.server.groups:
+            line += f", {groups[0].replicas} replica(s)"
+        if self.total_replicas > 1:
+            line += f", router {self.server.router.policy}"
+        return line
 
     def capacity_rps(self) -> float:
-        """Returns the saturated throughput of the whole server (all replicas, full batches), requests/s.
+        """Returns the saturated throughput of the whole fleet (all replicas, full batches), requests/s.
         (LLM scenarios estimate theirs from the sampled token counts: sim.llm_metrics.)"""
-        return self.server.replicas * self.cost_model.capacity_rps(self.rule.max_batch_size)
+        return sum(g.replicas * g.cost_model.capacity_rps(g.batching.rule(g.cost_model.batch_limit()).max_batch_size)
+                   for g in self.fleet_groups)
+
+
+def _group_description(g) -> str:
+    pol = g.batching
+    if getattr(pol, "is_llm", False):
+        fields = pol.model_dump(exclude={"policy"})
+        return pol.policy + ", " + ", ".join(f"{k} {v}" for k, v in fields.items() if v is not None)
+    rule = pol.rule(g.cost_model.batch_limit())
+    parts = [pol.policy, f"max_batch_size {rule.max_batch_size}"]
+    if rule.delay_s != float("inf") and pol.policy != "none":
+        parts.append(f"max_queue_delay_ms {rule.delay_s * 1000:g}")
+    if rule.preferred_batch_sizes != (rule.max_batch_size,):
+        parts.append(f"preferred {list(rule.preferred_batch_sizes)}")
+    return ", ".join(parts)
 
 
 def blame(source: str, path: str, overrides: dict) -> str:
@@ -149,12 +215,9 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
     if scenario.duration_s is not None and scenario.warmup_s >= scenario.duration_s:
         problems.append(("warmup_s", f"{scenario.warmup_s} must be below duration_s={scenario.duration_s}"))
     wl = scenario.workload
-    llm_policy, llm_cost = scenario.is_llm, getattr(scenario.cost_model, "is_llm_cost", False)
-    if llm_policy and not llm_cost:
-        problems.append(("cost_model.kind", f"policy {scenario.server.batching.policy!r} prices engine steps: "
-                         "it needs kind: llm or llm_roofline (prefill and decode costs)"))
-    if llm_cost and not llm_policy:
-        problems.append(("server.batching.policy", "an llm cost model needs an LLM policy; allowed: continuous, llm_static"))
+    fleet_problems = _check_fleet(scenario)
+    problems += fleet_problems
+    llm_policy = scenario.is_llm
     if llm_policy and not wl.has_tokens:
         problems.append(("workload.prompt_tokens", "LLM policies need request sizes: give prompt_tokens and "
                          "output_tokens (e.g. {dist: fixed, value: 512}) or tokens_from_trace: true"))
@@ -169,14 +232,6 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
             problems.append((f"slo.latency_{req_keys[0]}_ms", "LLM scenarios take ttft_p99_ms and tpot_p99_ms"))
         if not llm_policy and llm_keys:
             problems.append((f"slo.{llm_keys[0]}", "TTFT/TPOT targets apply to LLM policies; use latency_p50_ms..latency_p99_ms"))
-    if llm_policy and scenario.server.replicas != 1:
-        problems.append(("server.replicas", "LLM policies simulate one engine; allowed: 1"))
-    pol = scenario.server.batching
-    if llm_policy and getattr(pol, "chunked_prefill", True) is False and wl.prompt_tokens is not None:
-        top = wl.prompt_tokens.max_tokens if not isinstance(wl.prompt_tokens, sizes.EmpiricalTokens) else None
-        if top is not None and top > pol.max_num_batched_tokens:
-            problems.append(("server.batching.max_num_batched_tokens", f"{pol.max_num_batched_tokens} is below the "
-                             f"longest prompt ({top}); without chunked prefill a prompt must fit in one step"))
     arr = scenario.workload.arrival
     if isinstance(arr, arrivals.TraceArrivals):
         size = arr.load().size
@@ -184,7 +239,8 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
             problems.append(("requests", f"{scenario.requests} exceeds the {size} requests in the trace "
                              f"{arr.path or 'times_s'}; allowed 1..{size}"))
         expected = float(scenario.requests or size)
-        if scenario.replications > 1 and not scenario.cost_model.is_noisy():
+        noisy = any(g.cost_model is not None and g.cost_model.is_noisy() for g in _pairs(scenario))
+        if scenario.replications > 1 and not noisy and scenario.server.router.policy in ("shared_queue", "round_robin"):
             problems.append(("replications", f"{scenario.replications} replications of a trace replay without "
                              "cost-model noise are identical copies; use 1 (intervals then come from batch means)"))
     else:
@@ -195,33 +251,107 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
                          f"about {expected * scenario.replications:.3g} requests in all (x{scenario.replications} "
                          f"replications) is beyond one run's limit of {MAX_TOTAL_REQUESTS:,}; shorten the run "
                          "or split it into several seeds"))
-    cm = scenario.cost_model
+    if not fleet_problems:
+        for g in _pairs(scenario):
+            _check_pair(scenario, g, problems)
+    if problems:
+        (path, msg), rest = problems[0], problems[1:]
+        where = scenario._overrides
+        raise ScenarioError(blame(source, path, where), path, msg, [f"{blame(source, p, where)}: {p}: {m}" for p, m in rest])
+    return scenario
+
+
+class _Pair:
+    """One group's cost model and batching with the dotted keys that set them (for error messages)."""
+
+    def __init__(self, cost_model, batching, cost_key: str, batching_key: str):
+        self.cost_model, self.batching, self.cost_key, self.batching_key = cost_model, batching, cost_key, batching_key
+
+
+def _pairs(scenario: Scenario) -> list[_Pair]:
+    srv = scenario.server
+    if not srv.groups:
+        return [_Pair(scenario.cost_model, srv.batching, "cost_model", "server.batching")]
+    return [_Pair(g.cost_model or scenario.cost_model, g.batching or srv.batching,
+                  f"server.groups.{i}.cost_model" if g.cost_model is not None else "cost_model",
+                  f"server.groups.{i}.batching" if g.batching is not None else "server.batching")
+            for i, g in enumerate(srv.groups)]
+
+
+def _check_fleet(scenario: Scenario) -> list[tuple[str, str]]:
+    """Returns problems with the fleet's shape: replicas and groups, kinds, cost models, router, prices."""
+    srv, problems = scenario.server, []
+    if srv.groups:
+        for key in ("replicas", "gpus_per_replica", "cost_per_hour"):
+            if key in srv.model_fields_set:
+                problems.append((f"server.{key}", f"give server.{key} inside each server.groups entry, not beside "
+                                 "groups (groups replace server.replicas)"))
+        names = [g.name for g in srv.groups]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup:
+            problems.append((f"server.groups.{names.index(dup)}.name", f"{dup!r} names two groups; names must differ"))
+    pairs = _pairs(scenario)
+    for pair in pairs:
+        if pair.cost_model is None:
+            problems.append((pair.cost_key, "required key is missing (give cost_model, or one in every server.groups entry)"))
+    if problems:
+        return problems
+    kinds = [bool(getattr(p.batching, "is_llm", False)) for p in pairs]
+    if any(kinds) and not all(kinds):
+        i = kinds.index(not kinds[0])
+        problems.append((pairs[i].batching_key + ".policy", f"{pairs[i].batching.policy!r} cannot share a fleet with "
+                         f"{pairs[0].batching.policy!r}: groups must be all request-level (none, static, dynamic) or "
+                         "all LLM (continuous, llm_static)"))
+    llm_static = [p.batching.policy == "llm_static" for p in pairs]
+    if any(kinds) and all(kinds) and any(llm_static) and not all(llm_static):
+        i = llm_static.index(not llm_static[0])
+        problems.append((pairs[i].batching_key + ".policy", "continuous and llm_static replicas cannot share a fleet; "
+                         "give every group the same LLM policy"))
+    router = srv.router
+    if router.llm_only and not any(kinds):
+        problems.append(("server.router.policy", f"{router.policy!r} reads the KV cache of LLM replicas; request-level "
+                         "replicas allow: " + ", ".join(n for n in routers.REGISTRY.names()
+                                                         if not routers.REGISTRY.get(n).llm_only)))
+    return problems
+
+
+def _check_pair(scenario: Scenario, pair: _Pair, problems: list) -> None:
+    """Checks one group's cost model against its batching policy."""
+    cm, pol, ck, bk = pair.cost_model, pair.batching, pair.cost_key, pair.batching_key
+    llm_policy, llm_cost = getattr(pol, "is_llm", False), getattr(cm, "is_llm_cost", False)
+    if llm_policy and not llm_cost:
+        problems.append((f"{ck}.kind", f"policy {pol.policy!r} prices engine steps: it needs kind: llm or "
+                         "llm_roofline (prefill and decode costs)"))
+    if llm_cost and not llm_policy:
+        problems.append((f"{bk}.policy", "an llm cost model needs an LLM policy; allowed: continuous, llm_static"))
+    if llm_policy != llm_cost:
+        return
+    wl = scenario.workload
+    if llm_policy and getattr(pol, "chunked_prefill", True) is False and wl.prompt_tokens is not None:
+        top = wl.prompt_tokens.max_tokens if not isinstance(wl.prompt_tokens, sizes.EmpiricalTokens) else None
+        if top is not None and top > pol.max_num_batched_tokens:
+            problems.append((f"{bk}.max_num_batched_tokens", f"{pol.max_num_batched_tokens} is below the "
+                             f"longest prompt ({top}); without chunked prefill a prompt must fit in one step"))
     if isinstance(cm, cost.ProfileCost) and cm.max_batch_size is not None and cm.max_batch_size > cm.measured_limit:
-        problems.append(("cost_model.max_batch_size", f"{cm.max_batch_size} is beyond the largest measured batch; "
+        problems.append((f"{ck}.max_batch_size", f"{cm.max_batch_size} is beyond the largest measured batch; "
                          f"allowed 1..{cm.measured_limit} (profile {cm.paths[-1]})"))
     limit = cm.batch_limit()
     b = getattr(pol, "max_batch_size", None) if not llm_policy else None
-    if not llm_policy and not llm_cost:
+    if not llm_policy:
         steps = cm.step_table_s(min(b or limit, limit))[1:]
         bad = np.flatnonzero(~(steps > 0) | ~np.isfinite(steps))
         if bad.size:
-            problems.append(("cost_model", f"the step time at batch size {int(bad[0]) + 1} is {shown(steps[bad[0]])} s; "
+            problems.append((ck, f"the step time at batch size {int(bad[0]) + 1} is {shown(steps[bad[0]])} s; "
                              "step times must be finite and > 0"))
     if b is not None and b > limit:
-        problems.append(("server.batching.max_batch_size",
+        problems.append((f"{bk}.max_batch_size",
                          f"{b} exceeds the cost model's limit; allowed 1..{limit} (cost_model max batch size)"))
     pref = getattr(pol, "preferred_batch_sizes", None)
     if pref:
         top = b or limit
         over = [s for s in pref if s > top]
         if over:
-            problems.append(("server.batching.preferred_batch_sizes",
-                             f"{over} exceed max_batch_size={top}; allowed 1..{top}"))
-    if problems:
-        (path, msg), rest = problems[0], problems[1:]
-        where = scenario._overrides
-        raise ScenarioError(blame(source, path, where), path, msg, [f"{blame(source, p, where)}: {p}: {m}" for p, m in rest])
-    return scenario
+            problems.append((f"{bk}.preferred_batch_sizes", f"{over} exceed max_batch_size={top}; allowed 1..{top}"))
 
 
 def scenario_warnings(scenario: Scenario) -> list[str]:
@@ -231,25 +361,39 @@ def scenario_warnings(scenario: Scenario) -> list[str]:
     arr = scenario.workload.arrival
     if hasattr(arr, "warnings"):
         out += arr.warnings()
-    cm = scenario.cost_model
+    seen = set()
+    for pair in _pairs(scenario):
+        if (pair.cost_key, pair.batching_key) in seen:
+            continue
+        seen.add((pair.cost_key, pair.batching_key))
+        out += _cost_warnings(pair)
+    return out
+
+
+def _cost_warnings(pair) -> list[str]:
+    """Returns a notice when a group's step time falls as its batch grows."""
+    cm, pol = pair.cost_model, pair.batching
+    if getattr(cm, "is_llm_cost", False) or getattr(pol, "is_llm", False):
+        return []
+    b = pol.rule(cm.batch_limit()).max_batch_size
     if isinstance(cm, cost.ProfileCost):
         k, ms = cm.load()[0].table()
-        k, ms = k[k <= scenario.rule.max_batch_size], ms[k <= scenario.rule.max_batch_size]
+        k, ms = k[k <= b], ms[k <= b]
         fall = _first_fall(ms, 0.10)  # measured medians: a fall beyond their noise
         if fall:
             hi, lo = fall
-            out.append(f"cost_model: the profile's measured step time falls from {ms[hi]:.4g} ms at batch {int(k[hi])} "
-                       f"to {ms[lo]:.4g} ms at batch {int(k[lo])}; real on some CPUs (the matrix kernel changes with "
-                       "the batch size) or noise: the simulation uses the fit through these points as measured")
-    elif not getattr(cm, "is_llm_cost", False):
-        ms = cm.step_table_s(scenario.rule.max_batch_size)[1:] * 1000
-        fall = _first_fall(ms, 0.01)
-        if fall:
-            hi, lo = fall
-            where = "cost_model.step_ms" if isinstance(cm, cost.TableCost) else "cost_model"
-            out.append(f"{where}: the step time falls from {ms[hi]:.4g} ms at batch {hi + 1} to {ms[lo]:.4g} ms at "
-                       f"batch {lo + 1}; a larger batch is rarely faster on real hardware (a typo?)")
-    return out
+            return [f"{pair.cost_key}: the profile's measured step time falls from {ms[hi]:.4g} ms at batch "
+                    f"{int(k[hi])} to {ms[lo]:.4g} ms at batch {int(k[lo])}; real on some CPUs (the matrix kernel "
+                    "changes with the batch size) or noise: the simulation uses the fit through these points as measured"]
+        return []
+    ms = cm.step_table_s(b)[1:] * 1000
+    fall = _first_fall(ms, 0.01)
+    if fall:
+        hi, lo = fall
+        where = f"{pair.cost_key}.step_ms" if isinstance(cm, cost.TableCost) else pair.cost_key
+        return [f"{where}: the step time falls from {ms[hi]:.4g} ms at batch {hi + 1} to {ms[lo]:.4g} ms at "
+                f"batch {lo + 1}; a larger batch is rarely faster on real hardware (a typo?)"]
+    return []
 
 
 def _first_fall(values: np.ndarray, tolerance: float) -> Optional[tuple[int, int]]:
@@ -347,13 +491,20 @@ def _resolve_files(scenario: Scenario, base: Path) -> Scenario:
             wl_update[key] = dist
     if wl_update:
         update["workload"] = scenario.workload.model_copy(update=wl_update)
-    cm = scenario.cost_model
-    if hasattr(cm, "with_base_dir"):
-        cm = cm.with_base_dir(base)
-        if hasattr(cm, "load"):
-            cm.load()
-        update["cost_model"] = cm
+    if scenario.cost_model is not None and hasattr(scenario.cost_model, "with_base_dir"):
+        update["cost_model"] = _resolved_cost(scenario.cost_model, base)
+    if scenario.server.groups and any(hasattr(g.cost_model, "with_base_dir") for g in scenario.server.groups):
+        groups = [g.model_copy(update={"cost_model": _resolved_cost(g.cost_model, base)})
+                  if hasattr(g.cost_model, "with_base_dir") else g for g in scenario.server.groups]
+        update["server"] = scenario.server.model_copy(update={"groups": groups})
     return scenario.model_copy(update=update) if update else scenario
+
+
+def _resolved_cost(cm, base: Path):
+    cm = cm.with_base_dir(base)
+    if hasattr(cm, "load"):
+        cm.load()
+    return cm
 
 
 # ---- turning pydantic's errors into one line a planner can act on ----
@@ -373,6 +524,8 @@ def _describe(err: dict, raw: Any, source: str) -> tuple[str, str]:
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         tag = err.get("ctx", {}).get("discriminator", "").strip("'")
         reg = {"process": arrivals.REGISTRY, "policy": batching.REGISTRY, "kind": cost.REGISTRY}.get(tag)
+        if tag == "policy" and loc and loc[-1] == "router":
+            reg = routers.REGISTRY
         names = ", ".join(reg.names()) if reg else "fixed, uniform, lognormal, empirical"
         path = f"{path}.{tag}" if path else tag
         if kind == "union_tag_not_found":

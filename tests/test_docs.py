@@ -53,7 +53,7 @@ def test_every_model_and_field_is_documented(generated):
 def test_rows_show_defaults_ranges_and_choices(generated):
     assert "| `seed` | int | `0` | 0 ≤ x < 9223372036854775808 |" in generated
     assert "| `name` | str | *required* | 1 ≤ length ≤ 200 |" in generated
-    assert "| `server.replicas` | int | `1` | 1 ≤ x ≤ 100000 | model instances sharing one batching queue |" in generated
+    assert "| `server.replicas` | int | `1` | 1 ≤ x ≤ 100000 | identical replicas (not with groups) |" in generated
     assert "| `server.batching` | mapping with `policy`" in generated and "`{policy: dynamic}`" in generated
     assert "| `workload.arrival.rate_rps` | float | *required* | 1e-6 ≤ x ≤ 1e9 |" in generated
     assert "one of `decode_first`, `prefill_first`" in generated

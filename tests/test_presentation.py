@@ -269,10 +269,10 @@ def test_static_engine_records_the_waiting_queue():
 
 
 def test_static_engine_does_not_count_refused_requests_as_waiting():
-    # request 1 alone exceeds the 20-token KV cache: refused when it reaches the head of the queue
+    # request 1 alone exceeds the 20-token KV cache: refused on arrival (as vLLM refuses), so it never waits
     cost = LlmCost(base_ms=10, prefill_token_ms=0, decode_seq_ms=0)
     policy = LlmStaticBatching(max_batch_size=1, max_queue_delay_ms=0, kv_cache_tokens=20)
     log = simulate_static(policy, cost, [0.0, 0.001, 0.002], [4, 30, 4], [2, 2, 2])
     assert log.refused.tolist() == [False, True, False]
-    # batch {0}: steps at 0 (1 arrived) and 10 ms (3 arrived, 1 and 2 waiting); batch {2} at 20 ms: nobody waits
-    assert log.step_waiting.tolist() == [0, 2, 0, 0]
+    # batch {0}: steps at 0 (1 arrived) and 10 ms (3 arrived, only 2 waiting); batch {2} at 20 ms: nobody waits
+    assert log.step_waiting.tolist() == [0, 1, 0, 0]

@@ -1,0 +1,145 @@
+"""Builds and runs a fleet for each engine kind; returns the run's log (BatchLog or LlmLog)."""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from ..engine import BatchLog, simulate_shared
+from ..replica import BatchReplica, ContinuousReplica, LlmRequests, LlmStaticReplica
+from ..replica.llm_log import LlmLog, merge_steps
+from ..replica.llm_static import StaticRun, simulate_static_shared
+from ..rng import component_rng
+from .fleet import Fleet, ReplicaGroup, drain, run_shared_llm
+
+
+def _per_replica(groups: list[ReplicaGroup]) -> list[ReplicaGroup]:
+    return [g for g in groups for _ in range(g.replicas)]
+
+
+def _noise_rng(seed: int, replication: int, i: int):
+    return component_rng(seed, replication, f"cost_model.noise.replica.{i}")
+
+
+def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, seed: int, replication: int) -> BatchLog:
+    """Runs request-level replicas behind `router`; returns the BatchLog (with `order` and `routed` when
+    replicas have queues of their own)."""
+    per = _per_replica(groups)
+    specs = [(g.batching.rule(g.cost_model.batch_limit()), g.cost_model) for g in per]
+    if router.policy == "shared_queue":
+        return simulate_shared(specs, arrival_s, noise_rng=component_rng(seed, replication, "cost_model.noise"))
+    arrivals = np.ascontiguousarray(arrival_s, dtype=float)
+    rng = component_rng(seed, replication, "server.router")
+    if not router.reads_state:
+        assign = router.split(arrivals.size, len(per), rng)
+        logs, orders = [], []
+        for i, (rule, cost) in enumerate(specs):
+            idx = np.flatnonzero(assign == i)
+            log = simulate_shared([(rule, cost)], arrivals[idx], noise_rng=_noise_rng(seed, replication, i))
+            log.replica[:] = i
+            logs.append(log)
+            orders.append(idx[:log.served])
+        return BatchLog(arrivals, *(np.concatenate([getattr(g, k) for g in logs]) for k in
+                                    ("size", "dispatch_s", "completion_s", "replica", "step_s")),
+                        order=np.concatenate(orders).astype(np.int64), routed=assign)
+    out = [0] * len(per)
+    replicas = [BatchReplica(i, rule, cost, out, cost.jitter(_noise_rng(seed, replication, i)) if cost.is_noisy() else None)
+                for i, (rule, cost) in enumerate(specs)]
+    Fleet(replicas, router.chooser(replicas, out, rng)).run(arrivals.tolist())
+    routed = np.empty(arrivals.size, np.int32)
+    for r in replicas:
+        routed[r.ids] = r.index
+    cols = {"size": [], "dispatch_s": [], "completion_s": [], "replica": [], "step_s": []}
+    for r in replicas:
+        cols["size"].append(np.frombuffer(r.sizes, np.int32))
+        cols["dispatch_s"].append(np.frombuffer(r.dispatch, np.float64))
+        cols["completion_s"].append(np.frombuffer(r.completion, np.float64))
+        cols["replica"].append(np.full(len(r.sizes), r.index, np.int32))
+        cols["step_s"].append(np.asarray(r.steps, np.float64))
+    order = np.concatenate([np.asarray(r.ids[:r.head], np.int64) for r in replicas])
+    return BatchLog(arrivals, *(np.concatenate(cols[k]).copy() for k in cols), order=order, routed=routed)
+
+
+def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, output_tokens, seed: int,
+                  replication: int) -> LlmLog:
+    """Runs LLM replicas (continuous or llm_static) behind `router`; returns the fleet's LlmLog."""
+    per = _per_replica(groups)
+    static = per[0].batching.policy == "llm_static"
+    arr = np.asarray(arrival_s, float)
+    rng = component_rng(seed, replication, "server.router")
+    out = [0] * len(per)
+    assign = None
+    if static:
+        run = StaticRun(arr, prompt_tokens, output_tokens)
+        if router.policy == "shared_queue":
+            steps = simulate_static_shared([(g.batching, g.cost_model) for g in per], run)
+        else:
+            replicas = [LlmStaticReplica(i, g.batching, g.cost_model, run, out) for i, g in enumerate(per)]
+            assign = _route(router, replicas, out, rng, arr)
+            for r in replicas:
+                r.fill_waiting()
+            steps = [r.steps for r in replicas]
+        return _static_log(run, steps, per, assign)
+    reqs = LlmRequests(arr, prompt_tokens, output_tokens)
+    token_aware = router.policy == "least_outstanding_tokens"
+    mean_out = float(np.mean(output_tokens)) if len(output_tokens) else 0.0
+    shared = deque() if router.policy == "shared_queue" else None
+    replicas = [ContinuousReplica(i, g.batching, g.cost_model, reqs, out, waiting=shared, track_tokens=token_aware,
+                                  mean_output=mean_out, oracle=getattr(router, "oracle", False))
+                for i, g in enumerate(per)]
+    if shared is not None:
+        run_shared_llm(replicas, shared, reqs, arr.tolist())
+    else:
+        assign = _route(router, replicas, out, rng, arr)
+    return _continuous_log(reqs, replicas, per, assign)
+
+
+def _route(router, replicas, out, rng, arr: np.ndarray) -> np.ndarray:
+    """Runs the fleet with `router`; returns the replica each request was routed to."""
+    if router.reads_state:
+        routed = np.empty(arr.size, np.int32)
+        choose = router.chooser(replicas, out, rng)
+
+        def record(sid, a):
+            routed[sid] = i = choose(sid, a)
+            return i
+        Fleet(replicas, record).run(arr.tolist())
+        return routed
+    assign = router.split(arr.size, len(replicas), rng)
+    fixed = assign.tolist()
+    Fleet(replicas, lambda sid, a: fixed[sid]).run(arr.tolist())
+    return assign
+
+
+def _continuous_log(reqs: LlmRequests, replicas: list, per: list, assign) -> LlmLog:
+    s = merge_steps([r.steps for r in replicas])
+    kv = np.array([r.kv.capacity_tokens for r in replicas], np.int64)
+    log = LlmLog(np.asarray(reqs.arrival, float), np.asarray(reqs.prompt, np.int64), np.asarray(reqs.out, np.int64),
+                 np.asarray(reqs.first, float), np.asarray(reqs.finish, float), np.asarray(reqs.preempt, np.int32),
+                 np.asarray(reqs.recomputed, np.int64), s["start"], s["dur"], s["prefill"], s["dec"], s["slots"],
+                 s["kv"], s["run"], s["wait"], int(kv.sum()), np.asarray(reqs.refused, bool))
+    log.itl_s = np.concatenate([np.frombuffer(r.itl_gap, np.float64) for r in replicas]).copy()
+    log.itl_weight = np.concatenate([np.frombuffer(r.itl_weight, np.int64) for r in replicas]).copy()
+    log.replica = np.asarray(reqs.replica, np.int32)
+    log.step_replica = s["rep"]
+    log.replica_kv_tokens = kv
+    log.routed = assign
+    return log
+
+
+def _static_log(run: StaticRun, steps: list, per: list, assign) -> LlmLog:
+    s = merge_steps(steps)
+    kv = np.array([g.batching.kv_cache_tokens for g in per], np.int64)
+    n = run.arrival.size
+    zeros = np.zeros(n, np.int64)
+    log = LlmLog(run.arrival, run.prompt, run.out, run.first, run.finish, zeros.astype(np.int32), zeros,
+                 s["start"], s["dur"], s["prefill"], s["dec"], s["slots"], s["kv"], s["run"], s["wait"],
+                 int(kv.sum()), run.refused)
+    log.replica = run.replica
+    log.step_replica = s["rep"]
+    log.replica_kv_tokens = kv
+    log.routed = assign
+    return log
+
+
+__all__ = ["drain", "run_batch_fleet", "run_llm_fleet"]

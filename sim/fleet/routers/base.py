@@ -1,0 +1,53 @@
+"""What every router is: a config (its YAML schema) that builds a chooser for one run.
+
+A router decides at the request's arrival instant from the replicas' state at that instant (the fleet
+brings every replica up to date first). Routers that read no state split all arrivals up front in numpy
+(`split`); the others return `choose(sid, arrival_s) -> replica index`. Randomness comes only from the
+router's own stream (`rng`), so changing the router shifts no other random draw.
+"""
+from __future__ import annotations
+
+from typing import Callable, ClassVar
+
+import numpy as np
+
+from ...config import StrictModel
+
+
+class Router(StrictModel):
+    """Base of every router config; `policy` is its registered name."""
+
+    reads_state: ClassVar[bool] = True   # False: arrivals are split up front (`split`)
+    llm_only: ClassVar[bool] = False     # True: needs replicas with a KV cache
+
+    def split(self, n: int, replicas: int, rng: np.random.Generator) -> np.ndarray:
+        """Returns the replica index of each of `n` requests (routers that read no state)."""
+        raise NotImplementedError
+
+    def chooser(self, replicas: list, out: list, rng: np.random.Generator) -> Callable[[int, float], int]:
+        """Returns choose(sid, arrival_s) -> replica index, reading `replicas` and their outstanding
+        request counts `out` (kept exact by the replicas)."""
+        raise NotImplementedError
+
+
+class Uniforms:
+    """Buffered uniform draws in [0, 1) from the router's stream, handed out one at a time."""
+
+    def __init__(self, rng: np.random.Generator, chunk: int = 1 << 14):
+        self.rng, self.chunk, self.buf = rng, chunk, []
+
+    def next(self) -> float:
+        if not self.buf:
+            self.buf = self.rng.random(self.chunk).tolist()
+        return self.buf.pop()
+
+
+def argmin_random_tie(values: list, u: Uniforms) -> int:
+    """Returns the index of the smallest value, uniformly at random among equal smallest ones."""
+    m = min(values)
+    ties = values.count(m)
+    i = values.index(m)
+    if ties > 1:
+        for _ in range(int(u.next() * ties)):
+            i = values.index(m, i + 1)
+    return i

@@ -1,0 +1,20 @@
+"""join_shortest_queue: the replica with the fewest outstanding requests (queued plus running); ties
+are broken uniformly at random from the router's stream.
+
+It counts requests, not work: with deterministic step times and batch 1 it does worse than round_robin,
+which then always picks the replica that frees first."""
+from __future__ import annotations
+
+from typing import Literal
+
+from . import REGISTRY
+from .base import Router, Uniforms, argmin_random_tie
+
+
+@REGISTRY.register
+class JoinShortestQueue(Router):
+    policy: Literal["join_shortest_queue"] = "join_shortest_queue"
+
+    def chooser(self, replicas, out, rng):
+        u = Uniforms(rng)
+        return lambda sid, arrival_s: argmin_random_tie(out, u)

@@ -1,0 +1,18 @@
+"""least_kv: the LLM replica with the lowest KV-cache use (fraction of its blocks); ties uniformly at
+random. LLM replicas only."""
+from __future__ import annotations
+
+from typing import Literal
+
+from . import REGISTRY
+from .base import Router, Uniforms, argmin_random_tie
+
+
+@REGISTRY.register
+class LeastKv(Router):
+    policy: Literal["least_kv"] = "least_kv"
+    llm_only = True
+
+    def chooser(self, replicas, out, rng):
+        u = Uniforms(rng)
+        return lambda sid, arrival_s: argmin_random_tie([r.kv_use for r in replicas], u)

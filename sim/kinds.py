@@ -1,0 +1,156 @@
+"""Engine kinds: request-level batching and LLM engines. The one place that picks the kind of a scenario
+(`engine_kind`); each kind brings its own fleet, log, summary sections, request table and plots, so the
+runner, CLI and report never ask which kind they hold."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+
+class EngineKind:
+    """What a kind of replica contributes to a run."""
+
+    name = ""
+    plots: tuple[str, ...] = ()
+    needs_tokens = False
+
+    def simulate(self, scenario, workload, replication: int):
+        """Returns the log of one replication (BatchLog or LlmLog)."""
+        raise NotImplementedError
+
+    def summarize(self, scenario, logs: list, source: str) -> dict:
+        """Returns the summary.json dict of the replications in `logs`."""
+        raise NotImplementedError
+
+    def request_frame(self, logs: list, scenario):
+        """Returns one row per request of every replication (pandas DataFrame)."""
+        raise NotImplementedError
+
+    def write_plots(self, result, out_dir) -> list:
+        raise NotImplementedError
+
+    def unmeasurable(self, scenario, workload, first_measured: int) -> Optional[tuple[str, str]]:
+        """Returns (key path, message) when no measured request could ever be served, else None."""
+        return None
+
+    def check_lines(self, scenario) -> list[str]:
+        """Returns the lines `servesim check` prints about the fleet's capacity."""
+        return []
+
+
+class BatchKind(EngineKind):
+    name = "batch"
+    plots = ("latency_cdf.png", "batch_size.png", "queue_length.png", "replicas.png")
+
+    def simulate(self, scenario, workload, replication):
+        from .fleet.build import run_batch_fleet
+
+        return run_batch_fleet(scenario.fleet_groups, scenario.server.router, workload.arrival_s, scenario.seed,
+                               replication)
+
+    def summarize(self, scenario, logs, source):
+        from .metrics import summarize
+
+        return summarize(scenario, logs, source)
+
+    def request_frame(self, logs, scenario):
+        from .metrics import request_frame
+
+        return request_frame(logs, scenario.fleet_groups)
+
+    def write_plots(self, result, out_dir):
+        from .plots import write_plots
+
+        return write_plots(result, out_dir)
+
+    def unmeasurable(self, scenario, workload, first_measured):
+        a = workload.arrival_s
+        if scenario.server.router.policy != "shared_queue":
+            return None  # each replica fills its own batches: the summary says so if none ever filled
+        for g in scenario.fleet_groups:
+            rule = g.batching.rule(g.cost_model.batch_limit())
+            if math.isinf(rule.delay_s) and (a.size // rule.max_batch_size) * rule.max_batch_size <= first_measured:
+                return "server.batching.max_batch_size", (
+                    f"no measured request would ever be dispatched: {a.size} requests arrive "
+                    f"({a.size - first_measured} after the warm-up) and batches wait for {rule.max_batch_size}; "
+                    "lower max_batch_size, lengthen the run or set max_queue_delay_ms")
+        return None
+
+    def check_lines(self, scenario):
+        rate = scenario.workload.arrival.rate_rps
+        offered = "no offered rate (the arrivals span no time)" if rate is None else f"offered {rate:.6g} rps"
+        return [f"capacity: {scenario.capacity_rps():.6g} rps; {offered}"]
+
+
+class LlmKind(EngineKind):
+    name = "llm"
+    plots = ("llm_latency_cdf.png", "kv_cache.png", "replicas.png")
+    needs_tokens = True
+
+    def simulate(self, scenario, workload, replication):
+        from .fleet.build import run_llm_fleet
+
+        return run_llm_fleet(scenario.fleet_groups, scenario.server.router, workload.arrival_s, workload.prompt_tokens,
+                             workload.output_tokens, scenario.seed, replication)
+
+    def summarize(self, scenario, logs, source):
+        from .llm_metrics import summarize_llm
+
+        return summarize_llm(scenario, logs, source)
+
+    def request_frame(self, logs, scenario):
+        from .llm_metrics import request_frame
+
+        return request_frame(logs, scenario.fleet_groups)
+
+    def write_plots(self, result, out_dir):
+        from .plots import write_llm_plots
+
+        return write_llm_plots(result, out_dir)
+
+    def unmeasurable(self, scenario, workload, first_measured):
+        prompt, output = workload.prompt_tokens[first_measured:], workload.output_tokens[first_measured:]
+        fits = np.zeros(prompt.size, bool)
+        for g in scenario.fleet_groups:
+            fits |= g.batching.fits(prompt, output)
+        if not fits.any():
+            return _never_fits(scenario.fleet_groups[0].batching, prompt, output)
+        g = scenario.fleet_groups[0]
+        pol = g.batching
+        if pol.policy == "llm_static" and pol.max_queue_delay_ms is None:
+            a = workload.arrival_s
+            if (a.size // pol.max_batch_size) * pol.max_batch_size <= first_measured:
+                return "server.batching.max_batch_size", (
+                    f"no measured request would ever be dispatched: {a.size} requests arrive "
+                    f"({a.size - first_measured} after the warm-up) and batches wait for {pol.max_batch_size}; lower "
+                    "max_batch_size, lengthen the run or set max_queue_delay_ms")
+        return None
+
+
+def _never_fits(pol, prompt: np.ndarray, output: np.ndarray) -> tuple[str, str]:
+    """Returns (key path, message) for LLM requests none of which can ever run."""
+    if pol.policy == "llm_static":
+        need = int((prompt + output).min())
+        return ("server.batching.kv_cache_tokens", f"{pol.kv_cache_tokens} tokens hold no measured request: the "
+                f"smallest needs {need} (prompt + output); raise kv_cache_tokens to at least {need}")
+    last_kv = prompt + output - 1
+    blocks_needed = int((-(-last_kv // pol.block_size)).min())
+    if blocks_needed > pol.kv_blocks:
+        return ("server.batching.kv_cache_tokens",
+                f"{pol.kv_cache_tokens} tokens ({pol.kv_blocks} blocks of {pol.block_size}) hold no measured request: "
+                f"the smallest needs {blocks_needed} blocks (prompt + output - 1 = {int(last_kv.min())} tokens); "
+                f"raise kv_cache_tokens to at least {blocks_needed * pol.block_size}")
+    return ("server.batching.max_num_batched_tokens",
+            f"{pol.max_num_batched_tokens} is below every measured request's prompt + output - 1 "
+            f"(smallest {int(last_kv.min())}); without chunked prefill a (re)prefill must fit in one step: raise it "
+            "or set chunked_prefill: true")
+
+
+BATCH, LLM = BatchKind(), LlmKind()
+
+
+def engine_kind(scenario) -> EngineKind:
+    """Returns the engine kind of the scenario's replicas (every group has the same kind: sim.scenario.check)."""
+    return LLM if scenario.is_llm else BATCH

@@ -1,0 +1,29 @@
+"""A request-level batching replica with its own queue (one Triton model instance behind a router)."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from ..batching import DispatchRule
+from ..cost import CostModel
+from .queued import QueuedReplica
+
+
+class BatchReplica(QueuedReplica):
+    """Runs batches whose step time is the cost model's table entry for the batch size, times the
+    replica's own jitter draw (one stream per replica, so replicas are independent)."""
+
+    kind = "batch"
+
+    def __init__(self, index: int, rule: DispatchRule, cost: CostModel, out: list,
+                 jitter: Optional[Callable[[int], float]] = None):
+        super().__init__(index, rule, out)
+        self.table = cost.step_table_s(rule.max_batch_size).tolist()
+        self.jitter = jitter
+        self.steps: list[float] = []
+
+    def run_batch(self, t: float, head: int, k: int) -> tuple[int, float]:
+        step = self.table[k]
+        if self.jitter is not None:
+            step *= self.jitter(k)
+        self.steps.append(step)
+        return k, t + step

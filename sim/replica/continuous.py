@@ -1,0 +1,399 @@
+"""A continuous-batching (iteration-level) LLM replica, scheduled as vLLM does.
+
+One event per engine step, never per token. Decoding sequences are not visited one by one each step: a
+sequence's length is `base + d` at decode step d, so the total context is `sum(base) + n * d`;
+finishes and KV-block boundaries are heaps keyed by decode-step index. Per-step Python work is O(1)
+amortised plus O(log n) per finish, block boundary, admission or preemption.
+
+KV accounting follows vLLM: a decode step writes the KV of the sequence's latest token, so a sequence
+of L tokens (prompt + generated) needs ceil(L / block_size) blocks during the step that produces token L+1.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from array import array
+from collections import deque
+from typing import Optional
+
+import numpy as np
+
+from ..batching import ContinuousBatching
+from ..cost import LlmCost
+from .kv_cache import KvCache
+from .llm_log import StepLog
+from .queued import START
+
+WAITING, PREFILLING, DECODING, FINISHED = 0, 1, 2, 3
+
+
+class LlmRequests:
+    """Per-request state shared by the replicas of one LLM fleet: a request is at one replica at a time
+    (behind a shared queue a preempted request may resume on another)."""
+
+    def __init__(self, arrival_s, prompt_tokens, output_tokens):
+        self.arrival = np.asarray(arrival_s, float).tolist()
+        self.prompt = np.asarray(prompt_tokens, np.int64).tolist()
+        self.out = np.asarray(output_tokens, np.int64).tolist()
+        n = self.n = len(self.arrival)
+        nan = math.nan
+        self.first = [nan] * n
+        self.finish = [nan] * n
+        self.preempt = [0] * n
+        self.recomputed = [0] * n
+        self.generated = [0] * n   # output tokens produced so far
+        self.target = [0] * n      # tokens the current prefill must cover (prompt, plus generated after a preemption)
+        self.done = [0] * n        # of which computed
+        self.blocks = [0] * n      # KV blocks held
+        self.base = [0] * n        # decoding: length after decode step d is base + d
+        self.join = [0] * n        # decode step at which the sequence (re)joined the decoders
+        self.last_tok = [nan] * n  # when the sequence last received a token (for inter-token latency)
+        self.epoch = [0] * n       # bumped on preemption or finish: heap entries of older epochs are stale
+        self.state = [WAITING] * n
+        self.replica = [-1] * n    # the replica that last held it
+        self.refused = [False] * n
+        self.below = [False] * n   # token-aware routing: still under the mean output length
+
+
+class ContinuousReplica:
+    """One vLLM-like engine: FCFS admission under max_num_seqs, a token budget and the KV cache;
+    last-in-first-out preemption with recompute when a decode needs a block and none is free.
+
+    `waiting` is its own deque, or the fleet's shared one (shared_queue). With `track_tokens`, it keeps
+    the aggregates a token-aware router reads (outstanding_tokens): `mean_output` estimates the remaining
+    output of a sequence (floored at 0), `oracle` uses the true lengths instead."""
+
+    kind = "continuous"
+
+    def __init__(self, index: int, policy: ContinuousBatching, cost: LlmCost, reqs: LlmRequests, out: list,
+                 waiting: Optional[deque] = None, track_tokens: bool = False, mean_output: float = 0.0,
+                 oracle: bool = False):
+        self.index = index
+        self.policy = policy
+        self.step_cost = cost.iteration_s
+        self.r = reqs
+        self.out = out
+        self.fits = policy.fits(reqs.prompt, reqs.out).tolist()
+        self.kv = KvCache(policy.kv_blocks, policy.block_size)
+        self.waiting: deque = deque() if waiting is None else waiting
+        self.prefilling: list[int] = []
+        self.admitted: list[int] = []  # admission order, for last-in-first-out preemption
+        self.dec_heap: list = []       # (decode step of the last token, epoch, sid)
+        self.blk_heap: list = []       # (decode step needing a new block, epoch, sid)
+        self.joiners: list = []        # (sid, epoch) that started decoding since the last decode step
+        self.n_dec = 0
+        self.sum_base = 0
+        self.d = 0                     # decode steps completed
+        self.prev_dec_end = math.nan
+        self.preempted = False
+        self.running_step = None       # (end, decoded tokens, prefills completing) of the step in flight
+        self.steps = StepLog(index)
+        self.itl_gap, self.itl_weight = array("d"), array("q")
+        self.budget_max = policy.max_num_batched_tokens
+        self.chunk_max = policy.chunk if policy.chunked_prefill else policy.max_num_batched_tokens
+        # outstanding-token aggregates (only kept for token-aware routers)
+        self.track = track_tokens
+        self.oracle = oracle
+        self.mean_out = float(mean_output)
+        self.mean_ceil = math.ceil(mean_output)
+        self.pend_prefill = 0    # prompt tokens not yet prefilled, over queued and prefilling requests
+        self.rem_fixed = 0.0     # estimated remaining output of queued and prefilling requests
+        self.dec_rem_const = 0.0  # decoders: sum(true output) (oracle) or mean * n_below (estimate)
+        self.dec_bp = 0          # decoders counted: sum(base - prompt)
+        self.n_counted = 0       # decoders counted in the estimate (oracle: all)
+        self.cross_heap: list = []  # (decode step where generated reaches the mean, epoch, sid)
+
+    # ---- what routers read ----
+    @property
+    def kv_use(self) -> float:
+        """Returns the fraction of KV blocks in use, 0..1."""
+        return self.kv.use
+
+    def outstanding_tokens(self) -> float:
+        """Returns prompt tokens not yet prefilled plus the remaining output tokens (estimated, or true
+        with oracle) of every request here, as of the latest step start."""
+        d, heap, r = self.d, self.cross_heap, self.r
+        while heap and heap[0][0] <= d:
+            _, ep, sid = heapq.heappop(heap)
+            if ep == r.epoch[sid] and r.below[sid]:
+                self._uncount(sid)
+        return self.pend_prefill + self.rem_fixed + self.dec_rem_const - self.dec_bp - self.n_counted * (d - 1)
+
+    def _est(self, sid: int) -> float:
+        r = self.r
+        left = (r.out[sid] if self.oracle else self.mean_out) - r.generated[sid]
+        return left if left > 0 else 0.0
+
+    def _count_decoder(self, sid: int) -> None:
+        r = self.r
+        if self.oracle:
+            self.dec_rem_const += r.out[sid]
+        elif r.generated[sid] < self.mean_ceil:
+            self.dec_rem_const += self.mean_out
+            r.below[sid] = True
+            heapq.heappush(self.cross_heap, (self.mean_ceil + 1 + r.prompt[sid] - r.base[sid], r.epoch[sid], sid))
+        else:
+            return
+        self.dec_bp += r.base[sid] - r.prompt[sid]
+        self.n_counted += 1
+
+    def _uncount(self, sid: int) -> None:
+        r = self.r
+        if self.oracle:
+            self.dec_rem_const -= r.out[sid]
+        elif r.below[sid]:
+            r.below[sid] = False
+            self.dec_rem_const -= self.mean_out
+        else:
+            return
+        self.dec_bp -= r.base[sid] - r.prompt[sid]
+        self.n_counted -= 1
+
+    # ---- fleet interface ----
+    def admit_arrival(self, sid: int) -> bool:
+        """Queues a routed request; returns False (and marks it refused, as vLLM does) when it can never run."""
+        r = self.r
+        if not self.fits[sid]:
+            r.refused[sid] = True
+            return False
+        self.waiting.append(sid)
+        r.replica[sid] = self.index
+        self.out[self.index] += 1
+        if self.track:
+            self.pend_prefill += r.prompt[sid]
+            self.rem_fixed += self._est(sid)
+        return True
+
+    def accept(self, sid: int, arrival_s: float, push) -> None:
+        if self.admit_arrival(sid) and self.running_step is None:
+            push((arrival_s, START, self.index))  # idle: a step starts at this arrival
+
+    def on_event(self, t: float, kind: int, push) -> None:
+        """Ends the step in flight at t (if any) and starts the next one; goes idle when there is nothing to do."""
+        if self.running_step is not None:
+            if self.running_step[0] != t:
+                return  # a wake-up while a step runs: the step's end will start the next one
+            self._finish_step(t)
+        end = self._start_step(t)
+        if end is not None:
+            push((end, START, self.index))
+
+    # ---- one engine step ----
+    def _start_step(self, t: float) -> Optional[float]:
+        while True:
+            if not self.waiting and not self.prefilling and self.n_dec == 0:
+                return None
+            d = self.d
+            self.preempted = False
+            if self.policy.order == "decode_first":
+                dec_tokens = self._prepare_decode(d) if self.n_dec else 0
+                prefill_tokens, pairs, chunks, completed = self._plan_prefill(self.budget_max - dec_tokens)
+            else:  # prefill-only steps while prefill can progress, decode steps otherwise
+                prefill_tokens, pairs, chunks, completed = self._plan_prefill(self.budget_max)
+                dec_tokens = self._prepare_decode(d) if prefill_tokens == 0 and self.n_dec else 0
+            if dec_tokens == 0 and prefill_tokens == 0:
+                if self.prefilling:
+                    self._preempt_one()  # the KV cache is full of half-done prefills: the newest yields
+                    continue
+                return None  # nothing can run: wait for the next arrival
+            context = self.sum_base + self.n_dec * (d - 1) if dec_tokens else 0
+            h = self.step_cost(prefill_tokens, pairs, dec_tokens, context, chunks)
+            self.steps.add(t, h, prefill_tokens, dec_tokens, dec_tokens, self.kv.used_tokens,
+                           self.n_dec + len(self.prefilling), len(self.waiting))
+            self.running_step = (t + h, dec_tokens, completed)
+            return t + h
+
+    def _finish_step(self, end: float) -> None:
+        _, dec_tokens, completed = self.running_step
+        self.running_step = None
+        r = self.r
+        epoch, state, last_tok = r.epoch, r.state, r.last_tok
+        if dec_tokens:
+            # inter-token latency: decoders that also decoded last step waited this step's gap;
+            # sequences that joined since then waited from their own last token
+            fresh = 0
+            for sid, ep in self.joiners:
+                if ep == epoch[sid] and state[sid] == DECODING:
+                    self.itl_gap.append(end - last_tok[sid])
+                    self.itl_weight.append(1)
+                    fresh += 1
+            self.joiners.clear()
+            if dec_tokens > fresh:
+                self.itl_gap.append(end - self.prev_dec_end)
+                self.itl_weight.append(dec_tokens - fresh)
+            self.prev_dec_end = end
+            d = self.d
+            self.d = d + 1
+            heap = self.dec_heap
+            while heap and heap[0][0] <= d:
+                _, ep, sid = heapq.heappop(heap)
+                if ep != epoch[sid] or state[sid] != DECODING:
+                    continue
+                self._release(sid)
+                r.generated[sid] = r.out[sid]
+                r.finish[sid] = end
+                state[sid] = FINISHED
+                self.out[self.index] -= 1
+        for sid in completed:
+            self.prefilling.remove(sid)
+            if self.track:
+                self.rem_fixed -= self._est(sid)
+            r.generated[sid] += 1  # prefill (or recompute) yields the next token
+            if math.isnan(r.first[sid]):
+                r.first[sid] = end
+            elif not math.isnan(last_tok[sid]):
+                self.itl_gap.append(end - last_tok[sid])  # a preempted sequence's stall until its next token
+                self.itl_weight.append(1)
+            if r.generated[sid] >= r.out[sid]:
+                r.generated[sid] = r.out[sid]
+                r.finish[sid] = end
+                self.kv.free += r.blocks[sid]
+                r.blocks[sid] = 0
+                epoch[sid] += 1
+                state[sid] = FINISHED
+                self.out[self.index] -= 1
+            else:
+                self._start_decoding(sid, self.d, end)
+
+    def _start_decoding(self, sid: int, d_next: int, t_tok: float) -> None:
+        r = self.r
+        length = r.prompt[sid] + r.generated[sid]  # tokens whose KV the first decode step holds
+        r.base[sid] = length + 1 - d_next
+        r.join[sid] = d_next
+        r.last_tok[sid] = t_tok
+        self.sum_base += r.base[sid]
+        self.n_dec += 1
+        r.state[sid] = DECODING
+        ep = r.epoch[sid]
+        heapq.heappush(self.dec_heap, (d_next + r.out[sid] - r.generated[sid] - 1, ep, sid))
+        heapq.heappush(self.blk_heap, (d_next + max(0, r.blocks[sid] * self.kv.block_size - length + 1), ep, sid))
+        self.joiners.append((sid, ep))
+        if self.track:
+            self._count_decoder(sid)
+
+    def _release(self, sid: int) -> None:
+        """Frees a running sequence's blocks and takes it out of the decoding or prefilling set."""
+        r = self.r
+        self.kv.free += r.blocks[sid]
+        r.blocks[sid] = 0
+        if r.state[sid] == DECODING:
+            if self.track:
+                self._uncount(sid)
+            self.n_dec -= 1
+            self.sum_base -= r.base[sid]
+            # tokens produced by the decode steps completed so far (steps < self.d)
+            r.generated[sid] = min(r.out[sid], r.base[sid] + self.d - 1 - r.prompt[sid])
+            if self.d > r.join[sid]:
+                r.last_tok[sid] = self.prev_dec_end
+        elif r.state[sid] == PREFILLING:
+            self.prefilling.remove(sid)
+        r.epoch[sid] += 1
+
+    def _preempt_one(self) -> int:
+        r = self.r
+        while self.admitted:
+            sid = self.admitted.pop()
+            st = r.state[sid]
+            if r.replica[sid] == self.index and st in (PREFILLING, DECODING):
+                left_before = r.target[sid] - r.done[sid]
+                self._release(sid)
+                r.state[sid] = WAITING
+                r.preempt[sid] += 1
+                # the prefill work this preemption adds: what was computed and is thrown away (a half-done
+                # prefill's done tokens; a decoder's whole prefill) plus the generated tokens to re-prefill
+                new_target = r.prompt[sid] + r.generated[sid]
+                r.recomputed[sid] += r.done[sid] + new_target - r.target[sid]
+                if self.track:
+                    self.pend_prefill += new_target - (left_before if st == PREFILLING else 0)
+                    if st == DECODING:
+                        self.rem_fixed += self._est(sid)
+                r.target[sid] = new_target
+                r.done[sid] = 0
+                self.waiting.appendleft(sid)
+                self.preempted = True
+                return sid
+        return -1
+
+    def _prepare_decode(self, d: int) -> int:
+        """Allocates this step's KV blocks (preempting if needed); returns the number of decoding sequences."""
+        r = self.r
+        epoch, state, blocks, base = r.epoch, r.state, r.blocks, r.base
+        needers = []
+        heap = self.blk_heap
+        while heap and heap[0][0] <= d:
+            _, ep, sid = heapq.heappop(heap)
+            if ep == epoch[sid] and state[sid] == DECODING:
+                needers.append(sid)
+        while self.kv.free < len(needers):
+            victim = self._preempt_one()
+            if victim < 0:
+                break
+            if victim in needers:
+                needers.remove(victim)
+        bs = self.kv.block_size
+        for sid in needers:
+            blocks[sid] += 1
+            length = base[sid] + d - 1
+            heapq.heappush(heap, (d + max(1, blocks[sid] * bs - length + 1), epoch[sid], sid))
+        self.kv.free -= len(needers)
+        return self.n_dec
+
+    def _plan_prefill(self, budget: int):
+        """Continues chunked prefills, then admits waiting requests first come, first served; returns
+        (prefill tokens, attention pairs, chunks, sequences whose prefill completes this step)."""
+        r, kv = self.r, self.kv
+        target, done, blocks = r.target, r.done, r.blocks
+        bs, chunk_max = kv.block_size, self.chunk_max
+        tokens, pairs, chunks, completed = 0, 0.0, 0, []
+        for sid in list(self.prefilling):
+            if budget <= 0:
+                break
+            c = min(target[sid] - done[sid], budget, chunk_max)
+            grow = -(-(done[sid] + c) // bs) - blocks[sid]
+            if grow > kv.free:
+                c = max(0, (blocks[sid] + kv.free) * bs - done[sid])
+                grow = -(-(done[sid] + c) // bs) - blocks[sid]
+                if c <= 0:
+                    continue
+            kv.free -= grow
+            blocks[sid] += grow
+            pairs += c * (done[sid] + (c + 1) / 2)
+            done[sid] += c
+            tokens += c
+            chunks += 1
+            budget -= c
+            if done[sid] == target[sid]:
+                completed.append(sid)
+        waiting, fits = self.waiting, self.fits
+        max_seqs, chunked = self.policy.max_num_seqs, self.policy.chunked_prefill
+        # vLLM admits nothing in a step that had to preempt
+        while waiting and budget > 0 and self.n_dec + len(self.prefilling) < max_seqs and not self.preempted:
+            sid = waiting[0]
+            if not fits[sid]:
+                break  # behind a shared queue: a request this replica can never hold waits for another
+            need = target[sid] or r.prompt[sid]
+            c = min(need, budget, chunk_max)
+            if not chunked and c < need:
+                break  # the whole prompt must fit in this step's budget
+            grow = -(-c // bs)
+            if grow > kv.free:
+                break  # no KV room: wait for sequences to finish
+            waiting.popleft()
+            target[sid] = need
+            done[sid] = c
+            blocks[sid] = grow
+            kv.free -= grow
+            r.state[sid] = PREFILLING
+            if r.replica[sid] != self.index:  # shared queue: the replica that admits it holds it
+                r.replica[sid] = self.index
+            self.prefilling.append(sid)
+            self.admitted.append(sid)
+            pairs += c * (c + 1) / 2
+            tokens += c
+            chunks += 1
+            budget -= c
+            if c == need:
+                completed.append(sid)
+        if self.track:
+            self.pend_prefill -= tokens
+        return tokens, pairs, chunks, completed

@@ -1,0 +1,82 @@
+"""What an LLM fleet's run produced: per-request times and per-engine-step records (sim.llm_metrics reads it)."""
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass
+class LlmLog:
+    """Per-request and per-step results of one LLM run (times in seconds, NaN when never reached)."""
+
+    arrival_s: np.ndarray
+    prompt_tokens: np.ndarray
+    output_tokens: np.ndarray
+    first_token_s: np.ndarray
+    finish_s: np.ndarray
+    preemptions: np.ndarray          # per request
+    recomputed_tokens: np.ndarray    # per request: prefill tokens computed again after preemption
+    step_start_s: np.ndarray
+    step_s: np.ndarray
+    step_prefill_tokens: np.ndarray
+    step_decode_tokens: np.ndarray   # output tokens that requests received from this step's decode
+    step_decode_slots: np.ndarray    # sequences the step computed a decode for (static: padding included)
+    step_kv_used: np.ndarray         # KV tokens held (continuous: blocks * block_size)
+    step_running: np.ndarray
+    step_waiting: np.ndarray
+    kv_capacity_tokens: int          # the whole fleet's KV cache
+    refused: np.ndarray              # per request: could never run (too large for the KV cache or step budget)
+    itl_s: Optional[np.ndarray] = None       # distinct inter-token gaps (continuous batching) ...
+    itl_weight: Optional[np.ndarray] = None  # ... and how many tokens waited each of them
+    replica: Optional[np.ndarray] = None     # per request: the replica that served it (-1: none)
+    step_replica: Optional[np.ndarray] = None  # per step: the replica that ran it
+    replica_kv_tokens: Optional[np.ndarray] = None  # per replica: its KV cache capacity
+    routed: Optional[np.ndarray] = None      # per request: the replica a router sent it to (None: shared queue)
+
+    @property
+    def finished(self) -> np.ndarray:
+        return np.isfinite(self.finish_s)
+
+    def step_kv_fraction(self) -> np.ndarray:
+        """Returns each step's KV use as a fraction of its own replica's cache."""
+        if self.step_replica is None or self.replica_kv_tokens is None:
+            return self.step_kv_used / max(self.kv_capacity_tokens, 1)
+        return self.step_kv_used / np.maximum(self.replica_kv_tokens[self.step_replica], 1)
+
+
+class StepLog:
+    """Per-step columns appended during the run (typed arrays, converted to numpy once at the end)."""
+
+    NAMES = (("start", "d"), ("dur", "d"), ("prefill", "q"), ("dec", "q"), ("slots", "q"), ("kv", "q"),
+             ("run", "q"), ("wait", "q"), ("rep", "i"))
+
+    def __init__(self, replica: int = 0):
+        self.cols = {k: array(t) for k, t in self.NAMES}
+        self.replica = replica
+
+    def add(self, start, dur, prefill, dec, slots, kv, run, wait):
+        c = self.cols
+        c["start"].append(start)
+        c["dur"].append(dur)
+        c["prefill"].append(prefill)
+        c["dec"].append(dec)
+        c["slots"].append(slots)
+        c["kv"].append(kv)
+        c["run"].append(run)
+        c["wait"].append(wait)
+        c["rep"].append(self.replica)
+
+    def arrays(self) -> dict:
+        dtypes = {"d": np.float64, "q": np.int64, "i": np.int32}
+        return {k: np.frombuffer(v, dtype=dtypes[v.typecode]).copy() for k, v in self.cols.items()}
+
+
+def merge_steps(logs: list[StepLog]) -> dict:
+    """Returns the step columns of several replicas, concatenated in time order (stable)."""
+    parts = [s.arrays() for s in logs]
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    order = np.argsort(cols["start"], kind="stable")
+    return {k: v[order] for k, v in cols.items()}

@@ -1,0 +1,146 @@
+"""Static (request-level) batching for an LLM: padded prefill, then decode every slot to the longest output."""
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from heapq import heappop, heappush
+
+import numpy as np
+
+from ..batching import LlmStaticBatching
+from ..cost import LlmCost
+from .llm_log import StepLog
+from .queued import QueuedReplica
+
+
+def batch_timeline(cost: LlmCost, d: float, prompt: np.ndarray, out: np.ndarray):
+    """Returns (ends, h_pre, h_dec, real) of one static batch starting at d: the end of its padded prefill
+    and of each decode step (s), their durations (s), and the requests still producing tokens per step."""
+    k = prompt.size
+    p_max, o_max = int(prompt.max()), int(out.max())
+    h_pre = cost.iteration_s(k * p_max, k * p_max * (p_max + 1) / 2, 0, 0, 1)  # one padded batched forward
+    j = np.arange(o_max - 1, dtype=float)
+    h_dec = (cost.overhead_ms + cost.base_ms + cost.decode_seq_ms * k + cost.decode_context_ms * k * (p_max + 1 + j)) / 1000
+    ends = d + h_pre + np.concatenate([[0.0], np.cumsum(h_dec)])
+    real = (out[None, :] > (j[:, None] + 1)).sum(axis=1)
+    return ends, h_pre, h_dec, real
+
+
+def fitting_batch(policy: LlmStaticBatching, prompt: np.ndarray, out: np.ndarray, k: int) -> int:
+    """Returns how many of the first k queued requests a batch takes: every slot reserves the batch's longest
+    prompt plus longest output, so the batch is cut short where kv_cache_tokens would not hold it."""
+    while k > 1 and k * (int(prompt[:k].max()) + int(out[:k].max())) > policy.kv_cache_tokens:
+        k -= 1
+    return k
+
+
+class StaticRun:
+    """Per-request results and step records of static batches, shared by the replicas of one fleet."""
+
+    def __init__(self, arrival_s, prompt_tokens, output_tokens):
+        self.arrival = np.asarray(arrival_s, float)
+        self.prompt = np.asarray(prompt_tokens, np.int64)
+        self.out = np.asarray(output_tokens, np.int64)
+        n = self.arrival.size
+        self.first = np.full(n, np.nan)
+        self.finish = np.full(n, np.nan)
+        self.refused = np.zeros(n, bool)
+        self.replica = np.full(n, -1, np.int32)
+
+    def run(self, policy, cost, steps: StepLog, rid: int, d: float, sids: np.ndarray):
+        """Runs the batch `sids` from d on replica `rid`; returns (end time, step start times)."""
+        ends, h_pre, h_dec, real = batch_timeline(cost, d, self.prompt[sids], self.out[sids])
+        k = sids.size
+        p_max, o_max = int(self.prompt[sids].max()), int(self.out[sids].max())
+        self.first[sids] = ends[0]
+        self.finish[sids] = ends[self.out[sids] - 1]
+        self.replica[sids] = rid
+        kv = k * (p_max + o_max)
+        steps.add(d, h_pre, k * p_max, 0, 0, kv, k, 0)
+        for s0, hd, r in zip(ends[:-1].tolist(), h_dec.tolist(), real.tolist()):
+            steps.add(s0, hd, 0, r, k, kv, k, 0)
+        return float(ends[-1]), np.concatenate([[d], ends[:-1]])
+
+
+class LlmStaticReplica(QueuedReplica):
+    """One static-batching LLM engine with its own queue behind a router."""
+
+    kind = "llm_static"
+
+    def __init__(self, index: int, policy: LlmStaticBatching, cost: LlmCost, run: StaticRun, out: list):
+        super().__init__(index, policy.rule(policy.max_batch_size), out)
+        self.policy, self.cost, self.run = policy, cost, run
+        self.steps = StepLog(index)
+        self.step_heads: list[tuple[int, int]] = []  # (step count so far, queue head after the batch) per batch
+
+    def accept(self, sid: int, arrival_s: float, push) -> None:
+        if self.run.prompt[sid] + self.run.out[sid] > self.policy.kv_cache_tokens:
+            self.run.refused[sid] = True  # alone it does not fit the KV cache: refused on arrival
+            return
+        super().accept(sid, arrival_s, push)
+
+    def run_batch(self, t: float, head: int, k: int) -> tuple[int, float]:
+        sids = np.asarray(self.ids[head:head + k], np.int64)
+        k = fitting_batch(self.policy, self.run.prompt[sids], self.run.out[sids], k)
+        end, _ = self.run.run(self.policy, self.cost, self.steps, self.index, t, sids[:k])
+        self.step_heads.append((len(self.steps.cols["start"]), head + k))
+        return k, end
+
+    @property
+    def kv_use(self) -> float:
+        """Returns the running batch's KV reservation as a fraction of the cache (0 when idle)."""
+        if not self.inflight:
+            return 0.0
+        return float(self.steps.cols["kv"][-1]) / self.policy.kv_cache_tokens
+
+    def outstanding_tokens(self) -> float:
+        """Static batches have no token-level state a router could use: the outstanding request count."""
+        return float(self.out[self.index])
+
+    def fill_waiting(self) -> None:
+        """Fills each recorded step's waiting count (requests queued here by its start, not yet in a batch)."""
+        wait = self.steps.cols["wait"]
+        start = self.steps.cols["start"]
+        lo = 0
+        for hi, head in self.step_heads:
+            for i in range(lo, hi):
+                wait[i] = bisect_right(self.arr, start[i]) - head
+            lo = hi
+
+
+def simulate_static_shared(replicas: list, run: StaticRun) -> list[StepLog]:
+    """Runs static-batching replicas [(policy, cost), ...] sharing one FCFS queue over every request; a
+    replica free at t claims the next batch (started when it is full or its oldest request's delay runs
+    out). Any replica may take any queued request, so a request must fit every replica's KV cache alone,
+    else it is refused on arrival. Returns each replica's StepLog."""
+    fits = np.ones(run.arrival.size, bool)
+    for policy, _ in replicas:
+        fits &= run.prompt + run.out <= policy.kv_cache_tokens
+    run.refused[:] = ~fits
+    queue = np.flatnonzero(fits)
+    qa = run.arrival[queue]
+    qa_list = qa.tolist()
+    n = queue.size
+    head = 0
+    steps = [StepLog(i) for i in range(len(replicas))]
+    free = [(0.0, i) for i in range(len(replicas))]
+    while head < n and free:
+        t, i = heappop(free)
+        policy, cost = replicas[i]
+        rule = policy.rule(policy.max_batch_size)
+        j = head + rule.smallest - 1
+        d = rule.start_s(t, qa_list[head], qa_list[j] if j < n else math.inf)
+        if d == math.inf:
+            continue  # a partial batch that never fills: this replica is done
+        k = bisect_right(qa_list, d, head, min(head + rule.max_batch_size, n)) - head
+        k = rule.take(k, d < qa_list[head] + rule.delay_s)
+        sids = queue[head:head + k]
+        sids = sids[:fitting_batch(policy, run.prompt[sids], run.out[sids], k)]
+        head += sids.size
+        before = len(steps[i].cols["start"])
+        end, starts = run.run(policy, cost, steps[i], i, d, sids)
+        waits = np.searchsorted(qa, starts, side="right") - head
+        for off, w in enumerate(waits.tolist()):
+            steps[i].cols["wait"][before + off] = w
+        heappush(free, (end, i))
+    return steps

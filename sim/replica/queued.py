@@ -1,0 +1,96 @@
+"""The part every request-level replica shares: its own FCFS queue and when its next batch starts."""
+from __future__ import annotations
+
+import math
+from array import array
+from heapq import heappop, heappush
+
+from ..batching import DispatchRule
+
+DONE, START = 0, 1  # event kinds: a batch completes (seen by a router arriving at that instant), a batch starts
+
+
+class QueuedReplica:
+    """A replica with its own FCFS queue that starts batches under a DispatchRule.
+
+    Subclasses run the batch: `run_batch(t, head, k)` returns (requests taken, end time). Events: a batch
+    start at d (kind START, run once every arrival at d has been routed, so it takes them) and its
+    completion (kind DONE, applied before a router looks at an arrival of that instant)."""
+
+    def __init__(self, index: int, rule: DispatchRule, out: list):
+        self.index = index
+        self.rule = rule
+        self.out = out          # the fleet's outstanding counts; this replica owns out[index]
+        self.arr: list[float] = []
+        self.ids: list[int] = []
+        self.head = 0           # queue position of the next request to dispatch
+        self.free_s = -math.inf  # when the replica last became free
+        self.inflight = 0       # requests in the running batch (0: idle)
+        self.pending = None     # start time of the next batch once known (stale heap entries differ)
+        self.sizes = array("i")
+        self.dispatch = array("d")
+        self.completion = array("d")
+
+    def accept(self, sid: int, arrival_s: float, push) -> None:
+        """Queues request `sid`; schedules or brings forward the next batch start when the replica is idle."""
+        self.arr.append(arrival_s)
+        self.ids.append(sid)
+        self.out[self.index] += 1
+        if self.inflight:
+            return  # busy: the next start is decided when the running batch completes
+        waiting = len(self.arr) - self.head
+        if waiting == self.rule.smallest or (waiting == 1 and self.pending is None):
+            self._schedule(push)
+
+    def _schedule(self, push) -> None:
+        h, arr = self.head, self.arr
+        if h >= len(arr):
+            return
+        j = h + self.rule.smallest - 1
+        d = self.rule.start_s(self.free_s, arr[h], arr[j] if j < len(arr) else math.inf)
+        if d != math.inf and d != self.pending:
+            self.pending = d
+            push((d, START, self.index))
+
+    def on_event(self, t: float, kind: int, push) -> None:
+        """Completes the running batch (DONE) or starts the next one (START; stale starts are ignored)."""
+        if kind == DONE:
+            self.out[self.index] -= self.inflight
+            self.inflight = 0
+            self.free_s = t
+            self._schedule(push)
+            return
+        if t != self.pending:
+            return
+        self.pending = None
+        h = self.head
+        # every request routed here has arrived by t (the fleet starts batches only after routing them)
+        k = self.rule.take(len(self.arr) - h, t < self.arr[h] + self.rule.delay_s)
+        k, end = self.run_batch(t, h, k)
+        self.head = h + k
+        self.inflight = k
+        self.sizes.append(k)
+        self.dispatch.append(t)
+        self.completion.append(end)
+        push((end, DONE, self.index))
+
+    def run_batch(self, t: float, head: int, k: int) -> tuple[int, float]:
+        """Runs a batch of queue positions head..head+k-1 starting at t; returns (requests taken, end time)."""
+        raise NotImplementedError
+
+    def run_alone(self, sids, arrival_s) -> None:
+        """Serves the given requests (sorted arrivals) with nobody else: the fleet's path for routers that
+        do not read replica state."""
+        heap: list = []
+
+        def push(event):
+            heappush(heap, event)
+
+        for sid, a in zip(sids, arrival_s):
+            while heap and heap[0] < (a, START):
+                t, kind, _ = heappop(heap)
+                self.on_event(t, kind, push)
+            self.accept(sid, a, push)
+        while heap:
+            t, kind, _ = heappop(heap)
+            self.on_event(t, kind, push)
