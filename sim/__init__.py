@@ -16,7 +16,7 @@ _EXPORTS = {
     "ConstantArrivals": "arrivals", "GammaArrivals": "arrivals", "PoissonArrivals": "arrivals",
     "TraceArrivals": "arrivals",
     "DispatchRule": "batching", "DynamicBatching": "batching", "NoBatching": "batching", "StaticBatching": "batching",
-    "AffineCost": "cost", "LognormalNoise": "cost", "TableCost": "cost", "ProfileCost": "cost", "RooflineCost": "cost",
+    "AffineCost": "cost", "LognormalNoise": "cost", "StepNoise": "cost", "TableCost": "cost", "ProfileCost": "cost", "RooflineCost": "cost",
     "BatchLog": "engine", "simulate": "engine",
     "ScenarioError": "errors",
     "Result": "runner", "run": "runner", "simulate_replication": "runner",

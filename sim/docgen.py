@@ -7,7 +7,7 @@ read from the pydantic models that validate scenario files, rendered as Markdown
     python -m sim.docgen --missing    list the fields declared without a description (file, class, field)
 
 The walk starts at `sim.scenario.Scenario` and follows every field whose type holds a model: plain nested
-models (Workload, Server, LognormalNoise, GpuSpec, ...) get a section each, discriminated unions (the
+models (Workload, Server, StepNoise, GpuSpec, ...) get a section each, discriminated unions (the
 arrival, batching and cost-model registries, the token distributions) a section with one table per member.
 A model reached from several keys (the token distributions) is documented once.
 """

@@ -203,6 +203,10 @@ def write_plots(result, out_dir: Path) -> list[Path]:
     ax.grid(alpha=0.3)
     _plain(ax)
     paths.append(_save(fig, out_dir / "queue_length.png"))
+    cols = df[df["replication"] == 0]
+    done = cols["completion_s"].to_numpy()
+    paths.append(write_replica_plot(result, out_dir, cols["replica"].to_numpy(), cols["arrival_s"].to_numpy(),
+                                    np.where(np.isnan(done), np.inf, done)))
     return paths
 
 
@@ -244,24 +248,104 @@ def write_llm_plots(result, out_dir: Path) -> list[Path]:
     paths = [_save(fig, out_dir / "llm_latency_cdf.png")]
 
     log = result.logs[0]
+    # one engine's steps: in a fleet, replica 0's (replicas.png shows them all)
+    one = log.step_replica == 0 if log.step_replica is not None else np.ones(log.step_s.size, bool)
+    many = log.replica_kv_tokens is not None and log.replica_kv_tokens.size > 1
     # three panels rather than two lines on one axis: the waiting queue can be 100 times the running batch
     fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(9, 7), sharex=True)
-    t = log.step_start_s
-    cap = max(log.kv_capacity_tokens, 1)
-    ax1.plot(*peaks(t, log.step_kv_used * 100 / cap), lw=1)
+    t = log.step_start_s[one]
+    cap = int(log.replica_kv_tokens[0]) if log.replica_kv_tokens is not None else max(log.kv_capacity_tokens, 1)
+    running, waiting = log.step_running[one], log.step_waiting[one]
+    ax1.plot(*peaks(t, log.step_kv_used[one] * 100 / cap), lw=1)
     ax1.set_ylabel(f"KV cache used\n(% of {cap:,} tokens)")
     ax1.set_ylim(0, 105)
-    ax2.plot(*peaks(t, log.step_running), lw=1, color="C0", label="running")
+    ax2.plot(*peaks(t, running), lw=1, color="C0", label="running")
     ax2.set_ylabel("running\n(sequences in the step)")
-    ax3.plot(*peaks(t, log.step_waiting), lw=1, color="C1", label="waiting")
-    ax3.set_ylabel("waiting\n(requests not admitted)")
+    ax3.plot(*peaks(t, waiting), lw=1, color="C1", label="waiting")
+    ax3.set_ylabel("waiting\n(requests not admitted)" + ("\n(shared queue)" if many and
+                                                         result.scenario.server.router.policy == "shared_queue" else ""))
     ax3.set_xlabel("simulated time (s)")
-    for ax, counts in ((ax2, log.step_running), (ax3, log.step_waiting)):
+    for ax, counts in ((ax2, running), (ax3, waiting)):
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylim(0, max(1, int(counts.max(initial=0))) * 1.05)  # an all-zero series still gets a 0..1 axis
     for ax in (ax1, ax2, ax3):
         ax.grid(alpha=0.3)
         _plain(ax)
-    ax1.set_title(f"{name}: KV cache and sequences at each engine step (replication 0)")
+    ax1.set_title(f"{name}: KV cache and sequences at each engine step (replication 0"
+                  + (f", replica 0 of {log.replica_kv_tokens.size})" if many else ")"))
     paths.append(_save(fig, out_dir / "kv_cache.png"))
+    done = np.where(log.finished, log.finish_s, np.inf)
+    where = log.routed if log.routed is not None else log.replica
+    kv = None
+    if log.step_replica is not None:
+        kv = (log.step_start_s, log.step_kv_fraction() * 100, log.step_replica)
+    paths.append(write_replica_plot(result, out_dir, where, log.arrival_s, done, kv))
     return paths
+
+
+def write_replica_plot(result, out_dir: Path, replica: np.ndarray, arrival_s: np.ndarray, departure_s: np.ndarray,
+                       kv=None, points: int = 300) -> Path:
+    """Writes replicas.png: outstanding requests per replica over time (and, for LLM replicas, KV use),
+    replication 0, each value the mean over one of `points` time bins. More than 8 replicas are drawn as the
+    fleet's min, median and max."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = result.scenario.fleet_groups
+    labels = [f"{g.name} {i}" if len(groups) > 1 else f"replica {i}" for g in groups for i in range(g.replicas)]
+    c = len(labels)
+    ok = replica >= 0
+    t_end = float(np.nanmax(np.where(np.isfinite(departure_s), departure_s, arrival_s))) if arrival_s.size else 1.0
+    edges = np.linspace(0.0, max(t_end, 1e-9), points + 1)
+    grid = (edges[:-1] + edges[1:]) / 2
+    series = np.zeros((c, points))
+    for i in range(c):
+        mine = ok & (replica == i)
+        area = _area(np.sort(arrival_s[mine]), edges) - _area(np.sort(departure_s[mine]), edges)
+        series[i] = np.diff(area) / np.diff(edges)  # time-average over each bin: instants flicker too fast to read
+    panels = 2 if kv is not None else 1
+    fig, axes = plt.subplots(panels, 1, figsize=(9, 3.4 * panels), sharex=True, squeeze=False)
+    ax = axes[0][0]
+    _lines(ax, grid, series, labels)
+    ax.set_ylabel("outstanding requests\n(queued + running,\nmean per bin)")
+    if kv is not None:
+        t, pct, rep = kv
+        ax2 = axes[1][0]
+        kv_series = np.zeros((c, points))
+        for i in range(c):
+            mine = rep == i
+            if mine.any():
+                at = np.searchsorted(t[mine], grid, side="right") - 1
+                kv_series[i] = np.where(at >= 0, pct[mine][np.clip(at, 0, None)], 0.0)
+        _lines(ax2, grid, kv_series, labels)
+        ax2.set_ylabel("KV cache used (%)")
+        ax2.set_ylim(0, 105)
+    axes[-1][0].set_xlabel("simulated time (s)")
+    for row in axes:
+        row[0].grid(alpha=0.3)
+        _plain(row[0])
+    router = result.scenario.server.router.policy
+    ax.set_title(f"{result.scenario.name}: {c} replica(s), router {router} (replication 0)")
+    return _save(fig, out_dir / "replicas.png")
+
+
+def _area(times: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Returns, at each edge t, the sum over sorted `times` of max(t - time, 0) (infinite times add nothing)."""
+    times = times[np.isfinite(times)]
+    k = np.searchsorted(times, edges, side="right")
+    prefix = np.concatenate([[0.0], np.cumsum(times)])
+    return k * edges - prefix[k]
+
+
+def _lines(ax, grid: np.ndarray, series: np.ndarray, labels: list[str]) -> None:
+    if series.shape[0] <= 8:
+        for row, label in zip(series, labels):
+            ax.plot(grid, row, lw=0.9, label=label)
+        ax.legend(loc="upper left", fontsize=7, ncol=min(4, series.shape[0]), framealpha=0.9)
+        return
+    lo, med, hi = np.percentile(series, [0, 50, 100], axis=0)
+    ax.fill_between(grid, lo, hi, alpha=0.3, label=f"min..max of {series.shape[0]} replicas")
+    ax.plot(grid, med, lw=1, label="median replica")
+    ax.legend(loc="upper left", fontsize=8, framealpha=0.9)

@@ -154,6 +154,43 @@ def _verdict(c: dict) -> str:
     return str(v).upper()
 
 
+def _fleet(s: dict) -> list[str]:
+    """Returns the fleet's cost line and a per-group (or per-replica) table; nothing for an old summary."""
+    reps = s.get("replicas") if isinstance(s.get("replicas"), list) else []
+    groups = s.get("groups") if isinstance(s.get("groups"), dict) else {}
+    lines = []
+    if "fleet_cost_per_hour" in s:
+        if _missing(s.get("fleet_cost_per_hour")):
+            lines.append(f"  fleet        cost unknown ({_txt(s.get('cost_note'))})")
+        else:
+            lines.append(f"  fleet        ${_num(s.get('fleet_cost_per_hour'), ',.2f')}/hour, "
+                         f"${_num(s.get('cost_per_million_requests'), '.4g')} per million requests")
+    rows = []
+    if len(groups) > 1:
+        rows = [[name, _txt(g.get("replicas")), g] for name, g in groups.items() if isinstance(g, dict)]
+        head = "group"
+    elif 1 < len(reps) <= 8:
+        rows = [[f"{r.get('group')} {r.get('index')}" if len(groups) > 1 else str(r.get("index")), "1", r]
+                for r in reps if isinstance(r, dict)]
+        head = "replica"
+    if rows:
+        table = [[head, "replicas", "requests", "rps", "busy", "mean (ms)", "p99 (ms)"]]
+        for name, n, g in rows:
+            lat = g.get("latency_s") if isinstance(g.get("latency_s"), dict) else {}
+            table.append([name, n, _txt(g.get("requests")), _num(g.get("throughput_rps"), ".5g"),
+                          _num(g.get("utilization"), ".3f"), _ms(lat.get("mean")), _ms(lat.get("p99"))])
+        lines += layout(table)
+    elif len(reps) > 8:
+        util = [r.get("utilization") for r in reps if isinstance(r, dict) and not _missing(r.get("utilization"))]
+        if util:
+            lines.append(f"  replicas     {len(reps)}: busy min {min(util):.3f}, max {max(util):.3f}")
+    return lines
+
+
+def _ms(v) -> str:
+    return "-" if _missing(v) else fmt_sig(v * 1000, 4)
+
+
 def _warnings(s: dict) -> list[str]:
     return [f"  WARNING: {w}" for w in (s.get("warnings") or [])]
 
@@ -179,6 +216,7 @@ def format_summary(summary: dict, batching: str = "") -> str:
                          + (", within the confidence interval: run longer or add replications)" if verdict == "UNCERTAIN" else ")"))
         lines.append(f"  SLO attainment {_num(s.get('slo_attainment'), '.3%')} of requests within the "
                      f"{_txt(s['slo'].get('attainment_target'))} target")
+    lines += _fleet(s)
     lines += _warnings(s)
     return "\n".join(lines)
 
@@ -204,5 +242,6 @@ def format_llm_summary(s: dict, batching: str = "") -> str:
         for q, c in _slo_targets(s).items():
             lines.append(f"  SLO {q} <= {_num(c.get('target_ms'))} ms: {_verdict(c)} ({fmt_duration_ms(c.get('achieved_ms'))})")
         lines.append(f"  SLO attainment {_num(s.get('slo_attainment'), '.3%')} of requests met both TTFT and TPOT targets")
+    lines += _fleet(s)
     lines += _warnings(s)
     return "\n".join(lines)

@@ -166,11 +166,13 @@ class Scenario(StrictModel):
     def batching_description(self) -> str:
         """Returns the fleet's batching and routing in one line, as the CLI and summary.json show it."""
         groups = self.fleet_groups
-        parts = [_group_description(g) + (f" x {g.replicas} ({g.name})" if self.server.groups else "")
-                 for g in groups]
-        line = "; ".join(parts)
+        described = [_group_description(g) for g in groups]
         if not self.server.groups:
-            line += f", {groups[0].replicas} replica(s)"
+            line = f"{described[0]}, {groups[0].replicas} replica(s)"
+        elif len(set(described)) == 1:
+            line = described[0] + "; groups " + ", ".join(f"{g.name} x {g.replicas}" for g in groups)
+        else:
+            line = "; ".join(f"{g.name} x {g.replicas}: {d}" for g, d in zip(groups, described))
         if self.total_replicas > 1:
             line += f", router {self.server.router.policy}"
         return line
@@ -287,9 +289,9 @@ def _check_fleet(scenario: Scenario) -> list[tuple[str, str]]:
                 problems.append((f"server.{key}", f"give server.{key} inside each server.groups entry, not beside "
                                  "groups (groups replace server.replicas)"))
         names = [g.name for g in srv.groups]
-        dup = next((n for n in names if names.count(n) > 1), None)
-        if dup:
-            problems.append((f"server.groups.{names.index(dup)}.name", f"{dup!r} names two groups; names must differ"))
+        dup = next((i for i, n in enumerate(names) if n in names[:i]), None)
+        if dup is not None:
+            problems.append((f"server.groups.{dup}.name", f"{names[dup]!r} names two groups; names must differ"))
     pairs = _pairs(scenario)
     for pair in pairs:
         if pair.cost_model is None:
@@ -420,14 +422,21 @@ def set_override(raw: dict, assignment: str) -> str:
         raise ScenarioError("--set", key, f"value {text!r} is not valid YAML ({exc.__class__.__name__})") from None
     node = raw
     parts = key.split(".")
-    for i, part in enumerate(parts[:-1]):
-        nxt = node.get(part)
+    for i, part in enumerate(parts):
+        if isinstance(node, list):  # server.groups.1.replicas: an index into a list that exists
+            if not part.isdigit() or int(part) >= len(node):
+                raise ScenarioError("--set", ".".join(parts[: i + 1]), f"is not an index of the {len(node)}-item list "
+                                    f"{'.'.join(parts[:i])}; allowed 0..{len(node) - 1}")
+            part = int(part)
+        elif not isinstance(node, dict):
+            raise ScenarioError("--set", ".".join(parts[:i]), f"is a {type(node).__name__}, not a mapping; cannot set {key}")
+        if i == len(parts) - 1:
+            node[part] = value
+            return key
+        nxt = node[part] if isinstance(node, list) else node.get(part)
         if nxt is None:
             nxt = node[part] = {}
-        if not isinstance(nxt, dict):
-            raise ScenarioError("--set", ".".join(parts[: i + 1]), f"is a {type(nxt).__name__}, not a mapping; cannot set {key}")
         node = nxt
-    node[parts[-1]] = value
     return key
 
 

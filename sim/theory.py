@@ -67,3 +67,50 @@ def bulk_service_mean_latency_s(rate_rps: float, max_batch: int, step_s: Callabl
     k = np.minimum(q, max_batch)
     h = np.array([step_s(int(x)) for x in k])
     return float((pi * (q * h + rate_rps * h * h / 2)).sum() / (pi * k).sum())
+
+
+def md1_wait_cdf(rate_rps: float, service_s: float, t_s: float) -> float:
+    """M/D/1 waiting-time CDF P(Wq <= t) (Erlang 1909 / Crommelin):
+    (1 - rho) sum_{k=0}^{floor(t/D)} (lambda (k D - t))^k / k! e^{-lambda (k D - t)}.
+
+    The sum alternates in sign; in double precision it is exact enough up to t/D of about 25 (refused beyond)."""
+    if t_s / service_s > 25:
+        raise ValueError("t/D beyond 25: the alternating sum needs high-precision arithmetic")
+    rho = rate_rps * service_s
+    terms = []
+    for k in range(int(t_s / service_s) + 1):
+        x = rate_rps * (k * service_s - t_s)
+        terms.append(x ** k / math.factorial(k) * math.exp(-x))
+    return (1 - rho) * math.fsum(terms)
+
+
+def md1_latency_quantile_s(rate_rps: float, service_s: float, p: float) -> float:
+    """Returns the p-quantile of M/D/1 time in system (wait + D), by bisection on md1_wait_cdf."""
+    if p <= 1 - rate_rps * service_s:
+        return service_s  # an atom at zero wait
+    lo, hi = 0.0, 25 * service_s
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if md1_wait_cdf(rate_rps, service_s, mid) < p else (lo, mid)
+    return (lo + hi) / 2 + service_s
+
+
+def erlang_c(servers: int, offered_erlangs: float) -> float:
+    """Returns Erlang's C formula: the probability that an arrival waits in an M/M/c queue."""
+    c, a = servers, offered_erlangs
+    if a >= c:
+        return 1.0
+    term, total = 1.0, 1.0  # a^k / k!, summed for k < c
+    for k in range(1, c):
+        term *= a / k
+        total += term
+    last = term * a / c / (1 - a / c)  # a^c / c! * c / (c - a)
+    return last / (total + last)
+
+
+def mmc_mean_wait_s(rate_rps: float, mean_service_s: float, servers: int) -> float:
+    """M/M/c mean waiting time in queue: C(c, a) / (c mu - lambda), a = lambda / mu."""
+    mu = 1.0 / mean_service_s
+    if rate_rps >= servers * mu:
+        return math.inf
+    return erlang_c(servers, rate_rps / mu) / (servers * mu - rate_rps)

@@ -57,7 +57,7 @@ def test_rows_show_defaults_ranges_and_choices(generated):
     assert "| `server.batching` | mapping with `policy`" in generated and "`{policy: dynamic}`" in generated
     assert "| `workload.arrival.rate_rps` | float | *required* | 1e-6 ≤ x ≤ 1e9 |" in generated
     assert "one of `decode_first`, `prefill_first`" in generated
-    assert "| `cost_model.noise.cv` | float | *required* | 0 < x ≤ 10 |" in generated
+    assert "| `cost_model.noise.cv` | float | `null` | 0 < x ≤ 10 |" in generated
 
 
 def test_check_mode(tmp_path, capsys):

@@ -2,27 +2,44 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Callable, Literal, Optional
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..config import StrictModel
 
 
-class LognormalNoise(StrictModel):
-    """Multiplicative jitter per batch: step time * X, X lognormal with mean 1 and the given cv."""
+class StepNoise(StrictModel):
+    """Multiplicative jitter per batch: step time * X with mean 1. `dist: lognormal` (the default) takes
+    the coefficient of variation `cv`; `dist: exponential` has cv 1 (with batch 1, exponential service:
+    M/M/c theory applies)."""
 
-    cv: float = Field(gt=0, le=10, description="coefficient of variation of the step time")
+    dist: Literal["lognormal", "exponential"] = Field(default="lognormal", description="distribution of the factor")
+    cv: Optional[float] = Field(default=None, gt=0, le=10, description="coefficient of variation of the step time "
+                                "(lognormal; required there)")
+
+    @model_validator(mode="after")
+    def _cv(self):
+        if self.dist == "lognormal" and self.cv is None:
+            raise ValueError("give cv (the coefficient of variation) for lognormal noise, or dist: exponential")
+        if self.dist == "exponential" and self.cv is not None:
+            raise ValueError("exponential noise has cv 1 by definition: leave cv out")
+        return self
 
     @property
     def sigma(self) -> float:
         return math.sqrt(math.log1p(self.cv ** 2))
 
     def factors(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """Returns `n` multiplicative factors with mean 1 and coefficient of variation `cv`."""
+        """Returns `n` multiplicative factors with mean 1 (and the configured coefficient of variation)."""
+        if self.dist == "exponential":
+            return rng.exponential(1.0, size=n)
         s = self.sigma
         return rng.lognormal(-0.5 * s * s, s, size=n)
+
+
+LognormalNoise = StepNoise  # the name before exponential noise existed
 
 
 class Draws:
@@ -42,7 +59,7 @@ class Draws:
 class CostModel(StrictModel):
     """Base of every cost model; `kind` is its registered name."""
 
-    noise: Optional[LognormalNoise] = Field(default=None, description="per-batch jitter; default: deterministic")
+    noise: Optional[StepNoise] = Field(default=None, description="per-batch jitter; default: deterministic")
     overhead_ms: float = Field(default=0.0, ge=0, le=1e6, description="fixed scheduling gap added to every step "
                                "(batch formation, input assembly, launch), ms; measured by `servesim validate`")
 

@@ -10,7 +10,8 @@ from ..replica import BatchReplica, ContinuousReplica, LlmRequests, LlmStaticRep
 from ..replica.llm_log import LlmLog, merge_steps
 from ..replica.llm_static import StaticRun, simulate_static_shared
 from ..rng import component_rng
-from .fleet import Fleet, ReplicaGroup, drain, run_shared_llm
+from .counts import BucketCounts
+from .fleet import Fleet, ReplicaGroup, drain, run_least_loaded, run_shared_llm
 
 
 def _per_replica(groups: list[ReplicaGroup]) -> list[ReplicaGroup]:
@@ -42,10 +43,13 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
         return BatchLog(arrivals, *(np.concatenate([getattr(g, k) for g in logs]) for k in
                                     ("size", "dispatch_s", "completion_s", "replica", "step_s")),
                         order=np.concatenate(orders).astype(np.int64), routed=assign)
-    out = [0] * len(per)
+    out = router.counts(len(per))
     replicas = [BatchReplica(i, rule, cost, out, cost.jitter(_noise_rng(seed, replication, i)) if cost.is_noisy() else None)
                 for i, (rule, cost) in enumerate(specs)]
-    Fleet(replicas, router.chooser(replicas, out, rng)).run(arrivals.tolist())
+    if isinstance(out, BucketCounts):
+        run_least_loaded(replicas, out, rng, arrivals.tolist())
+    else:
+        Fleet(replicas, router.chooser(replicas, out, rng)).run(arrivals.tolist())
     routed = np.empty(arrivals.size, np.int32)
     for r in replicas:
         routed[r.ids] = r.index
@@ -67,7 +71,7 @@ def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, 
     static = per[0].batching.policy == "llm_static"
     arr = np.asarray(arrival_s, float)
     rng = component_rng(seed, replication, "server.router")
-    out = [0] * len(per)
+    out = router.counts(len(per))
     assign = None
     if static:
         run = StaticRun(arr, prompt_tokens, output_tokens)

@@ -57,6 +57,54 @@ class Fleet:
         drain(replicas, heap, push)
 
 
+def run_least_loaded(replicas: list, counts, rng, arrival_s) -> np.ndarray:
+    """join_shortest_queue over request-level replicas (sim.replica.queued): the same routing as
+    Fleet(replicas, JoinShortestQueue.chooser(...)).run, with the router, the bucket update
+    (BucketCounts.inc) and a busy replica's accept inlined; returns the replica each request joined."""
+    heap: list = []
+    push = partial(heappush, heap)
+    buckets, pos, n_out = counts.buckets, counts.pos, counts.n
+    routed = [0] * len(arrival_s)
+    buf: list = []
+    # hot path: one heap comparison, one bucket lookup and one bucket move per arrival
+    for sid, a in enumerate(arrival_s):
+        if heap and heap[0] < (a, START):
+            key = (a, START)
+            while heap and heap[0] < key:
+                t, kind, rid = heappop(heap)
+                replicas[rid].on_event(t, kind, push)
+        b = buckets[counts.low]
+        if len(b) > 1:
+            if not buf:
+                buf = rng.random(1 << 14).tolist()
+            i = b[int(buf.pop() * len(b))]
+        else:
+            i = b[0]
+        routed[sid] = i
+        r = replicas[i]
+        if r.inflight:  # busy: queue it (QueuedReplica.accept without the scheduling it does not need)
+            r.arr.append(a)
+            r.ids.append(sid)
+            v = n_out[i]  # BucketCounts.inc, inlined
+            n_out[i] = v + 1
+            last = b.pop()
+            if last != i:
+                p = pos[i]
+                b[p] = last
+                pos[last] = p
+            if v + 1 == len(buckets):
+                buckets.append([])
+            nb = buckets[v + 1]
+            pos[i] = len(nb)
+            nb.append(i)
+            if not b:
+                counts.low = v + 1
+        else:
+            r.accept(sid, a, push)
+    drain(replicas, heap, push)
+    return np.asarray(routed, np.int32)
+
+
 def drain(replicas: list, heap: list, push) -> None:
     """Runs every remaining replica event (after the last arrival)."""
     while heap:

@@ -158,7 +158,7 @@ class ContinuousReplica:
             return False
         self.waiting.append(sid)
         r.replica[sid] = self.index
-        self.out[self.index] += 1
+        self.out.inc(self.index)
         if self.track:
             self.pend_prefill += r.prompt[sid]
             self.rem_fixed += self._est(sid)
@@ -233,7 +233,7 @@ class ContinuousReplica:
                 r.generated[sid] = r.out[sid]
                 r.finish[sid] = end
                 state[sid] = FINISHED
-                self.out[self.index] -= 1
+                self.out.dec(self.index)
         for sid in completed:
             self.prefilling.remove(sid)
             if self.track:
@@ -251,7 +251,7 @@ class ContinuousReplica:
                 r.blocks[sid] = 0
                 epoch[sid] += 1
                 state[sid] = FINISHED
-                self.out[self.index] -= 1
+                self.out.dec(self.index)
             else:
                 self._start_decoding(sid, self.d, end)
 

@@ -95,7 +95,7 @@ class LlmStaticReplica(QueuedReplica):
 
     def outstanding_tokens(self) -> float:
         """Static batches have no token-level state a router could use: the outstanding request count."""
-        return float(self.out[self.index])
+        return float(self.out.n[self.index])
 
     def fill_waiting(self) -> None:
         """Fills each recorded step's waiting count (requests queued here by its start, not yet in a batch)."""

@@ -35,7 +35,7 @@ class QueuedReplica:
         """Queues request `sid`; schedules or brings forward the next batch start when the replica is idle."""
         self.arr.append(arrival_s)
         self.ids.append(sid)
-        self.out[self.index] += 1
+        self.out.inc(self.index)
         if self.inflight:
             return  # busy: the next start is decided when the running batch completes
         waiting = len(self.arr) - self.head
@@ -55,7 +55,7 @@ class QueuedReplica:
     def on_event(self, t: float, kind: int, push) -> None:
         """Completes the running batch (DONE) or starts the next one (START; stale starts are ignored)."""
         if kind == DONE:
-            self.out[self.index] -= self.inflight
+            self.out.dec(self.index, self.inflight)
             self.inflight = 0
             self.free_s = t
             self._schedule(push)

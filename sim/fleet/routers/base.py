@@ -20,13 +20,19 @@ class Router(StrictModel):
     reads_state: ClassVar[bool] = True   # False: arrivals are split up front (`split`)
     llm_only: ClassVar[bool] = False     # True: needs replicas with a KV cache
 
+    def counts(self, replicas: int):
+        """Returns the outstanding-count keeper the replicas update (sim.fleet.counts)."""
+        from ..counts import Counts
+
+        return Counts(replicas)
+
     def split(self, n: int, replicas: int, rng: np.random.Generator) -> np.ndarray:
         """Returns the replica index of each of `n` requests (routers that read no state)."""
         raise NotImplementedError
 
-    def chooser(self, replicas: list, out: list, rng: np.random.Generator) -> Callable[[int, float], int]:
+    def chooser(self, replicas: list, out, rng: np.random.Generator) -> Callable[[int, float], int]:
         """Returns choose(sid, arrival_s) -> replica index, reading `replicas` and their outstanding
-        request counts `out` (kept exact by the replicas)."""
+        request counts `out.n` (sim.fleet.counts, kept exact by the replicas)."""
         raise NotImplementedError
 
 

@@ -8,13 +8,19 @@ from __future__ import annotations
 from typing import Literal
 
 from . import REGISTRY
-from .base import Router, Uniforms, argmin_random_tie
+from .base import Router, Uniforms
 
 
 @REGISTRY.register
 class JoinShortestQueue(Router):
     policy: Literal["join_shortest_queue"] = "join_shortest_queue"
 
+    def counts(self, replicas: int):
+        from ..counts import BucketCounts
+
+        return BucketCounts(replicas)  # the least loaded replica in O(1)
+
     def chooser(self, replicas, out, rng):
         u = Uniforms(rng)
-        return lambda sid, arrival_s: argmin_random_tie(out, u)
+        least = out.least
+        return lambda sid, arrival_s: least(u)

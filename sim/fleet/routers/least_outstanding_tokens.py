@@ -10,17 +10,18 @@ from typing import Literal
 from pydantic import Field
 
 from . import REGISTRY
-from .base import Router, Uniforms, argmin_random_tie
+from .base import Uniforms, argmin_random_tie
+from .join_shortest_queue import JoinShortestQueue
 
 
 @REGISTRY.register
-class LeastOutstandingTokens(Router):
+class LeastOutstandingTokens(JoinShortestQueue):
     policy: Literal["least_outstanding_tokens"] = "least_outstanding_tokens"
     oracle: bool = Field(default=False, description="use the true output lengths instead of the mean estimate")
 
     def chooser(self, replicas, out, rng):
-        u = Uniforms(rng)
         if not hasattr(replicas[0], "outstanding_tokens"):
-            return lambda sid, arrival_s: argmin_random_tie(out, u)
+            return super().chooser(replicas, out, rng)
+        u = Uniforms(rng)
         readers = [r.outstanding_tokens for r in replicas]
         return lambda sid, arrival_s: argmin_random_tie([f() for f in readers], u)

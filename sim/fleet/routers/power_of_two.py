@@ -17,6 +17,7 @@ class PowerOfTwo(Router):
         if c == 1:
             return lambda sid, arrival_s: 0
         u = Uniforms(rng)
+        out = out.n
 
         def choose(sid: int, arrival_s: float) -> int:
             i = int(u.next() * c)

@@ -1,0 +1,69 @@
+"""Outstanding requests per replica, kept exact by the replicas (`inc` on arrival, `dec` on completion)."""
+from __future__ import annotations
+
+
+class Counts:
+    """Per-replica outstanding request counts; routers read `n`."""
+
+    def __init__(self, replicas: int):
+        self.n = [0] * replicas
+
+    def inc(self, i: int) -> None:
+        self.n[i] += 1
+
+    def dec(self, i: int, k: int = 1) -> None:
+        self.n[i] -= k
+
+
+class BucketCounts(Counts):
+    """Counts that also keep the replicas grouped by count, so the least loaded replica, uniformly at random
+    among ties, is found in O(1) (join_shortest_queue's hot path) instead of a scan of every replica."""
+
+    def __init__(self, replicas: int):
+        super().__init__(replicas)
+        self.buckets: list[list[int]] = [list(range(replicas))]  # buckets[v]: replicas with v outstanding
+        self.pos = list(range(replicas))                          # each replica's index in its bucket
+        self.low = 0                                              # the smallest count held by any replica
+
+    # hot path: the bucket move is inlined in inc and dec (one call per arrival and per completion)
+    def inc(self, i: int) -> None:
+        n, buckets, pos = self.n, self.buckets, self.pos
+        v = n[i]
+        n[i] = v + 1
+        b = buckets[v]
+        last = b.pop()
+        if last != i:
+            p = pos[i]
+            b[p] = last
+            pos[last] = p
+        if v + 1 == len(buckets):
+            buckets.append([])
+        nb = buckets[v + 1]
+        pos[i] = len(nb)
+        nb.append(i)
+        if v == self.low and not b:
+            self.low = v + 1
+
+    def dec(self, i: int, k: int = 1) -> None:
+        if k == 0:
+            return
+        n, buckets, pos = self.n, self.buckets, self.pos
+        v = n[i]
+        w = n[i] = v - k
+        b = buckets[v]
+        last = b.pop()
+        if last != i:
+            p = pos[i]
+            b[p] = last
+            pos[last] = p
+        nb = buckets[w]
+        pos[i] = len(nb)
+        nb.append(i)
+        if w < self.low:
+            self.low = w
+
+    def least(self, uniforms) -> int:
+        """Returns a replica with the fewest outstanding requests, uniformly at random among the tied ones
+        (one draw from `uniforms`, a routers.base.Uniforms, only when there is a tie)."""
+        b = self.buckets[self.low]
+        return b[int(uniforms.next() * len(b))] if len(b) > 1 else b[0]
