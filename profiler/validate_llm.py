@@ -52,7 +52,7 @@ def validate_llm(args, scenario) -> int:
     from .llm import ENGINES, build_engine
     from .llm_serve import serve_llm
     from .profile import device_info, free_device_memory, torch_dtype
-    from .validate import parse_loads, prepare_device, refuse_other_device, validation_outputs
+    from .validate_common import parse_loads, prepare_device, refuse_other_device, validation_outputs
 
     cm, pol = scenario.cost_model, scenario.server.batching
     if not isinstance(cm, LlmCost) or cm.profile is None:
@@ -107,12 +107,12 @@ def validate_llm(args, scenario) -> int:
         (tmp / "validation.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "validation.csv").write_text("load,metric,measured,predicted,error_pct\n" + "".join(
             f"{r['load']},{m},{r['measured'][m]:.6g},{r['predicted'][m]:.6g},{r['error_pct'][m]:.3f}\n" for r in rows for m in METRICS))
-        from .validate import _plot
+        from .validate_common import _plot
         _plot(tmp / "latency_cdf.png", figs, f"{scenario.name} (TTFT)")
         out.commit(tmp)
     print(format_table(report))
     print(f"  wrote {args.out}/: validation.json validation.csv latency_cdf.png and traces")
-    from .validate import check_bound
+    from .validate_common import check_bound
     return check_bound(rows, CHECKED, args.max_error_pct)
 
 
@@ -153,7 +153,7 @@ def _serve_loads(args, scenario, engine, pol, cost, capacity, loads, tmp: Path, 
     from sim.runner import generate_workload
 
     from .llm_serve import serve_llm
-    from .validate import _with_rate, backlog_verdicts
+    from .validate_common import _with_rate, backlog_verdicts
 
     rows, figs = [], []
     for load in loads:
@@ -190,7 +190,7 @@ def format_table(report: dict) -> str:
         for m in METRICS:
             lines.append(f"  {r['load']:>5.0%} {m:<20} {r['measured'][m]:>11.4g} {r['predicted'][m]:>11.4g} "
                          f"{r['error_pct'][m]:>+8.1f}")
-        from .validate import backlog_note
+        from .validate_common import backlog_note
         if backlog_note(r):
             lines.append(backlog_note(r))
         lines.append(f"  {'':>5} server: the model's busy time was {r['server']['model_time_vs_profile']:.2f}x the "

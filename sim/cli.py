@@ -180,16 +180,19 @@ def cmd_fit(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    # the real-serving half executes a torch model, so it lives in the profiler package (sim never imports torch)
+    # the real-serving half executes a torch model, so it lives in the profiler package, found through the
+    # `servesim.commands` entry point (sim never imports profiler: no import cycle)
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group="servesim.commands") if ep.name == "validate"]
+    if not found:
+        raise ScenarioError("servesim validate", "", "the profiler package is not installed: run the README's install "
+                            "command (pip install -e .)")
     try:
-        from profiler.validate import run_validation
-        from profiler.profile import UsageError
+        run_validation = found[0].load()
     except ImportError as exc:
         raise ScenarioError("servesim validate", "", f"needs the profiler's dependencies ({exc})") from None
-    try:
-        return run_validation(args)
-    except UsageError as exc:
-        raise ScenarioError("servesim validate", "", str(exc)) from None
+    return run_validation(args)
 
 
 class Terminated(KeyboardInterrupt):

@@ -98,17 +98,18 @@ def engine_capacity_rps(pol, cost, logs: list[LlmLog]) -> float:
     o = float(np.mean([log.output_tokens[k].mean() for log, k in zip(logs, ok) if k.any()]))
     if pol.policy == "continuous":
         n = max(1.0, min(pol.max_num_seqs, pol.kv_cache_tokens / (p + o)))
-        decode_step_ms = (cost.overhead_ms + cost.base_ms + cost.decode_seq_ms * n + cost.decode_context_ms * n * (p + o / 2))
+        decode_step_s = cost.iteration_s(0, 0, n, n * (p + o / 2))
         chunks = max(1.0, math.ceil(p / pol.chunk))  # prefill forwards per request
-        prefill_ms = cost.prefill_token_ms * p + cost.prefill_attention_ms * p * (p + 1) / 2 + cost.prefill_seq_ms * chunks
-        return 1000.0 / (prefill_ms + max(o - 1, 0) * decode_step_ms / n + decode_step_ms / n)
+        # a prefill rides in decode steps: it adds its own work, not another step's fixed cost
+        prefill_s = cost.iteration_s(p, p * (p + 1) / 2, 0, 0, chunks) - cost.iteration_s(0, 0, 0, 0, 0)
+        return 1.0 / (prefill_s + max(o - 1, 0) * decode_step_s / n + decode_step_s / n)
     # static: full batches, padded to the batch's longest prompt and output (estimated from the samples)
     b = pol.max_batch_size
     pm = float(np.mean([np.percentile(log.prompt_tokens, 100 * (1 - 1 / (b + 1))) for log in logs]))
     om = float(np.mean([np.percentile(log.output_tokens, 100 * (1 - 1 / (b + 1))) for log in logs]))
     b = max(1.0, min(b, pol.kv_cache_tokens / (pm + om)))
     prefill = cost.iteration_s(b * pm, b * pm * (pm + 1) / 2, 0, 0, 1)
-    decode = (om - 1) * (cost.overhead_ms + cost.base_ms + cost.decode_seq_ms * b + cost.decode_context_ms * b * (pm + om / 2)) / 1000
+    decode = (om - 1) * cost.iteration_s(0, 0, b, b * (pm + om / 2))
     return b / (prefill + decode)
 
 

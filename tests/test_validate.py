@@ -174,7 +174,7 @@ def test_validate_refuses_what_it_cannot_serve(tmp_path):
 
 
 def test_trace_rescaling_changes_the_replayed_rate():
-    from profiler.validate import _with_rate
+    from profiler.validate_common import _with_rate
     from sim.arrivals import TraceArrivals
 
     tr = TraceArrivals(times_s=[0.0, 1.0, 2.0, 3.0, 4.0])

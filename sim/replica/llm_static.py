@@ -20,7 +20,7 @@ def batch_timeline(cost: LlmCost, d: float, prompt: np.ndarray, out: np.ndarray)
     p_max, o_max = int(prompt.max()), int(out.max())
     h_pre = cost.iteration_s(k * p_max, k * p_max * (p_max + 1) / 2, 0, 0, 1)  # one padded batched forward
     j = np.arange(o_max - 1, dtype=float)
-    h_dec = (cost.overhead_ms + cost.base_ms + cost.decode_seq_ms * k + cost.decode_context_ms * k * (p_max + 1 + j)) / 1000
+    h_dec = cost.iteration_s(0, 0, k, k * (p_max + 1 + j)) + np.zeros(j.size)  # every slot decodes, padded
     ends = d + h_pre + np.concatenate([[0.0], np.cumsum(h_dec)])
     real = (out[None, :] > (j[:, None] + 1)).sum(axis=1)
     return ends, h_pre, h_dec, real
