@@ -12,18 +12,21 @@ from .replica.llm_log import LlmLog
 __all__ = ["LlmLog", "simulate_continuous", "simulate_static"]
 
 
-def _one(policy, cost, arrival_s, prompt_tokens, output_tokens) -> LlmLog:
+def _one(policy, cost, arrival_s, prompt_tokens, output_tokens, coalesce: bool = True) -> LlmLog:
     from .fleet.build import run_llm_fleet
     from .fleet.fleet import ReplicaGroup
     from .fleet.routers import SharedQueue
 
     return run_llm_fleet([ReplicaGroup("default", 1, cost, policy)], SharedQueue(), arrival_s, prompt_tokens,
-                         output_tokens, seed=0, replication=0)
+                         output_tokens, seed=0, replication=0, coalesce=coalesce)
 
 
-def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, prompt_tokens, output_tokens) -> LlmLog:
-    """Runs continuous batching over the given requests (sorted arrivals, seconds); returns the LlmLog."""
-    return _one(policy, cost, arrival_s, prompt_tokens, output_tokens)
+def simulate_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, prompt_tokens, output_tokens,
+                        coalesce: bool = True) -> LlmLog:
+    """Runs continuous batching over the given requests (sorted arrivals, seconds); returns the LlmLog.
+    With `coalesce` off, every engine step is its own event and step row (runs of decode steps are
+    otherwise one event and one row: same results)."""
+    return _one(policy, cost, arrival_s, prompt_tokens, output_tokens, coalesce)
 
 
 def simulate_static(policy: LlmStaticBatching, cost: LlmCost, arrival_s, prompt_tokens, output_tokens) -> LlmLog:

@@ -165,7 +165,8 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
         w = r.log.step_s[r.win]
         kv = r.log.step_kv_fraction()[r.win]
         # time-weighted mean over each replica's busy time, averaged over replicas (idle time holds no KV)
-        kv_util.append((float((kv * w).sum() / w.sum()) if w.sum() else math.nan, float(kv.max(initial=0.0))))
+        kv_util.append((float((kv * w).sum() / w.sum()) if w.sum() else math.nan,
+                        float(r.log.step_kv_fraction(peak=True)[r.win].max(initial=0.0))))
     decode_slots = sum(int(r.log.step_decode_slots[r.win].sum()) for r in reps)
     decode_tokens = sum(int(r.log.step_decode_tokens[r.win].sum()) for r in reps)
     summary = {
@@ -185,9 +186,11 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
         "itl_s": itl,
         "e2e_s": e2e,
         "latency_s": e2e,
-        "batch_size": {"mean": decode_slots / max(1, sum(int(((r.log.step_decode_slots > 0) & r.win).sum()) for r in reps)),
-                       "max": int(max(r.log.step_decode_slots.max(initial=0) for r in reps)),
-                       "steps": int(sum(r.win.sum() for r in reps))},
+        # a step row may stand for a run of identical decode steps: slots are its total, `steps` its count
+        "batch_size": {"mean": decode_slots / max(1, sum(int(r.log.steps[(r.log.step_decode_slots > 0) & r.win].sum())
+                                                      for r in reps)),
+                       "max": int(max((r.log.step_decode_slots // r.log.steps).max(initial=0) for r in reps)),
+                       "steps": int(sum(r.log.steps[r.win].sum() for r in reps))},
         "decode_padding_fraction": 1 - decode_tokens / decode_slots if decode_slots else 0.0,
         "utilization": sum(r.busy_s for r in reps) / (replicas * span),
         "kv_cache": {"capacity_tokens": logs[0].kv_capacity_tokens,

@@ -174,11 +174,14 @@ def _fleet(s: dict) -> list[str]:
                 for r in reps if isinstance(r, dict)]
         head = "replica"
     if rows:
-        table = [[head, "replicas", "requests", "rps", "busy", "mean (ms)", "p99 (ms)"]]
-        for name, n, g in rows:
-            lat = g.get("latency_s") if isinstance(g.get("latency_s"), dict) else {}
+        lats = [g.get("latency_s") if isinstance(g.get("latency_s"), dict) else {} for _, _, g in rows]
+        largest = max((abs(v) * 1000 for lat in lats for k in ("mean", "p99") if not _missing(v := lat.get(k))),
+                      default=None)
+        unit, div = time_unit(largest)  # one unit for the column, as in the percentile table
+        table = [[head, "replicas", "requests", "rps", "busy", f"mean ({unit})", f"p99 ({unit})"]]
+        for (name, n, g), lat in zip(rows, lats):
             table.append([name, n, _txt(g.get("requests")), _num(g.get("throughput_rps"), ".5g"),
-                          _num(g.get("utilization"), ".3f"), _ms(lat.get("mean")), _ms(lat.get("p99"))])
+                          _num(g.get("utilization"), ".3f"), _in(lat.get("mean"), div), _in(lat.get("p99"), div)])
         lines += layout(table)
     elif len(reps) > 8:
         util = [r.get("utilization") for r in reps if isinstance(r, dict) and not _missing(r.get("utilization"))]
@@ -187,8 +190,9 @@ def _fleet(s: dict) -> list[str]:
     return lines
 
 
-def _ms(v) -> str:
-    return "-" if _missing(v) else fmt_sig(v * 1000, 4)
+def _in(v_s, div_ms: float) -> str:
+    """Returns seconds `v_s` in the unit whose divisor from ms is div_ms, 4 significant digits."""
+    return "-" if _missing(v_s) else fmt_sig(v_s * 1000 / div_ms, 4)
 
 
 def _warnings(s: dict) -> list[str]:

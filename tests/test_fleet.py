@@ -151,15 +151,17 @@ def test_llm_fleet_under_random_equals_independent_engines(policy):
         assert np.array_equal(log.replica[idx][~alone.refused], np.full((~alone.refused).sum(), i))
 
 
-def brute_force_tokens(rep, oracle: bool, mean: float) -> float:
-    """Outstanding tokens of a continuous replica, summed request by request."""
+def brute_force_tokens(rep, oracle: bool, mean: float, t: float) -> float:
+    """Outstanding tokens of a continuous replica at t, summed request by request (inside a run of decode
+    steps the decode count is the step in flight at t)."""
     r, total = rep.r, 0.0
+    d = rep.run_d0 + rep._step_at(t) if rep.in_run else rep.d
     for sid in range(r.n):
         st = r.state[sid]
         if r.replica[sid] != rep.index or st == 3 or r.refused[sid]:
             continue
         if st == 2:
-            gen = r.base[sid] + rep.d - 1 - r.prompt[sid]
+            gen = r.base[sid] + d - 1 - r.prompt[sid]
         else:
             total += (r.target[sid] or r.prompt[sid]) - r.done[sid]
             gen = r.generated[sid]
@@ -171,7 +173,7 @@ def brute_force_tokens(rep, oracle: bool, mean: float) -> float:
 def test_outstanding_tokens_bookkeeping_matches_a_request_by_request_sum(oracle, monkeypatch):
     from sim.fleet.routers import LeastOutstandingTokens
 
-    checked = []
+    checked, in_run = [], []
     original = LeastOutstandingTokens.chooser
 
     def checking(self, replicas, out, rng):
@@ -180,15 +182,16 @@ def test_outstanding_tokens_bookkeeping_matches_a_request_by_request_sum(oracle,
         def wrapped(sid, a):
             if sid % 7 == 0:
                 for rep in replicas:
-                    assert rep.outstanding_tokens() == pytest.approx(
-                        brute_force_tokens(rep, oracle, rep.mean_out), abs=1e-6)
+                    expected = brute_force_tokens(rep, oracle, rep.mean_out, a)
+                    assert rep.outstanding_tokens(a) == pytest.approx(expected, abs=1e-6)
+                    in_run.append(rep.in_run)
                 checked.append(sid)
             return choose(sid, a)
         return wrapped
 
     monkeypatch.setattr(LeastOutstandingTokens, "chooser", checking)
     log = sim.simulate_replication(llm_fleet("least_outstanding_tokens", requests=600, rate_rps=20.0, oracle=oracle))
-    assert len(checked) > 50 and log.preemptions.sum() > 0
+    assert len(checked) > 50 and log.preemptions.sum() > 0 and sum(in_run) > 20  # runs were read mid-way
 
 
 def test_llm_routers_run_and_token_aware_ones_beat_random():
@@ -266,3 +269,18 @@ def test_bad_fleets_exit_2_naming_the_key(server, key, words, write_yaml):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f": {key}: " in proc.stderr and words in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("router", ["shared_queue", "least_outstanding_tokens", "least_kv", "round_robin"])
+def test_llm_fleet_runs_of_decode_steps_change_no_result(router):
+    # runs of identical decode steps are one event; routers that read state split them, arrivals cut them
+    s = llm_fleet(router, requests=800, rate_rps=14.0)
+    from sim.runner import generate_workload
+    g, arr = s.fleet_groups, generate_workload(s, 0)
+    logs = [build.run_llm_fleet(g, s.server.router, arr.arrival_s, arr.prompt_tokens, arr.output_tokens, s.seed, 0,
+                                coalesce=c) for c in (True, False)]
+    runs, per_step = logs
+    for key in ("first_token_s", "finish_s"):
+        np.testing.assert_allclose(getattr(runs, key), getattr(per_step, key), rtol=0, atol=1e-9, equal_nan=True)
+    assert np.array_equal(runs.replica, per_step.replica) and np.array_equal(runs.preemptions, per_step.preemptions)
+    assert runs.steps.sum() == per_step.step_s.size and runs.step_s.size < 0.7 * per_step.step_s.size

@@ -5,12 +5,44 @@ import pytest
 import sim
 from sim.batching import ContinuousBatching, LlmStaticBatching
 from sim.cost import LlmCost
-from sim.llm_engine import simulate_continuous, simulate_static
+from sim.llm_engine import simulate_continuous as _continuous
+from sim.llm_engine import simulate_static
 
 from .conftest import ROOT
 
 # step = 10 ms + 0.1 ms per prefill token + 1 ms per decoding sequence (no context terms: hand-checkable)
 COST = LlmCost(base_ms=10, prefill_token_ms=0.1, decode_seq_ms=1)
+
+
+def simulate_continuous(*args, **kw):
+    """Runs continuous batching both ways: runs of decode steps as one event (the engine's default) must give
+    every request the same times as one event per step; returns the per-step log for step-level checks."""
+    per_step = _continuous(*args, coalesce=False, **kw)
+    runs = _continuous(*args, **kw)
+    for key in ("first_token_s", "finish_s"):
+        np.testing.assert_allclose(getattr(runs, key), getattr(per_step, key), rtol=0, atol=1e-9, equal_nan=True)
+    for key in ("preemptions", "recomputed_tokens", "refused"):
+        assert np.array_equal(getattr(runs, key), getattr(per_step, key)), key
+    assert runs.steps.sum() == per_step.step_s.size and (per_step.steps == 1).all()
+    for key in ("step_decode_tokens", "step_decode_slots", "step_prefill_tokens"):
+        assert getattr(runs, key).sum() == getattr(per_step, key).sum(), key
+    assert runs.step_s.sum() == pytest.approx(per_step.step_s.sum(), rel=1e-12, abs=1e-12)
+    kv_s = (runs.step_kv_used * runs.step_s).sum(), (per_step.step_kv_used * per_step.step_s).sum()
+    assert kv_s[0] == pytest.approx(kv_s[1], rel=1e-9, abs=1e-9)  # time-weighted KV use
+    assert runs.step_kv_peak.max(initial=0) == per_step.step_kv_used.max(initial=0)
+    # a run stores its gaps' mean (they differ by the cost of n context tokens a step): same total, same spread
+    assert runs.itl_weight.sum() == per_step.itl_weight.sum()
+    assert (runs.itl_s * runs.itl_weight).sum() == pytest.approx((per_step.itl_s * per_step.itl_weight).sum(), rel=1e-9)
+    dh = cost_of_context(args[1], runs) if len(args) > 1 else 0.0
+    np.testing.assert_allclose(np.sort(np.repeat(runs.itl_s, runs.itl_weight)),
+                               np.sort(np.repeat(per_step.itl_s, per_step.itl_weight)), rtol=0, atol=1e-9 + dh)
+    return per_step
+
+
+def cost_of_context(cost, log) -> float:
+    """Returns the most a run's mean gap can differ from one of its steps: (steps - 1) / 2 context steps."""
+    n = int(log.step_running.max(initial=0))
+    return cost.decode_context_ms / 1000 * n * float(log.steps.max(initial=1)) / 2
 
 
 def cont(**kw):

@@ -65,7 +65,7 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
 
 
 def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, output_tokens, seed: int,
-                  replication: int) -> LlmLog:
+                  replication: int, coalesce: bool = True) -> LlmLog:
     """Runs LLM replicas (continuous or llm_static) behind `router`; returns the fleet's LlmLog."""
     per = _per_replica(groups)
     static = per[0].batching.policy == "llm_static"
@@ -91,6 +91,8 @@ def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, 
     replicas = [ContinuousReplica(i, g.batching, g.cost_model, reqs, out, waiting=shared, track_tokens=token_aware,
                                   mean_output=mean_out, oracle=getattr(router, "oracle", False))
                 for i, g in enumerate(per)]
+    for r in replicas:
+        r.coalesce = coalesce
     if shared is not None:
         run_shared_llm(replicas, shared, reqs, arr.tolist())
     else:
@@ -103,8 +105,13 @@ def _route(router, replicas, out, rng, arr: np.ndarray) -> np.ndarray:
     if router.reads_state:
         routed = np.empty(arr.size, np.int32)
         choose = router.chooser(replicas, out, rng)
+        # counts and outstanding tokens are read without touching a run of decode steps; KV use needs its blocks
+        runs = [r for r in replicas if hasattr(r, "sync")] if router.reads_kv else []
 
         def record(sid, a):
+            for r in runs:  # the router reads every replica as of the arrival instant
+                if r.in_run:
+                    r.sync(a)
             routed[sid] = i = choose(sid, a)
             return i
         Fleet(replicas, record).run(arr.tolist())
@@ -128,6 +135,8 @@ def _continuous_log(reqs: LlmRequests, replicas: list, per: list, assign) -> Llm
     log.step_replica = s["rep"]
     log.replica_kv_tokens = kv
     log.routed = assign
+    log.step_count = s["n"]
+    log.step_kv_peak = s["peak"]
     return log
 
 

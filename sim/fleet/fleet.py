@@ -122,6 +122,8 @@ def run_shared_llm(replicas: list, waiting, reqs, arrival_s) -> None:
     for r in replicas:
         fits_any |= np.asarray(r.fits, bool)
     fits_any = fits_any.tolist()
+    for r in replicas:
+        r.peers, r.push = replicas, push
     for sid, a in enumerate(arrival_s):
         key = (a, START)
         while heap and heap[0] < key:
@@ -134,4 +136,6 @@ def run_shared_llm(replicas: list, waiting, reqs, arrival_s) -> None:
         for r in replicas:
             if r.running_step is None:
                 push((a, START, r.index))
+            elif r.in_run:
+                r.cut(a, push)  # any replica may admit it at its next step
     drain(replicas, heap, push)

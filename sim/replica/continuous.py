@@ -87,6 +87,15 @@ class ContinuousReplica:
         self.prev_dec_end = math.nan
         self.preempted = False
         self.running_step = None       # (end, decoded tokens, prefills completing) of the step in flight
+        # a run of identical decode steps advanced as one event (see _plan_run); `coalesce` off: one event per step
+        self.coalesce = True
+        self.in_run = False
+        self.run_t0 = self.run_h0 = self.run_dh = 0.0
+        self.run_d0 = self.run_m = self.run_n = self.row_k = self.row = 0
+        self.row_kv0 = 0
+        self.now = 0.0
+        self.peers = None  # behind a shared queue: every replica (a preempted request may resume elsewhere) ...
+        self.push = None   # ... and the fleet's event push, to cut their runs when one is requeued
         self.steps = StepLog(index)
         self.itl_gap, self.itl_weight = array("d"), array("q")
         self.budget_max = policy.max_num_batched_tokens
@@ -109,10 +118,13 @@ class ContinuousReplica:
         """Returns the fraction of KV blocks in use, 0..1."""
         return self.kv.use
 
-    def outstanding_tokens(self) -> float:
+    def outstanding_tokens(self, t: Optional[float] = None) -> float:
         """Returns prompt tokens not yet prefilled plus the remaining output tokens (estimated, or true
-        with oracle) of every request here, as of the latest step start."""
+        with oracle) of every request here, as of the latest step start before t (default: the latest).
+        Inside a run of decode steps only the decode count moves, so this reads it without splitting the run."""
         d, heap, r = self.d, self.cross_heap, self.r
+        if self.in_run and t is not None:
+            d = self.run_d0 + self._step_at(t)
         while heap and heap[0][0] <= d:
             _, ep, sid = heapq.heappop(heap)
             if ep == r.epoch[sid] and r.below[sid]:
@@ -165,8 +177,31 @@ class ContinuousReplica:
         return True
 
     def accept(self, sid: int, arrival_s: float, push) -> None:
-        if self.admit_arrival(sid) and self.running_step is None:
+        if not self.admit_arrival(sid):
+            return
+        if self.running_step is None:
             push((arrival_s, START, self.index))  # idle: a step starts at this arrival
+        elif self.in_run:
+            self.cut(arrival_s, push)  # the next step must see the new request
+
+    def sync(self, t: float) -> None:
+        """Brings a run of decode steps up to the step in flight at t, so routers read the state as of the
+        latest step start before t (splitting a run changes no result)."""
+        if not self.in_run:
+            return
+        i = self._step_at(t)
+        if i > self.row_k:
+            self._close_row(i)
+            self._open_row(i)
+
+    def cut(self, t: float, push) -> None:
+        """Ends the run with the step in flight at t (a request arrived: the next step admits it)."""
+        self.sync(t)
+        if self.row_k + 1 < self.run_m:
+            self.run_m = self.row_k + 1
+            end = self._s(self.run_m)
+            self.running_step = (end,) + self.running_step[1:]
+            push((end, START, self.index))  # the old end's event is now stale (on_event skips it)
 
     def on_event(self, t: float, kind: int, push) -> None:
         """Ends the step in flight at t (if any) and starts the next one; goes idle when there is nothing to do."""
@@ -180,6 +215,7 @@ class ContinuousReplica:
 
     # ---- one engine step ----
     def _start_step(self, t: float) -> Optional[float]:
+        self.now = t
         while True:
             if not self.waiting and not self.prefilling and self.n_dec == 0:
                 return None
@@ -198,32 +234,152 @@ class ContinuousReplica:
                 return None  # nothing can run: wait for the next arrival
             context = self.sum_base + self.n_dec * (d - 1) if dec_tokens else 0
             h = self.step_cost(prefill_tokens, pairs, dec_tokens, context, chunks)
+            # a decode-only step that admitted nothing: none can be admitted until a sequence finishes (the
+            # run's end) or a request arrives (which cuts the run); behind a shared queue another replica may
+            # take the head, so a run there needs an empty queue
+            if (self.coalesce and dec_tokens and not prefill_tokens and not self.prefilling and not self.preempted
+                    and (not self.waiting or self.peers is None)):
+                m = self._run_length(d)
+                if m > 1:
+                    return self._plan_run(t, h, context, m)
             self.steps.add(t, h, prefill_tokens, dec_tokens, dec_tokens, self.kv.used_tokens,
                            self.n_dec + len(self.prefilling), len(self.waiting))
             self.running_step = (t + h, dec_tokens, completed)
             return t + h
+
+    # ---- runs of decode steps: one event for many steps ----
+    # While no request arrives, finishes, is admitted or preempted, consecutive steps decode the same n
+    # sequences, and the context grows by n a step, so step k of the run takes h0 + dh * k (the cost is
+    # affine in the context) and its boundaries have a closed form. New KV blocks inside the run are
+    # predictable and are allocated when the run is materialised; the run is kept short enough that they
+    # cannot run out (each sequence takes at most one block per block_size steps).
+    def _run_length(self, d: int) -> int:
+        heap, r = self.dec_heap, self.r
+        while heap and (heap[0][1] != r.epoch[heap[0][2]] or r.state[heap[0][2]] != DECODING):
+            heapq.heappop(heap)
+        if not heap:
+            return 1
+        m_finish = heap[0][0] - d + 1  # the first finish ends the run
+        m_blocks = self.kv.block_size * (self.kv.free // self.n_dec) + 1
+        return max(1, min(m_finish, m_blocks))
+
+    def _plan_run(self, t: float, h: float, context: int, m: int) -> float:
+        n = self.n_dec
+        self.in_run = True
+        self.run_t0, self.run_h0 = t, h
+        self.run_dh = self.step_cost(0, 0, n, context + n) - h
+        self.run_d0, self.run_m, self.run_n = self.d, m, n
+        self._open_row(0)
+        end = self._s(m)
+        self.running_step = (end, n, [])
+        return end
+
+    def _s(self, k: int) -> float:
+        """Returns the start of step k of the run (the end of step k - 1)."""
+        return self.run_t0 + k * self.run_h0 + self.run_dh * (k * (k - 1) / 2)
+
+    def _step_at(self, t: float) -> int:
+        """Returns the run's step in flight at t: the last step (of the row and after) starting before t."""
+        h0, dh = self.run_h0, self.run_dh
+        x = t - self.run_t0
+        if dh > 0:  # solve x = k h0 + dh k (k - 1) / 2 for k, then settle on the exact boundary
+            b = h0 - dh / 2
+            k = int((-b + math.sqrt(b * b + 2 * dh * x)) / dh) if x > 0 else 0
+        else:
+            k = int(x / h0) if h0 > 0 else self.run_m - 1
+        k = min(max(k, self.row_k), self.run_m - 1)
+        while k > self.row_k and self._s(k) >= t:
+            k -= 1
+        while k + 1 < self.run_m and self._s(k + 1) < t:
+            k += 1
+        return k
+
+    def _open_row(self, k: int) -> None:
+        """Starts the step row for run steps k.. (allocating the KV blocks step k needs at its start)."""
+        if k > 0:
+            self._allocate_through(self.run_d0 + k, None)
+        self.row_k = k
+        self.row_kv0 = self.kv.used_tokens
+        self.row = len(self.steps.cols["start"])
+        self.steps.add(self._s(k), 0.0, 0, 0, 0, self.row_kv0, self.run_n, len(self.waiting))
+
+    def _allocate_through(self, d_last: int, row_end) -> float:
+        """Allocates the blocks decode steps up to d_last need (no preemption: the run length guarantees
+        room); returns the block-seconds they add before `row_end` (for the row's time-weighted KV)."""
+        heap, r, kv = self.blk_heap, self.r, self.kv
+        epoch, state, blocks, base = r.epoch, r.state, r.blocks, r.base
+        bs, d0, extra, taken = kv.block_size, self.run_d0, 0.0, 0
+        t0, h0, dh = self.run_t0, self.run_h0, self.run_dh
+        replace, pop = heapq.heapreplace, heapq.heappop
+        # hot path: _s(k) inlined; heapreplace pops the due entry and pushes the sequence's next boundary at once
+        while heap and heap[0][0] <= d_last:
+            key, ep, sid = heap[0]
+            if ep != epoch[sid] or state[sid] != DECODING:
+                pop(heap)
+                continue
+            b = blocks[sid] = blocks[sid] + 1
+            taken += 1
+            nxt = b * bs - base[sid] - key + 2
+            replace(heap, (key + (nxt if nxt > 1 else 1), ep, sid))
+            if row_end is not None:
+                k = key - d0
+                extra += row_end - (t0 + k * h0 + dh * (k * (k - 1) / 2))
+        kv.free -= taken
+        return extra * bs
+
+    def _close_row(self, k_end: int) -> None:
+        """Completes run steps row_k..k_end-1: their KV blocks, inter-token gaps, decode count and row."""
+        k1, n = self.row_k, self.run_n
+        end = self._s(k_end)
+        extra = self._allocate_through(self.run_d0 + k_end - 1, end)
+        k = k1
+        if k1 == 0:  # the run's first step: joiners waited from their own last token
+            self._decode_gaps(self._s(1), n)
+            k = 1
+        if k < k_end:
+            # steps k..k_end-1 of the run take h0 + dh j each: one entry, their mean gap, for n tokens a step
+            # (within a run the gaps differ by dh, the cost of n more context tokens: a few microseconds)
+            self.itl_gap.append(self.run_h0 + self.run_dh * (k + k_end - 1) / 2)
+            self.itl_weight.append(n * (k_end - k))
+            self.prev_dec_end = end
+        self.d = self.run_d0 + k_end
+        c, row, dur = self.steps.cols, self.row, end - self._s(k1)
+        c["dur"][row] = dur
+        c["dec"][row] = c["slots"][row] = n * (k_end - k1)
+        c["n"][row] = k_end - k1
+        c["kv"][row] = self.row_kv0 + extra / dur if dur > 0 else self.row_kv0
+        c["peak"][row] = self.kv.used_tokens
+
+    def _decode_gaps(self, end: float, dec_tokens: int) -> None:
+        """Records the inter-token gaps of a decode step ending at `end`: decoders that also decoded last
+        step waited this step's gap; sequences that joined since then waited from their own last token."""
+        r = self.r
+        epoch, state, last_tok = r.epoch, r.state, r.last_tok
+        fresh = 0
+        for sid, ep in self.joiners:
+            if ep == epoch[sid] and state[sid] == DECODING:
+                self.itl_gap.append(end - last_tok[sid])
+                self.itl_weight.append(1)
+                fresh += 1
+        self.joiners.clear()
+        if dec_tokens > fresh:
+            self.itl_gap.append(end - self.prev_dec_end)
+            self.itl_weight.append(dec_tokens - fresh)
+        self.prev_dec_end = end
 
     def _finish_step(self, end: float) -> None:
         _, dec_tokens, completed = self.running_step
         self.running_step = None
         r = self.r
         epoch, state, last_tok = r.epoch, r.state, r.last_tok
+        if self.in_run:
+            self._close_row(self.run_m)
+            self.in_run = False
+        elif dec_tokens:
+            self._decode_gaps(end, dec_tokens)
+            self.d += 1
         if dec_tokens:
-            # inter-token latency: decoders that also decoded last step waited this step's gap;
-            # sequences that joined since then waited from their own last token
-            fresh = 0
-            for sid, ep in self.joiners:
-                if ep == epoch[sid] and state[sid] == DECODING:
-                    self.itl_gap.append(end - last_tok[sid])
-                    self.itl_weight.append(1)
-                    fresh += 1
-            self.joiners.clear()
-            if dec_tokens > fresh:
-                self.itl_gap.append(end - self.prev_dec_end)
-                self.itl_weight.append(dec_tokens - fresh)
-            self.prev_dec_end = end
-            d = self.d
-            self.d = d + 1
+            d = self.d - 1  # the decode step just completed
             heap = self.dec_heap
             while heap and heap[0][0] <= d:
                 _, ep, sid = heapq.heappop(heap)
@@ -311,6 +467,10 @@ class ContinuousReplica:
                 r.done[sid] = 0
                 self.waiting.appendleft(sid)
                 self.preempted = True
+                if self.peers is not None:  # the shared queue has work again: others admit it at their next step
+                    for peer in self.peers:
+                        if peer is not self and peer.in_run:
+                            peer.cut(self.now, self.push)
                 return sid
         return -1
 

@@ -24,7 +24,7 @@ class LlmLog:
     step_prefill_tokens: np.ndarray
     step_decode_tokens: np.ndarray   # output tokens that requests received from this step's decode
     step_decode_slots: np.ndarray    # sequences the step computed a decode for (static: padding included)
-    step_kv_used: np.ndarray         # KV tokens held (continuous: blocks * block_size)
+    step_kv_used: np.ndarray         # KV tokens held (continuous: blocks * block_size; a run's time-weighted mean)
     step_running: np.ndarray
     step_waiting: np.ndarray
     kv_capacity_tokens: int          # the whole fleet's KV cache
@@ -35,29 +35,40 @@ class LlmLog:
     step_replica: Optional[np.ndarray] = None  # per step: the replica that ran it
     replica_kv_tokens: Optional[np.ndarray] = None  # per replica: its KV cache capacity
     routed: Optional[np.ndarray] = None      # per request: the replica a router sent it to (None: shared queue)
+    step_count: Optional[np.ndarray] = None  # per row: engine steps it stands for (a run of decode steps; else 1)
+    step_kv_peak: Optional[np.ndarray] = None  # per row: the most KV tokens held during it
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Returns the number of engine steps each step row stands for."""
+        return self.step_count if self.step_count is not None else np.ones(self.step_s.size, np.int64)
 
     @property
     def finished(self) -> np.ndarray:
         return np.isfinite(self.finish_s)
 
-    def step_kv_fraction(self) -> np.ndarray:
-        """Returns each step's KV use as a fraction of its own replica's cache."""
+    def step_kv_fraction(self, peak: bool = False) -> np.ndarray:
+        """Returns each step row's KV use (time-weighted mean, or with `peak` its largest) as a fraction of its
+        own replica's cache."""
+        kv = self.step_kv_peak if peak and self.step_kv_peak is not None else self.step_kv_used
         if self.step_replica is None or self.replica_kv_tokens is None:
-            return self.step_kv_used / max(self.kv_capacity_tokens, 1)
-        return self.step_kv_used / np.maximum(self.replica_kv_tokens[self.step_replica], 1)
+            return kv / max(self.kv_capacity_tokens, 1)
+        return kv / np.maximum(self.replica_kv_tokens[self.step_replica], 1)
 
 
 class StepLog:
     """Per-step columns appended during the run (typed arrays, converted to numpy once at the end)."""
 
-    NAMES = (("start", "d"), ("dur", "d"), ("prefill", "q"), ("dec", "q"), ("slots", "q"), ("kv", "q"),
-             ("run", "q"), ("wait", "q"), ("rep", "i"))
+    # one row per engine step, or per run of identical decode steps (`n` steps; dec and slots are totals,
+    # kv the time-weighted mean over the row and peak its largest value)
+    NAMES = (("start", "d"), ("dur", "d"), ("prefill", "q"), ("dec", "q"), ("slots", "q"), ("kv", "d"),
+             ("run", "q"), ("wait", "q"), ("rep", "i"), ("n", "i"), ("peak", "q"))
 
     def __init__(self, replica: int = 0):
         self.cols = {k: array(t) for k, t in self.NAMES}
         self.replica = replica
 
-    def add(self, start, dur, prefill, dec, slots, kv, run, wait):
+    def add(self, start, dur, prefill, dec, slots, kv, run, wait, steps=1):
         c = self.cols
         c["start"].append(start)
         c["dur"].append(dur)
@@ -68,6 +79,8 @@ class StepLog:
         c["run"].append(run)
         c["wait"].append(wait)
         c["rep"].append(self.replica)
+        c["n"].append(steps)
+        c["peak"].append(int(kv))
 
     def arrays(self) -> dict:
         dtypes = {"d": np.float64, "q": np.int64, "i": np.int32}
@@ -75,8 +88,7 @@ class StepLog:
 
 
 def merge_steps(logs: list[StepLog]) -> dict:
-    """Returns the step columns of several replicas, concatenated in time order (stable)."""
-    parts = [s.arrays() for s in logs]
-    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    order = np.argsort(cols["start"], kind="stable")
-    return {k: v[order] for k, v in cols.items()}
+    """Returns the step columns of several replicas, replica after replica (each in time order), copied
+    once from the typed arrays."""
+    dtypes = {"d": np.float64, "q": np.int64, "i": np.int32}
+    return {k: np.concatenate([np.frombuffer(s.cols[k], dtype=dtypes[t]) for s in logs]) for k, t in StepLog.NAMES}

@@ -19,6 +19,7 @@ class Router(StrictModel):
 
     reads_state: ClassVar[bool] = True   # False: arrivals are split up front (`split`)
     llm_only: ClassVar[bool] = False     # True: needs replicas with a KV cache
+    reads_kv: ClassVar[bool] = False     # True: reads KV use, so runs of decode steps are synced to the arrival
 
     def counts(self, replicas: int):
         """Returns the outstanding-count keeper the replicas update (sim.fleet.counts)."""

@@ -12,6 +12,7 @@ from .base import Router, Uniforms, argmin_random_tie
 class LeastKv(Router):
     policy: Literal["least_kv"] = "least_kv"
     llm_only = True
+    reads_kv = True  # the fleet brings runs of decode steps up to the arrival (their KV blocks) first
 
     def chooser(self, replicas, out, rng):
         u = Uniforms(rng)

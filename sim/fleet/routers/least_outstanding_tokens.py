@@ -24,4 +24,4 @@ class LeastOutstandingTokens(JoinShortestQueue):
             return super().chooser(replicas, out, rng)
         u = Uniforms(rng)
         readers = [r.outstanding_tokens for r in replicas]
-        return lambda sid, arrival_s: argmin_random_tie([f() for f in readers], u)
+        return lambda sid, arrival_s: argmin_random_tie([f(arrival_s) for f in readers], u)
