@@ -16,13 +16,17 @@ _EXPORTS = {
     "ConstantArrivals": "arrivals", "GammaArrivals": "arrivals", "PoissonArrivals": "arrivals",
     "TraceArrivals": "arrivals",
     "DispatchRule": "batching", "DynamicBatching": "batching", "NoBatching": "batching", "StaticBatching": "batching",
-    "AffineCost": "cost", "LognormalNoise": "cost", "StepNoise": "cost", "TableCost": "cost", "ProfileCost": "cost", "RooflineCost": "cost",
+    "AffineCost": "cost", "LognormalNoise": "cost", "TableCost": "cost", "ProfileCost": "cost", "RooflineCost": "cost",
     "BatchLog": "engine", "simulate": "engine",
     "ScenarioError": "errors",
     "Result": "runner", "run": "runner", "simulate_replication": "runner",
     "Outputs": "scenario", "Scenario": "scenario", "Server": "scenario", "Slo": "scenario", "Workload": "scenario",
     "load_scenario": "scenario", "validate": "scenario",
     "load_profile": "profiles", "Profile": "profiles",
+    "Group": "scenario", "StepNoise": "cost",
+    "SharedQueue": "fleet.routers", "RoundRobin": "fleet.routers", "RandomRouter": "fleet.routers",
+    "JoinShortestQueue": "fleet.routers", "PowerOfTwo": "fleet.routers", "LeastOutstandingTokens": "fleet.routers",
+    "LeastKv": "fleet.routers",
 }
 
 __all__ = sorted(_EXPORTS)

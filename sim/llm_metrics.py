@@ -58,12 +58,17 @@ class _LlmRep:
 
         log = self.log
         where = log.routed if log.routed is not None else log.replica
-        rep = where[self.measured] if where is not None else np.zeros(int(self.measured.sum()), np.int32)
-        lat = np.where(log.finished, log.finish_s - log.arrival_s, np.nan)[self.measured]
+        n = int(self.measured.sum())
+
+        def rep():
+            return where[self.measured] if where is not None else np.zeros(n, np.int32)
+
+        def lat():
+            return np.where(log.finished, log.finish_s - log.arrival_s, np.nan)[self.measured]
         step_rep = log.step_replica if log.step_replica is not None else np.zeros(log.step_s.size, np.int32)
         served_by = log.replica if log.replica is not None else np.zeros(log.arrival_s.size, np.int32)
         done = self.done_in_window & (served_by >= 0)
-        return ReplicaView(rep, lat, np.bincount(served_by[done], minlength=replicas),
+        return ReplicaView(rep, lat, n, np.bincount(served_by[done], minlength=replicas),
                            np.bincount(step_rep[self.win], weights=log.step_s[self.win], minlength=replicas), self.span_s)
 
 
@@ -226,7 +231,7 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
         summary["goodput_rps"] = throughput * ok_n / n  # the share of finished requests that met both targets
     from .fleet.summary import fleet_sections
 
-    summary.update(fleet_sections(scenario.fleet_groups, [r.view(replicas) for r in reps], throughput))
+    summary.update(fleet_sections(scenario.fleet_groups, [r.view(replicas) for r in reps], throughput, e2e))
     return summary
 
 

@@ -73,22 +73,30 @@ class _Rep:
     def __init__(self, log: BatchLog, warmup_s: float, replicas: int):
         self.log = log
         a_all = log.arrival_s
-        batch = log.request_batch()
-        first = int(np.searchsorted(a_all, warmup_s, side="left"))
-        mb = batch[first:]
-        served = mb >= 0
-        self.arrival = a_all[first:][served]
-        self.latency = log.completion_s[mb[served]] - self.arrival
-        self.wait = log.dispatch_s[mb[served]] - self.arrival
+        first = self._first = int(np.searchsorted(a_all, warmup_s, side="left"))
+        self.departure = np.full(a_all.size, np.nan)  # per request, NaN when never served
+        if log.order is None:
+            # shared queue: batches took requests in arrival order, so the served ones are a prefix
+            n_served = log.served
+            of = np.repeat(np.arange(log.size.size, dtype=np.int64), log.size)
+            idx = of[first:]
+            self.arrival = a_all[first:n_served]
+            self.departure[:n_served] = log.completion_s[of]
+            self._mb, self._served = None, None
+        else:
+            batch = log.request_batch()
+            mb = batch[first:]
+            served = mb >= 0
+            idx = mb[served]
+            self.arrival = a_all[first:][served]
+            ok = batch >= 0
+            self.departure[ok] = log.completion_s[batch[ok]]
+            self._mb, self._served = mb, served
+        self.latency = log.completion_s[idx] - self.arrival
+        self.wait = log.dispatch_s[idx] - self.arrival
         self.n = self.arrival.size
         # requests that arrived in the measured window but never formed a batch (static, no timeout)
-        self.unserved = int((~served).sum())
-        self.departure = np.full(a_all.size, np.nan)  # per request, NaN when never served
-        self.departure[batch >= 0] = log.completion_s[batch[batch >= 0]]
-        self.measured_replica = (log.routed[first:] if log.routed is not None else
-                                 np.where(served, log.replica[np.clip(mb, 0, None)], -1))
-        self.measured_latency = np.full(mb.size, np.nan)
-        self.measured_latency[served] = self.latency
+        self.unserved = int(a_all.size - first - self.n)
         self.start_s = warmup_s if warmup_s > 0 else (float(a_all[0]) if a_all.size else 0.0)
         last_arrival = float(a_all[-1]) if a_all.size else self.start_s
         last_done = float((self.arrival + self.latency).max()) if self.n else self.start_s
@@ -110,7 +118,26 @@ class _Rep:
     def view(self):
         from .fleet.summary import ReplicaView
 
-        return ReplicaView(self.measured_replica, self.measured_latency, self.completed_per_replica,
+        log = self.log
+
+        def measured():  # built only when the fleet has several replicas
+            if self._mb is None:  # shared queue: the served requests are a prefix in arrival order
+                self._mb = log.request_batch()[self._first:]
+                self._served = self._mb >= 0
+            return self._mb, self._served
+
+        def replica():
+            if log.routed is not None:
+                return log.routed[self._first:]
+            mb, served = measured()
+            return np.where(served, log.replica[np.clip(mb, 0, None)], -1)
+
+        def latency():
+            mb, served = measured()
+            out = np.full(mb.size, np.nan)
+            out[served] = self.latency
+            return out
+        return ReplicaView(replica, latency, int(log.arrival_s.size - self._first), self.completed_per_replica,
                            self.busy_per_replica, self.span_s)
 
 
@@ -248,7 +275,7 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
         summary.update(_slo(scenario.slo.targets_ms(), reps, lat))
     from .fleet.summary import fleet_sections
 
-    summary.update(fleet_sections(scenario.fleet_groups, [r.view() for r in reps], throughput))
+    summary.update(fleet_sections(scenario.fleet_groups, [r.view() for r in reps], throughput, lat))
     return summary
 
 

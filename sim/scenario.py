@@ -118,6 +118,7 @@ class Scenario(StrictModel):
     outputs: Outputs = Field(default_factory=Outputs, description="what `servesim run` writes")
     # dotted key -> "--set KEY=VALUE" for keys a command-line override set, so errors name the flag
     _overrides: dict = PrivateAttr(default_factory=dict)
+    _groups_cache: Optional[tuple] = PrivateAttr(default=None)
 
     @property
     def is_llm(self) -> bool:
@@ -135,6 +136,14 @@ class Scenario(StrictModel):
     def fleet_groups(self) -> list:
         """Returns the replica groups (sim.fleet.ReplicaGroup), each with its cost model, batching and price
         resolved; a scenario without server.groups is one group named 'default'."""
+        key = (id(self.server), id(self.cost_model))
+        if self._groups_cache is not None and self._groups_cache[0] == key:
+            return self._groups_cache[1]
+        groups = self._resolve_groups()
+        self._groups_cache = (key, groups)  # keyed by the objects: a model_copy with new ones recomputes
+        return groups
+
+    def _resolve_groups(self) -> list:
         from .fleet import ReplicaGroup
         from .fleet.pricing import replica_price
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -15,8 +16,9 @@ from ..stats import point_stats
 
 @dataclass
 class ReplicaView:
-    replica: np.ndarray     # int, per measured request
-    latency_s: np.ndarray   # float, per measured request (NaN: never served)
+    replica: Callable[[], np.ndarray]    # -> int, per measured request (built only for fleets of several)
+    latency_s: Callable[[], np.ndarray]  # -> float, per measured request (NaN: never served)
+    requests: int           # measured requests
     completed: np.ndarray   # int, per replica: requests finished inside the window
     busy_s: np.ndarray      # float, per replica: busy seconds inside the window
     span_s: float           # length of the measured window
@@ -27,31 +29,48 @@ def replica_index(groups) -> list[tuple[int, str]]:
     return [(i, name) for i, name in enumerate(g.name for g in groups for _ in range(g.replicas))]
 
 
-def _section(views: list[ReplicaView], members: np.ndarray, n_replicas: int) -> dict:
-    lat = np.concatenate([v.latency_s[np.isin(v.replica, members)] for v in views])
+def _rates(views: list[ReplicaView], members, n_replicas: int) -> dict:
     span = sum(v.span_s for v in views)
     done = sum(int(v.completed[members].sum()) for v in views)
     busy = sum(float(v.busy_s[members].sum()) for v in views)
-    served = lat[np.isfinite(lat)]
-    return {"requests": int(lat.size), "throughput_rps": done / span if span > 0 else math.nan,
-            "utilization": busy / (n_replicas * span) if span > 0 else math.nan,
-            "latency_s": point_stats(served)}
+    return {"throughput_rps": done / span if span > 0 else math.nan,
+            "utilization": busy / (n_replicas * span) if span > 0 else math.nan}
 
 
-def fleet_sections(groups, views: list[ReplicaView], throughput_rps: float) -> dict:
+def fleet_sections(groups, views: list[ReplicaView], throughput_rps: float, overall: Optional[dict] = None) -> dict:
     """Returns the summary keys `replicas`, `groups`, `fleet_cost_per_hour`, `cost_per_million_requests`
-    and `cost_note` (why a cost is null, or where the prices came from)."""
+    and `cost_note` (why a cost is null, or where the prices came from). With one replica its latency is the
+    fleet's (`overall`, the summary's latency statistics), so nothing per request is recomputed."""
     index = replica_index(groups)
-    replicas = []
-    for i, name in index:
-        replicas.append({"index": i, "group": name, **_section(views, np.array([i]), 1)})
+    c = len(index)
+    if c == 1 and overall is not None:
+        lat_of = [{k: overall[k] for k in ("mean", "p50", "p90", "p95", "p99", "max")}]
+        requests = [sum(v.requests for v in views)]
+    else:
+        rep = np.concatenate([v.replica() for v in views])
+        lat = np.concatenate([v.latency_s() for v in views])
+        order = np.argsort(rep, kind="stable")
+        cuts = np.searchsorted(rep[order], np.arange(c + 1))
+        per = [lat[order[cuts[i]:cuts[i + 1]]] for i in range(c)]
+        requests = [int(x.size) for x in per]
+        lat_of = [point_stats(x[np.isfinite(x)]) for x in per]
+    replicas = [{"index": i, "group": name, "requests": requests[i], **_rates(views, [i], 1), "latency_s": lat_of[i]}
+                for i, name in index]
     out_groups, start = {}, 0
     for g in groups:
-        members = np.arange(start, start + g.replicas)
+        members = list(range(start, start + g.replicas))
         start += g.replicas
+        if len(groups) == 1 and overall is not None:  # the group is the fleet
+            lat = {k: overall[k] for k in ("mean", "p50", "p90", "p95", "p99", "max")}
+        elif c == 1:
+            lat = lat_of[0]
+        else:
+            chosen = np.concatenate([per[i] for i in members])
+            lat = point_stats(chosen[np.isfinite(chosen)])
         out_groups[g.name] = {"replicas": g.replicas, "gpus_per_replica": g.gpus_per_replica,
                               "cost_per_hour": None if g.cost_per_hour is None else g.replicas * g.cost_per_hour,
-                              **_section(views, members, g.replicas)}
+                              "requests": sum(requests[i] for i in members), **_rates(views, members, g.replicas),
+                              "latency_s": lat}
     unknown = [g for g in groups if g.cost_per_hour is None]
     if unknown:
         cost, per_million = None, None
