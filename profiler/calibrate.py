@@ -478,8 +478,11 @@ def _sizing(raw: dict, cfg: dict, share_s: float) -> tuple[dict, int, float]:
         largest = max(p.batch_size for p in load_profile(raw["cost_model"]["profile"]).points)
         raw = {**raw, "server": {"batching": {**batching, "max_batch_size": min(batching["max_batch_size"], largest)}}}
     scenario = sim.validate(raw)
-    fixed_s = 25.0 if scenario.is_llm else 12.0
-    if scenario.is_llm:
+    from sim.kinds import engine_kind
+
+    llm = engine_kind(scenario).name == "llm"
+    fixed_s = 25.0 if llm else 12.0
+    if llm:
         from sim.llm_metrics import capacity_rps
 
         from .validate_llm import workload_as_log

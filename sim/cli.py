@@ -101,6 +101,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_check(args) -> int:
+    from .kinds import engine_kind
     from .runner import generate_workload, preflight
     from .scenario import scenario_warnings
 
@@ -108,10 +109,11 @@ def cmd_check(args) -> int:
     preflight(scenario, generate_workload(scenario, 0), args.scenario)  # the checks `run` makes before simulating
     print(f"{args.scenario}: OK")
     print(f"  batching: {scenario.batching_description()}")
-    if not scenario.is_llm:
-        rate = scenario.workload.arrival.rate_rps
-        offered = "no offered rate (the arrivals span no time)" if rate is None else f"offered {rate:.6g} rps"
-        print(f"  capacity: {scenario.capacity_rps():.6g} rps; {offered}")
+    for line in engine_kind(scenario).check_lines(scenario):
+        print(f"  {line}")
+    for g in scenario.fleet_groups:
+        price = "unknown" if g.cost_per_hour is None else f"${g.cost_per_hour:,.4g}/replica-hour"
+        print(f"  group {g.name}: {g.replicas} replica(s), {price} ({g.price_note})")
     for w in scenario_warnings(scenario):
         print(f"servesim: warning: {w}", file=sys.stderr)
     print(json.dumps(scenario.model_dump(mode="json"), indent=2))
@@ -222,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("servesim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `servesim check s.yaml | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 128 + signal.SIGPIPE
     except Exception as exc:  # an internal error: say so plainly, full trace only on request
         if os.environ.get("SERVESIM_DEBUG"):
             traceback.print_exc()

@@ -123,8 +123,8 @@ class Scenario(StrictModel):
     @property
     def is_llm(self) -> bool:
         """True when the replicas are LLM engines (the engine kind is chosen from this in sim.kinds)."""
-        return getattr(self.server.batching, "is_llm", False) or any(
-            getattr(g.batching, "is_llm", False) for g in self.server.groups or () if g.batching is not None)
+        pols = [g.batching or self.server.batching for g in self.server.groups] if self.server.groups else [self.server.batching]
+        return any(getattr(pol, "is_llm", False) for pol in pols)
 
     @property
     def rule(self) -> batching.DispatchRule:

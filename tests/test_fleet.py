@@ -149,6 +149,12 @@ def test_llm_fleet_under_random_equals_independent_engines(policy):
         np.testing.assert_array_equal(alone.finish_s, log.finish_s[idx])
         np.testing.assert_array_equal(alone.refused, log.refused[idx])
         assert np.array_equal(log.replica[idx][~alone.refused], np.full((~alone.refused).sum(), i))
+        if policy is None and i == 0:  # and the naive per-sequence model agrees with the fleet's replica 0
+            from sim.llm_reference import naive_continuous
+            first, finish, _ = naive_continuous(pol, s.cost_model, log.arrival_s[idx], log.prompt_tokens[idx],
+                                                log.output_tokens[idx])
+            np.testing.assert_allclose(log.first_token_s[idx], first, rtol=0, atol=1e-9, equal_nan=True)
+            np.testing.assert_allclose(log.finish_s[idx], finish, rtol=0, atol=1e-9, equal_nan=True)
 
 
 def brute_force_tokens(rep, oracle: bool, mean: float, t: float) -> float:
@@ -284,3 +290,43 @@ def test_llm_fleet_runs_of_decode_steps_change_no_result(router):
         np.testing.assert_allclose(getattr(runs, key), getattr(per_step, key), rtol=0, atol=1e-9, equal_nan=True)
     assert np.array_equal(runs.replica, per_step.replica) and np.array_equal(runs.preemptions, per_step.preemptions)
     assert runs.steps.sum() == per_step.step_s.size and runs.step_s.size < 0.7 * per_step.step_s.size
+
+
+def test_set_reaches_into_groups_and_names_a_bad_index(write_yaml):
+    raw = scenario_dict(server={"router": {"policy": "round_robin"}, "batching": {"policy": "dynamic", "max_batch_size": 8},
+                                "groups": [{"name": "a", "replicas": 1}, {"name": "b", "replicas": 1}]})
+    p = write_yaml(raw)
+    assert sim.load_scenario(p, ["server.groups.1.replicas=3"]).total_replicas == 4
+    proc = run_cli("check", p, "--set", "server.groups.2.replicas=3")
+    assert proc.returncode == 2 and "server.groups.2: is not an index of the 2-item list" in proc.stderr
+    proc = run_cli("check", p)
+    assert proc.returncode == 0 and "group a: 1 replica(s), unknown" in proc.stdout
+
+
+def test_least_kv_and_llm_static_fleets_run_end_to_end(tmp_path, write_yaml):
+    raw = json.loads(json.dumps(llm_fleet("least_kv", requests=400).model_dump(mode="json", exclude_none=True)))
+    raw["outputs"] = {"records": True, "plots": True}
+    proc = run_cli("run", write_yaml(raw), "--out", tmp_path / "o")
+    assert proc.returncode == 0, proc.stderr
+    assert {"replicas.png", "kv_cache.png", "llm_latency_cdf.png"} <= {p.name for p in (tmp_path / "o").iterdir()}
+    s = json.loads((tmp_path / "o/summary.json").read_text())
+    assert len(s["replicas"]) == 3 and s["fleet_cost_per_hour"] is None and "names no GPU" in s["cost_note"]
+
+
+def test_no_import_cycles_between_sim_and_profiler():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+
+    def imports(path):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                yield ("." * node.level) + (node.module or "")
+            elif isinstance(node, ast.Import):
+                yield from (a.name for a in node.names)
+
+    for path in (root / "sim").rglob("*.py"):
+        assert not any(m.startswith("profiler") for m in imports(path)), f"{path} imports profiler"
+    for a, b in (("validate", "validate_llm"), ("validate_llm", "validate")):
+        assert f".{b}" not in set(imports(root / "profiler" / f"{a}.py")), f"{a} imports {b}"

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 from array import array
-from heapq import heappop, heappush
 
 from ..batching import DispatchRule
 
@@ -77,20 +76,3 @@ class QueuedReplica:
     def run_batch(self, t: float, head: int, k: int) -> tuple[int, float]:
         """Runs a batch of queue positions head..head+k-1 starting at t; returns (requests taken, end time)."""
         raise NotImplementedError
-
-    def run_alone(self, sids, arrival_s) -> None:
-        """Serves the given requests (sorted arrivals) with nobody else: the fleet's path for routers that
-        do not read replica state."""
-        heap: list = []
-
-        def push(event):
-            heappush(heap, event)
-
-        for sid, a in zip(sids, arrival_s):
-            while heap and heap[0] < (a, START):
-                t, kind, _ = heappop(heap)
-                self.on_event(t, kind, push)
-            self.accept(sid, a, push)
-        while heap:
-            t, kind, _ = heappop(heap)
-            self.on_event(t, kind, push)
