@@ -1,4 +1,4 @@
-"""Command line: `servesim run|check|report|fit|validate`.
+"""Command line: `servesim run|check|report|fit|validate|sweep|plan`.
 
 Exit 0 ok, 2 bad input (one clear message), 1 internal error; validate exits 3 when its error bound is exceeded."""
 from __future__ import annotations
@@ -63,10 +63,62 @@ def _parser() -> argparse.ArgumentParser:
                         "(separates the simulator's error from device drift since the profile was made)")
     v.add_argument("--quiet", action="store_true", help="print no progress lines while validating")
 
+    sw = sub.add_parser("sweep", help="run every combination of grid values; resumable (points stored as they finish)")
+    sw.add_argument("scenario", help="scenario YAML file")
+    _grid_flags(sw)
+    sw.add_argument("--out", required=True, help="output folder: points/, sweep.parquet, timings.parquet, sweep.json")
+
+    pl = sub.add_parser("plan", help="per grid configuration, the largest rate that meets the SLO with 95%% "
+                        "confidence, and its cost")
+    pl.add_argument("scenario", help="scenario YAML file with an slo (and optionally plan: {target_rate_rps})")
+    _grid_flags(pl)
+    pl.add_argument("--out", required=True, help="output folder: plan.json, plan.parquet, points/")
+
     f = sub.add_parser("fit", help="re-fit measured profile(s) and compare the cost-model families")
     f.add_argument("profiles", nargs="+", metavar="PROFILE", help="profile YAML file(s) of one device, dtype and model")
     f.add_argument("--plot", help="write the measurements and fitted curves to this PNG")
     return p
+
+
+def _grid_flags(p) -> None:
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=VALUES",
+                   help="a grid axis: KEY=V1,V2,... or KEY=LO..HI:N or KEY=LO..HI:N:log (repeatable; KEY as for --set)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a dotted key for every point (repeatable)")
+    ex = p.add_mutually_exclusive_group()
+    ex.add_argument("--workers", type=int, default=None, help="local worker processes (default: every core)")
+    ex.add_argument("--dask", metavar="ADDRESS", help="run points on this Dask scheduler, e.g. tcp://host:8786")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+
+
+def _workers(args):
+    if args.workers is not None and args.workers < 1:
+        raise ScenarioError("--workers", "", f"got {args.workers}: give 1 or more")
+    return args.workers
+
+
+def cmd_sweep(args) -> int:
+    from .sweep.sweep import sweep
+    from .sweep.view import format_points
+
+    if not args.grid:
+        raise ScenarioError("--grid", "", "give at least one axis, e.g. --grid server.batching.max_batch_size=1,8,32")
+    table = sweep(args.scenario, args.grid, args.out, args.overrides, _workers(args), args.dask)
+    if not args.quiet:
+        print(format_points(table, [g.partition("=")[0].strip() for g in args.grid]))
+        print(f"  wrote {args.out}/: sweep.parquet timings.parquet sweep.json points/ ({len(table)} points)")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from .sweep.plan import plan
+    from .sweep.view import format_plan
+
+    result = plan(args.scenario, args.grid, args.out, args.overrides, _workers(args), args.dask)
+    if not args.quiet:
+        print(format_plan(result, [g.partition("=")[0].strip() for g in args.grid]))
+        print(f"  wrote {args.out}/: plan.json plan.parquet points/")
+    return 0
 
 
 def _load(args):
@@ -213,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() else None
     try:
-        commands = {"run": cmd_run, "check": cmd_check, "report": cmd_report, "fit": cmd_fit, "validate": cmd_validate}
+        commands = {"run": cmd_run, "check": cmd_check, "report": cmd_report, "fit": cmd_fit, "validate": cmd_validate,
+                    "sweep": cmd_sweep, "plan": cmd_plan}
         return commands[args.command](args)
     except ScenarioError as exc:
         print(exc.format(), file=sys.stderr)

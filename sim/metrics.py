@@ -283,9 +283,9 @@ def _slo(targets_ms: dict[str, float], reps: list[_Rep], lat: dict) -> dict:
     if not targets_ms:
         return {}
     checks = {q: slo_verdict(target, lat[q], lat["ci95"].get(q)) for q, target in targets_ms.items()}
-    # attainment: share of measured requests within the target of the highest percentile given;
-    # requests never served count as misses
-    q_top = max(targets_ms, key=lambda q: int(q[1:]))
+    # attainment: share of measured requests within the target of the highest percentile given (the mean's
+    # target when only that is given); requests never served count as misses
+    q_top = max(targets_ms, key=lambda q: -1 if q == "mean" else int(q[1:]))
     limit_s = targets_ms[q_top] / 1000
     within = [float((r.latency <= limit_s).sum()) / max(r.n + r.unserved, 1) for r in reps]
     pooled = float(sum((r.latency <= limit_s).sum() for r in reps) / sum(r.n + r.unserved for r in reps))

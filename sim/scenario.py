@@ -80,19 +80,25 @@ class Server(StrictModel):
 class Slo(StrictModel):
     ttft_p99_ms: Optional[float] = Field(default=None, gt=0, description="LLM: time to first token target")
     tpot_p99_ms: Optional[float] = Field(default=None, gt=0, description="LLM: time per output token target")
+    latency_mean_ms: Optional[float] = Field(default=None, gt=0, description="mean latency target")
     latency_p50_ms: Optional[float] = Field(default=None, gt=0, description="median latency target")
     latency_p90_ms: Optional[float] = Field(default=None, gt=0, description="90th percentile latency target")
     latency_p95_ms: Optional[float] = Field(default=None, gt=0, description="95th percentile latency target")
     latency_p99_ms: Optional[float] = Field(default=None, gt=0, description="99th percentile latency target")
 
     def targets_ms(self) -> dict[str, float]:
-        """Returns {'p99': ms, ...} for the percentiles given."""
+        """Returns {'mean': ms, 'p99': ms, ...} for the targets given."""
         out = {}
-        for q in ("p50", "p90", "p95", "p99"):
+        for q in ("mean", "p50", "p90", "p95", "p99"):
             v = getattr(self, f"latency_{q}_ms")
             if v is not None:
                 out[q] = v
         return out
+
+
+class PlanSpec(StrictModel):
+    target_rate_rps: Optional[float] = Field(default=None, gt=0, le=1e9, description="`servesim plan` names the "
+                                             "cheapest configuration that meets the SLO at this rate")
 
 
 class Outputs(StrictModel):
@@ -116,6 +122,7 @@ class Scenario(StrictModel):
     server: Server = Field(default_factory=Server, description="replicas and batching policy")
     slo: Optional[Slo] = Field(default=None, description="latency targets; default: none")
     outputs: Outputs = Field(default_factory=Outputs, description="what `servesim run` writes")
+    plan: Optional[PlanSpec] = Field(default=None, description="what `servesim plan` looks for; default: none")
     # dotted key -> "--set KEY=VALUE" for keys a command-line override set, so errors name the flag
     _overrides: dict = PrivateAttr(default_factory=dict)
     _groups_cache: Optional[tuple] = PrivateAttr(default=None)
@@ -242,7 +249,8 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
         if llm_policy and req_keys:
             problems.append((f"slo.latency_{req_keys[0]}_ms", "LLM scenarios take ttft_p99_ms and tpot_p99_ms"))
         if not llm_policy and llm_keys:
-            problems.append((f"slo.{llm_keys[0]}", "TTFT/TPOT targets apply to LLM policies; use latency_p50_ms..latency_p99_ms"))
+            problems.append((f"slo.{llm_keys[0]}", "TTFT/TPOT targets apply to LLM policies; use latency_mean_ms, "
+                             "latency_p50_ms..latency_p99_ms"))
     arr = scenario.workload.arrival
     if isinstance(arr, arrivals.TraceArrivals):
         size = arr.load().size

@@ -47,9 +47,15 @@ class BucketCounts(Counts):
     def dec(self, i: int, k: int = 1) -> None:
         if k == 0:
             return
-        n, buckets, pos = self.n, self.buckets, self.pos
-        v = n[i]
-        w = n[i] = v - k
+        v = self.n[i]
+        w = self.n[i] = v - k
+        self._move(i, v, w)
+        if w < self.low:
+            self.low = w
+
+    def _move(self, i: int, v: int, w: int) -> None:
+        """Moves replica i from the bucket of count v to that of count w (which exists: w < v)."""
+        buckets, pos = self.buckets, self.pos
         b = buckets[v]
         last = b.pop()
         if last != i:
@@ -59,8 +65,6 @@ class BucketCounts(Counts):
         nb = buckets[w]
         pos[i] = len(nb)
         nb.append(i)
-        if w < self.low:
-            self.low = w
 
     def least(self, uniforms) -> int:
         """Returns a replica with the fewest outstanding requests, uniformly at random among the tied ones
