@@ -27,6 +27,7 @@ _EXPORTS = {
     "SharedQueue": "fleet.routers", "RoundRobin": "fleet.routers", "RandomRouter": "fleet.routers",
     "JoinShortestQueue": "fleet.routers", "PowerOfTwo": "fleet.routers", "LeastOutstandingTokens": "fleet.routers",
     "LeastKv": "fleet.routers",
+    "sweep": "sweeps.api", "plan": "sweeps.api",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,4 +1,4 @@
-"""Command line: `servesim run|check|report|fit|validate|sweep|plan`.
+"""Command line: `servesim run|check|report|fit|validate|sweep|plan|compare`.
 
 Exit 0 ok, 2 bad input (one clear message), 1 internal error; validate exits 3 when its error bound is exceeded."""
 from __future__ import annotations
@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     _grid_flags(pl)
     pl.add_argument("--out", required=True, help="output folder: plan.json, plan.parquet, points/")
 
+    cp = sub.add_parser("compare", help="finished runs side by side, and their latency CDFs overlaid")
+    cp.add_argument("dirs", nargs="+", metavar="DIR", help="output folders of `servesim run`")
+    cp.add_argument("--plot", help="write the overlaid latency CDFs to this image (from each run's requests.parquet)")
+
     f = sub.add_parser("fit", help="re-fit measured profile(s) and compare the cost-model families")
     f.add_argument("profiles", nargs="+", metavar="PROFILE", help="profile YAML file(s) of one device, dtype and model")
     f.add_argument("--plot", help="write the measurements and fitted curves to this PNG")
@@ -98,8 +102,8 @@ def _workers(args):
 
 
 def cmd_sweep(args) -> int:
-    from .sweep.sweep import sweep
-    from .sweep.view import format_points
+    from .sweeps.sweep import sweep
+    from .sweeps.view import format_points
 
     if not args.grid:
         raise ScenarioError("--grid", "", "give at least one axis, e.g. --grid server.batching.max_batch_size=1,8,32")
@@ -111,13 +115,30 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from .sweep.plan import plan
-    from .sweep.view import format_plan
+    from .sweeps.plan import plan
+    from .sweeps.view import format_plan
 
     result = plan(args.scenario, args.grid, args.out, args.overrides, _workers(args), args.dask)
     if not args.quiet:
         print(format_plan(result, [g.partition("=")[0].strip() for g in args.grid]))
         print(f"  wrote {args.out}/: plan.json plan.parquet points/")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import format_compare, load_runs, plot_compare
+    from .fitreport import check_plot_path
+
+    if args.plot:  # before reading anything: a bad path costs nothing
+        try:
+            check_plot_path(args.plot)
+        except ValueError as exc:
+            raise ScenarioError("--plot", "", str(exc)) from None
+    runs = load_runs(args.dirs)
+    print(format_compare(runs))
+    if args.plot:
+        written = plot_compare(args.dirs, Path(args.plot))
+        print(f"  wrote {written}" if written else "  no run kept requests.parquet: nothing to plot")
     return 0
 
 
@@ -266,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() else None
     try:
         commands = {"run": cmd_run, "check": cmd_check, "report": cmd_report, "fit": cmd_fit, "validate": cmd_validate,
-                    "sweep": cmd_sweep, "plan": cmd_plan}
+                    "sweep": cmd_sweep, "plan": cmd_plan, "compare": cmd_compare}
         return commands[args.command](args)
     except ScenarioError as exc:
         print(exc.format(), file=sys.stderr)

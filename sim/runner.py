@@ -134,7 +134,7 @@ def run(scenario: Scenario, source: str = "<scenario>") -> Result:
     preflight(scenario, first, source)
     kind = engine_kind(scenario)
     logs = [simulate_replication(scenario, r, first if r == 0 else None) for r in range(scenario.replications)]
-    from .sweep.store import SUMMARY_FORMAT, SUMMARY_VERSION, scenario_hash
+    from .sweeps.store import SUMMARY_FORMAT, SUMMARY_VERSION, scenario_hash
 
     summary = {"format": SUMMARY_FORMAT, "version": SUMMARY_VERSION, "scenario_hash": scenario_hash(scenario),
                **kind.summarize(scenario, logs, source)}

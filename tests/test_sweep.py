@@ -8,8 +8,8 @@ import time
 import pandas as pd
 import pytest
 
-from sim.sweep.plan import plan
-from sim.sweep.sweep import sweep
+from sim.sweeps.plan import plan
+from sim.sweeps.sweep import sweep
 from sim.theory import bulk_service_mean_latency_s, md1_latency_quantile_s
 
 from .conftest import run_cli, scenario_dict, servesim_cmd
@@ -159,3 +159,18 @@ def test_summary_is_versioned_with_the_scenario_hash(write_yaml, tmp_path):
     s = json.loads((tmp_path / "o/summary.json").read_text())
     assert proc.returncode == 0 and s["format"] == "servesim-summary" and s["version"] == 2
     assert len(s["scenario_hash"]) == 64
+
+
+def test_a_dask_cluster_gives_the_process_pools_sweep(write_yaml, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    p = write_yaml(scenario_dict(requests=20000, cost_model={"kind": "affine", "base_ms": 2.0, "per_item_ms": 0.25,
+                                                              "max_batch_size": 32, "noise": {"cv": 0.3}}))
+    grid = ["server.batching.max_batch_size=1,4,16", "server.replicas=1,2"]
+    pool = sweep(p, grid, tmp_path / "pool", workers=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        proc = run_cli("sweep", p, *sum((["--grid", g] for g in grid), []), "--out", tmp_path / "dask",
+                       "--dask", cluster.scheduler_address, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "dask/sweep.parquet").read_bytes() == (tmp_path / "pool/sweep.parquet").read_bytes()
+    hosts = pd.read_parquet(tmp_path / "dask/timings.parquet")["pid"]
+    assert len(pool) == 6 and hosts.nunique() >= 1

@@ -94,7 +94,7 @@ def sweep(path, grids: list[str], out_dir, overrides: Iterable[str] = (), worker
     returns the sweep table (one row per point, in grid order)."""
     axes = [parse_axis(g) for g in grids]
     out = OutputDir(out_dir)
-    names = ["sweep.parquet", "timings.parquet", "sweep.json"]
+    names = ["sweep.parquet", "timings.parquet", "sweep.json", "report.html"]
     out.prepare(names)
     check_points_folder(out.path / "points")
     points = resolve_points(path, axes, overrides)
@@ -104,9 +104,26 @@ def sweep(path, grids: list[str], out_dir, overrides: Iterable[str] = (), worker
     meta = {"format": "servesim-sweep", "version": SUMMARY_VERSION, "scenario": str(path),
             "grid": [{"key": a.key, "values": list(a.values)} for a in axes], "set": list(overrides),
             "points": len(points)}
+    from .html import provenance, sweep_report
+
+    first = points[0].scenario
+    page = sweep_report(table, [a.key for a in axes], first.slo.model_dump(exclude_none=True) if first.slo else {},
+                        first.model_dump(mode="json"), provenance(path, _profiles(first)))
     with out.staging() as tmp:
         table.to_parquet(tmp / "sweep.parquet", index=False)
         timings.to_parquet(tmp / "timings.parquet", index=False)
         (tmp / "sweep.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (tmp / "report.html").write_text(page)
         out.commit(tmp)
     return table
+
+
+def _profiles(scenario) -> dict:
+    """Returns the measured profiles a scenario's cost models read (for the report's provenance)."""
+    found = []
+    for g in scenario.fleet_groups:
+        cm = g.cost_model
+        for path in list(getattr(cm, "paths", None) or []) + [getattr(cm, "profile", None)]:
+            if isinstance(path, str) and path not in found:
+                found.append(path)
+    return {"profiles": found} if found else {}

@@ -86,7 +86,7 @@ def plan(path, grids: list[str], out_dir, overrides: Iterable[str] = (), workers
     """Runs the plan; writes DIR/plan.json, DIR/plan.parquet and DIR/points/; returns the plan dict."""
     axes = [parse_axis(g) for g in grids]
     out = OutputDir(out_dir)
-    out.prepare(["plan.json", "plan.parquet"])
+    out.prepare(["plan.json", "plan.parquet", "report.html"])
     check_points_folder(out.path / "points")
     raw = read_yaml_mapping(path, "scenario")
     flags = {a.key: a.flag for a in axes}
@@ -129,9 +129,15 @@ def plan(path, grids: list[str], out_dir, overrides: Iterable[str] = (), workers
                           for c in result["configs"]])
     import json
 
+    from .html import plan_report, provenance
+    from .sweep import _profiles
+
+    base = searches[0].base
+    page = plan_report(result, [a.key for a in axes], base.model_dump(mode="json"), provenance(path, _profiles(base)))
     with out.staging() as tmp:
         (tmp / "plan.json").write_text(json.dumps(result, indent=2) + "\n")
         frame.to_parquet(tmp / "plan.parquet", index=False)
+        (tmp / "report.html").write_text(page)
         out.commit(tmp)
     return result
 

@@ -1,0 +1,1 @@
+"""Sweeps and capacity plans over grids of scenario keys (`servesim sweep`, `servesim plan`)."""
