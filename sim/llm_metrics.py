@@ -48,8 +48,11 @@ class _LlmRep:
         self.arrival_admitted = log.arrival_s[admitted]
         self.departure = log.finish_s[admitted]
         win = (log.step_start_s >= self.start_s) & (log.step_start_s < self.end_s)
-        self.win = win
-        self.busy_s = float(log.step_s[win].sum())
+        self.win = win  # step rows that start in the window (counts: steps, decode slots)
+        # busy time inside the window, each row clipped to it (a row may be a run of many steps)
+        ends = log.step_start_s + log.step_s
+        self.overlap = np.clip(np.minimum(ends, self.end_s) - np.maximum(log.step_start_s, self.start_s), 0.0, None)
+        self.busy_s = float(self.overlap.sum())
         self.measured = log.arrival_s >= warmup_s
         self.done_in_window = done
 
@@ -58,7 +61,8 @@ class _LlmRep:
 
         log = self.log
         where = log.routed if log.routed is not None else log.replica
-        n = int(self.measured.sum())
+        # `requests`: routed there; behind a shared queue, served there (a refused request belongs to none)
+        n = int(self.measured.sum()) if log.routed is not None or where is None else int((where[self.measured] >= 0).sum())
 
         def rep():
             return where[self.measured] if where is not None else np.zeros(n, np.int32)
@@ -69,7 +73,7 @@ class _LlmRep:
         served_by = log.replica if log.replica is not None else np.zeros(log.arrival_s.size, np.int32)
         done = self.done_in_window & (served_by >= 0)
         return ReplicaView(rep, lat, n, np.bincount(served_by[done], minlength=replicas),
-                           np.bincount(step_rep[self.win], weights=log.step_s[self.win], minlength=replicas), self.span_s)
+                           np.bincount(step_rep, weights=self.overlap, minlength=replicas), self.span_s)
 
 
 def _weighted_stats(values: np.ndarray, weights: np.ndarray) -> dict:
@@ -167,11 +171,12 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
     kv_util = []
     replicas = scenario.total_replicas
     for r in reps:
-        w = r.log.step_s[r.win]
-        kv = r.log.step_kv_fraction()[r.win]
+        on = r.overlap > 0
+        w = r.overlap[on]
+        kv = r.log.step_kv_fraction()[on]
         # time-weighted mean over each replica's busy time, averaged over replicas (idle time holds no KV)
         kv_util.append((float((kv * w).sum() / w.sum()) if w.sum() else math.nan,
-                        float(r.log.step_kv_fraction(peak=True)[r.win].max(initial=0.0))))
+                        float(r.log.step_kv_fraction(peak=True)[on].max(initial=0.0))))
     decode_slots = sum(int(r.log.step_decode_slots[r.win].sum()) for r in reps)
     decode_tokens = sum(int(r.log.step_decode_tokens[r.win].sum()) for r in reps)
     summary = {

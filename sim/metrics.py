@@ -137,8 +137,9 @@ class _Rep:
             out = np.full(mb.size, np.nan)
             out[served] = self.latency
             return out
-        return ReplicaView(replica, latency, int(log.arrival_s.size - self._first), self.completed_per_replica,
-                           self.busy_per_replica, self.span_s)
+        # `requests`: routed there; behind a shared queue, served there (an unserved request belongs to none)
+        requests = int(log.arrival_s.size - self._first) if log.routed is not None else self.n
+        return ReplicaView(replica, latency, requests, self.completed_per_replica, self.busy_per_replica, self.span_s)
 
 
 def littles_law(rep: _Rep) -> dict[str, float]:

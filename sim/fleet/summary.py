@@ -51,7 +51,7 @@ def fleet_sections(groups, views: list[ReplicaView], throughput_rps: float, over
         lat = np.concatenate([v.latency_s() for v in views])
         order = np.argsort(rep, kind="stable")
         cuts = np.searchsorted(rep[order], np.arange(c + 1))
-        per = [lat[order[cuts[i]:cuts[i + 1]]] for i in range(c)]
+        per = [lat[order[cuts[i]:cuts[i + 1]]] for i in range(c)]  # replica -1 (never served) is left out
         requests = [int(x.size) for x in per]
         lat_of = [point_stats(x[np.isfinite(x)]) for x in per]
     replicas = [{"index": i, "group": name, "requests": requests[i], **_rates(views, [i], 1), "latency_s": lat_of[i]}

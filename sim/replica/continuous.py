@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import math
 from array import array
+from bisect import bisect_left
 from collections import deque
 from typing import Optional
 
@@ -90,7 +91,8 @@ class ContinuousReplica:
         # a run of identical decode steps advanced as one event (see _plan_run); `coalesce` off: one event per step
         self.coalesce = True
         self.in_run = False
-        self.run_t0 = self.run_h0 = self.run_dh = 0.0
+        self.run_bounds: list = []
+        self.run_h0 = self.run_dh = 0.0
         self.run_d0 = self.run_m = self.run_n = self.row_k = self.row = 0
         self.row_kv0 = 0
         self.now = 0.0
@@ -249,8 +251,8 @@ class ContinuousReplica:
 
     # ---- runs of decode steps: one event for many steps ----
     # While no request arrives, finishes, is admitted or preempted, consecutive steps decode the same n
-    # sequences, and the context grows by n a step, so step k of the run takes h0 + dh * k (the cost is
-    # affine in the context) and its boundaries have a closed form. New KV blocks inside the run are
+    # sequences and the context grows by n a step, so the run's step times are known when it starts (summed
+    # into `run_bounds`, a cheap loop without any per-sequence work). New KV blocks inside the run are
     # predictable and are allocated when the run is materialised; the run is kept short enough that they
     # cannot run out (each sequence takes at most one block per block_size steps).
     def _run_length(self, d: int) -> int:
@@ -266,33 +268,28 @@ class ContinuousReplica:
     def _plan_run(self, t: float, h: float, context: int, m: int) -> float:
         n = self.n_dec
         self.in_run = True
-        self.run_t0, self.run_h0 = t, h
-        self.run_dh = self.step_cost(0, 0, n, context + n) - h
+        # the boundaries are summed step by step with the same cost calls as one event per step would make,
+        # so both give bit-identical times (an arrival exactly on a boundary falls on the same side)
+        cost, bounds, end = self.step_cost, [t], t + h
+        bounds.append(end)
+        for k in range(1, m):
+            end += cost(0, 0.0, n, context + n * k, 0)
+            bounds.append(end)
+        self.run_bounds = bounds
+        self.run_h0, self.run_dh = h, (bounds[2] - bounds[1] - h) if m > 1 else 0.0
         self.run_d0, self.run_m, self.run_n = self.d, m, n
         self._open_row(0)
-        end = self._s(m)
         self.running_step = (end, n, [])
         return end
 
     def _s(self, k: int) -> float:
         """Returns the start of step k of the run (the end of step k - 1)."""
-        return self.run_t0 + k * self.run_h0 + self.run_dh * (k * (k - 1) / 2)
+        return self.run_bounds[k]
 
     def _step_at(self, t: float) -> int:
         """Returns the run's step in flight at t: the last step (of the row and after) starting before t."""
-        h0, dh = self.run_h0, self.run_dh
-        x = t - self.run_t0
-        if dh > 0:  # solve x = k h0 + dh k (k - 1) / 2 for k, then settle on the exact boundary
-            b = h0 - dh / 2
-            k = int((-b + math.sqrt(b * b + 2 * dh * x)) / dh) if x > 0 else 0
-        else:
-            k = int(x / h0) if h0 > 0 else self.run_m - 1
-        k = min(max(k, self.row_k), self.run_m - 1)
-        while k > self.row_k and self._s(k) >= t:
-            k -= 1
-        while k + 1 < self.run_m and self._s(k + 1) < t:
-            k += 1
-        return k
+        k = bisect_left(self.run_bounds, t, self.row_k, self.run_m) - 1
+        return k if k > self.row_k else self.row_k
 
     def _open_row(self, k: int) -> None:
         """Starts the step row for run steps k.. (allocating the KV blocks step k needs at its start)."""
@@ -309,9 +306,9 @@ class ContinuousReplica:
         heap, r, kv = self.blk_heap, self.r, self.kv
         epoch, state, blocks, base = r.epoch, r.state, r.blocks, r.base
         bs, d0, extra, taken = kv.block_size, self.run_d0, 0.0, 0
-        t0, h0, dh = self.run_t0, self.run_h0, self.run_dh
+        bounds = self.run_bounds
         replace, pop = heapq.heapreplace, heapq.heappop
-        # hot path: _s(k) inlined; heapreplace pops the due entry and pushes the sequence's next boundary at once
+        # hot path: heapreplace pops the due entry and pushes the sequence's next boundary at once
         while heap and heap[0][0] <= d_last:
             key, ep, sid = heap[0]
             if ep != epoch[sid] or state[sid] != DECODING:
@@ -322,8 +319,7 @@ class ContinuousReplica:
             nxt = b * bs - base[sid] - key + 2
             replace(heap, (key + (nxt if nxt > 1 else 1), ep, sid))
             if row_end is not None:
-                k = key - d0
-                extra += row_end - (t0 + k * h0 + dh * (k * (k - 1) / 2))
+                extra += row_end - bounds[key - d0]
         kv.free -= taken
         return extra * bs
 
@@ -337,9 +333,9 @@ class ContinuousReplica:
             self._decode_gaps(self._s(1), n)
             k = 1
         if k < k_end:
-            # steps k..k_end-1 of the run take h0 + dh j each: one entry, their mean gap, for n tokens a step
-            # (within a run the gaps differ by dh, the cost of n more context tokens: a few microseconds)
-            self.itl_gap.append(self.run_h0 + self.run_dh * (k + k_end - 1) / 2)
+            # steps k..k_end-1 of the run: one entry, their mean gap, for n tokens a step (within a run the gaps
+            # differ only by the cost of n more context tokens a step: microseconds)
+            self.itl_gap.append((end - self._s(k)) / (k_end - k))
             self.itl_weight.append(n * (k_end - k))
             self.prev_dec_end = end
         self.d = self.run_d0 + k_end
@@ -467,12 +463,25 @@ class ContinuousReplica:
                 r.done[sid] = 0
                 self.waiting.appendleft(sid)
                 self.preempted = True
-                if self.peers is not None:  # the shared queue has work again: others admit it at their next step
-                    for peer in self.peers:
-                        if peer is not self and peer.in_run:
-                            peer.cut(self.now, self.push)
+                if self.peers is not None:
+                    self._share()
                 return sid
         return -1
+
+    def _share(self) -> None:
+        """Behind a shared queue, its head changed at `now` (a requeued preemption, or an admission exposing the
+        next request): idle replicas look again, and runs of decode steps end after the step in flight. A
+        peer numbered below this one whose step starts exactly now has started it already (the fleet runs
+        events of one instant in replica order), so its cut falls just after now."""
+        t = self.now
+        after = math.nextafter(t, math.inf)
+        for peer in self.peers:
+            if peer is self:
+                continue
+            if peer.running_step is None:
+                self.push((t, START, peer.index))
+            elif peer.in_run:
+                peer.cut(after if peer.index < self.index else t, self.push)
 
     def _prepare_decode(self, d: int) -> int:
         """Allocates this step's KV blocks (preempting if needed); returns the number of decoding sequences."""
@@ -526,6 +535,7 @@ class ContinuousReplica:
                 completed.append(sid)
         waiting, fits = self.waiting, self.fits
         max_seqs, chunked = self.policy.max_num_seqs, self.policy.chunked_prefill
+        head = waiting[0] if waiting else None
         # vLLM admits nothing in a step that had to preempt
         while waiting and budget > 0 and self.n_dec + len(self.prefilling) < max_seqs and not self.preempted:
             sid = waiting[0]
@@ -556,4 +566,6 @@ class ContinuousReplica:
                 completed.append(sid)
         if self.track:
             self.pend_prefill -= tokens
+        if self.peers is not None and waiting and waiting[0] != head:
+            self._share()  # another replica may be able to take the new head
         return tokens, pairs, chunks, completed

@@ -93,7 +93,7 @@ class LlmStaticReplica(QueuedReplica):
             return 0.0
         return float(self.steps.cols["kv"][-1]) / self.policy.kv_cache_tokens
 
-    def outstanding_tokens(self) -> float:
+    def outstanding_tokens(self, t=None) -> float:
         """Static batches have no token-level state a router could use: the outstanding request count."""
         return float(self.out.n[self.index])
 
