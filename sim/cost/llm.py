@@ -65,9 +65,23 @@ class LlmCost(CostModel):
         raise TypeError("an llm cost model prices iterations (prefill and decode tokens), not request batches; "
                         "use it with server.batching.policy continuous or llm_static")
 
+    def step_function(self):
+        """Returns step_s(prefill_tokens, prefill_pairs, decode_seqs, decode_context, prefill_chunks=0) -> seconds,
+        the LLM step cost (the one formula, `llm_step`) with this model's coefficients bound once: engines call
+        it every step."""
+        return llm_step(self.overhead_ms + self.base_ms, self.prefill_token_ms, self.prefill_attention_ms,
+                        self.prefill_seq_ms, self.decode_seq_ms, self.decode_context_ms)
+
     def iteration_s(self, prefill_tokens: float, prefill_pairs: float, decode_seqs: float, decode_context: float,
                     prefill_chunks: float = 0) -> float:
         """Returns the time of one engine step in seconds."""
-        return (self.overhead_ms + self.base_ms + self.prefill_token_ms * prefill_tokens
-                + self.prefill_attention_ms * prefill_pairs + self.prefill_seq_ms * prefill_chunks
-                + self.decode_seq_ms * decode_seqs + self.decode_context_ms * decode_context) / 1000.0
+        return self.step_function()(prefill_tokens, prefill_pairs, decode_seqs, decode_context, prefill_chunks)
+
+
+def llm_step(fixed_ms: float, prefill_token_ms: float, prefill_attention_ms: float, prefill_seq_ms: float,
+             decode_seq_ms: float, decode_context_ms: float):
+    """Returns the step-time function of the LLM cost formula in this module's docstring (seconds)."""
+    def step_s(prefill_tokens, prefill_pairs, decode_seqs, decode_context, prefill_chunks=0):
+        return (fixed_ms + prefill_token_ms * prefill_tokens + prefill_attention_ms * prefill_pairs
+                + prefill_seq_ms * prefill_chunks + decode_seq_ms * decode_seqs + decode_context_ms * decode_context) / 1000.0
+    return step_s

@@ -105,8 +105,14 @@ class LlmRooflineCost(CostModel):
     def compute_s(self, batch_size):
         raise TypeError("an llm_roofline cost model prices engine steps; use it with an LLM policy")
 
+    def step_function(self):
+        """Returns step_s(...) -> seconds: the LLM step cost formula (sim.cost.llm.llm_step) with the roofline's
+        coefficients, computed once."""
+        from .llm import llm_step
+
+        return llm_step(self.overhead_ms + self.base_ms, self.prefill_token_ms, self.prefill_attention_ms,
+                        self.prefill_seq_ms, self.decode_seq_ms, self.decode_context_ms)
+
     def iteration_s(self, prefill_tokens, prefill_pairs, decode_seqs, decode_context, prefill_chunks=0) -> float:
         """Returns the time of one engine step in seconds."""
-        return (self.overhead_ms + self.base_ms + self.prefill_token_ms * prefill_tokens
-                + self.prefill_attention_ms * prefill_pairs + self.decode_seq_ms * decode_seqs
-                + self.decode_context_ms * decode_context) / 1000.0
+        return self.step_function()(prefill_tokens, prefill_pairs, decode_seqs, decode_context, prefill_chunks)

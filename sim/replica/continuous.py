@@ -71,7 +71,7 @@ class ContinuousReplica:
                  oracle: bool = False):
         self.index = index
         self.policy = policy
-        self.step_cost = cost.iteration_s
+        self.step_cost = cost.step_function()
         self.r = reqs
         self.out = out
         self.fits = policy.fits(reqs.prompt, reqs.out).tolist()
@@ -270,11 +270,17 @@ class ContinuousReplica:
         self.in_run = True
         # the boundaries are summed step by step with the same cost calls as one event per step would make,
         # so both give bit-identical times (an arrival exactly on a boundary falls on the same side)
-        cost, bounds, end = self.step_cost, [t], t + h
-        bounds.append(end)
-        for k in range(1, m):
-            end += cost(0, 0.0, n, context + n * k, 0)
+        cost = self.step_cost
+        if m < 32:
+            bounds, end = [t], t + h
             bounds.append(end)
+            for k in range(1, m):
+                end += cost(0, 0.0, n, context + n * k, 0)
+                bounds.append(end)
+        else:  # the same operations elementwise, and a sequential cumulative sum: the same bits, faster
+            hs = cost(0, 0.0, n, context + n * np.arange(1, m, dtype=np.int64), 0)
+            bounds = np.add.accumulate(np.concatenate(([t, h], hs))).tolist()
+            end = bounds[-1]
         self.run_bounds = bounds
         self.run_h0, self.run_dh = h, (bounds[2] - bounds[1] - h) if m > 1 else 0.0
         self.run_d0, self.run_m, self.run_n = self.d, m, n

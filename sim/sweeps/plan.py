@@ -2,7 +2,8 @@
 confidence, and what the fleet costs there.
 
 A rate meets the SLO when the run is stable and every target's 95% interval lies below it (`met`, not
-`uncertain`); a target with no interval (too few requests for that percentile) does not count as met.
+`uncertain`). Each run is lengthened where needed so that every target has an interval (a p99 needs 50,000
+measured requests from one run); a target still without one does not count as met.
 Latency need not be monotone in the rate (a static batch with a timeout fills faster, and gets faster, as
 load rises), so the search first scans a coarse grid of rates (fractions of the estimated capacity), then
 bisects the last feasible -> infeasible boundary, and the first infeasible -> feasible one when low rates fail
@@ -44,6 +45,27 @@ def meets_slo(summary: dict) -> tuple[bool, str]:
         if not ci or None in ci:
             return False, f"{name}: no confidence interval (lengthen the run)"
     return True, "meets the SLO"
+
+
+def long_enough(scenario, rate_rps: float) -> dict:
+    """Returns the run length ({"requests": n} or {"duration_s": s}) that gives every SLO target a 95%
+    interval at this rate (a single run needs MIN_SECTIONS sections of 100 / (1 - q) requests for percentile
+    q), when the scenario's own run is shorter; {} otherwise (and with several replications, whose spread
+    gives the interval)."""
+    from ..stats import MIN_SECTIONS, min_section_size
+
+    if scenario.replications > 1 or scenario.slo is None:
+        return {}
+    # latency_p99_ms, ttft_p99_ms, latency_mean_ms -> p99, p99, mean
+    keys = [name.split("_")[1] for name in scenario.slo.model_dump(exclude_none=True)]
+    need = max(min_section_size(k) for k in keys) * MIN_SECTIONS
+    requests = int(math.ceil(need * 1.05 + rate_rps * scenario.warmup_s * 1.1 + 100))
+    if scenario.requests is not None:
+        return {"requests": requests} if scenario.requests < requests else {}
+    if scenario.duration_s is not None:
+        duration = scenario.warmup_s + requests / rate_rps
+        return {"duration_s": float(f"{duration:.6g}")} if scenario.duration_s < duration else {}
+    return {}
 
 
 @dataclass
@@ -102,9 +124,8 @@ def plan(path, grids: list[str], out_dir, overrides: Iterable[str] = (), workers
     def evaluate(wanted: list[tuple[Search, float]]) -> None:
         points = []
         for s, rate in wanted:
-            key = s.key[0]
-            points.append((s, rate, make_point(path, raw, {**s.values, key: value_for(s.key, rate)}, overrides, flags,
-                                               check=False)))
+            values = {**s.values, s.key[0]: value_for(s.key, rate), **long_enough(s.base, rate)}
+            points.append((s, rate, make_point(path, raw, values, overrides, flags, check=False)))
         done = compute([p for _, _, p in points], store, workers, dask, what="plan")
         for s, rate, p in points:
             summary = done[p.digest]["summary"]
@@ -199,20 +220,34 @@ def _choose(searches: list[Search], target_rps: float, evaluate) -> dict:
     def cost(s):
         c = s.results[target_rps][2].get("fleet_cost_per_hour")
         return math.inf if c is None else c
-    ok.sort(key=cost)
+
+    def tail_ms(s):  # the first SLO target's achieved value at the target rate: the tie-break among equal costs
+        targets = (s.results[target_rps][2].get("slo") or {}).get("targets") or {}
+        first = next(iter(targets.values()), {})
+        return first.get("achieved_ms") if first.get("achieved_ms") is not None else math.inf
+    ok.sort(key=lambda s: (cost(s), tail_ms(s)))
     if not ok:
         return {"target_rate_rps": target_rps, "best": None,
                 "why": "no configuration meets the SLO at this rate: " + "; ".join(
                     f"{_label(s)}: {s.results[target_rps][1]}" for s in searches)}
     best = ok[0]
+    cheaper = sorted((s for s in searches if s not in ok and cost(s) <= cost(best)), key=cost)
+    lost = "; ".join(f"{_label(s)} (${cost(s):,.2f}/h) does not meet it ({s.results[target_rps][1]})"
+                     for s in cheaper[:3])
     if len(ok) > 1:
         runner = ok[1]
-        why = (f"{_label(runner)} also meets it but costs ${cost(runner):,.2f}/h against ${cost(best):,.2f}/h"
-               if math.isfinite(cost(runner)) else f"{_label(runner)} also meets it; its cost is unknown")
+        name = next(iter((best.results[target_rps][2].get("slo") or {}).get("targets") or {"tail": 0}))
+        if not math.isfinite(cost(runner)):
+            why = f"{_label(runner)} also meets it; its cost is unknown"
+        elif cost(runner) > cost(best):
+            why = f"{_label(runner)} also meets it but costs ${cost(runner):,.2f}/h against ${cost(best):,.2f}/h"
+        else:
+            why = (f"{_label(runner)} costs the same (${cost(best):,.2f}/h) but its {name} at {target_rps:g} rps is "
+                   f"{tail_ms(runner):.4g} ms against {tail_ms(best):.4g} ms")
     else:
-        fail = [s for s in searches if s is not best]
-        why = "; ".join(f"{_label(s)} does not meet it at {target_rps:g} rps ({s.results[target_rps][1]})"
-                        for s in fail) or "the only configuration"
+        why = "the only configuration that meets it"
+    if lost:
+        why += f"; at no more cost: {lost}"
     return {"target_rate_rps": target_rps, "best": {**_config(best), "cost_per_hour_at_target": cost(best)}, "why": why}
 
 
