@@ -12,7 +12,7 @@ from sim.sweeps.plan import plan
 from sim.sweeps.sweep import sweep
 from sim.theory import bulk_service_mean_latency_s, md1_latency_quantile_s
 
-from .conftest import run_cli, scenario_dict, servesim_cmd
+from .conftest import ROOT, run_cli, scenario_dict, servesim_cmd
 
 
 def md1(write_yaml, slo, requests=200000, **server):
@@ -174,3 +174,32 @@ def test_a_dask_cluster_gives_the_process_pools_sweep(write_yaml, tmp_path):
     assert (tmp_path / "dask/sweep.parquet").read_bytes() == (tmp_path / "pool/sweep.parquet").read_bytes()
     hosts = pd.read_parquet(tmp_path / "dask/timings.parquet")["pid"]
     assert len(pool) == 6 and hosts.nunique() >= 1
+
+
+def test_compare_prints_runs_side_by_side_and_overlays_their_cdfs(write_yaml, tmp_path):
+    p = write_yaml(scenario_dict(requests=3000))
+    for name, b in (("b1", 1), ("b8", 8)):
+        proc = run_cli("run", p, "--out", tmp_path / name, "--set", f"server.batching.max_batch_size={b}", "--no-plots")
+        assert proc.returncode == 0, proc.stderr
+    proc = run_cli("compare", tmp_path / "b1", tmp_path / "b8", "--plot", tmp_path / "cdf.png")
+    assert proc.returncode == 0, proc.stderr
+    head, *rows = proc.stdout.splitlines()
+    assert head.split() == ["b1", "b8"] and any(r.split()[:2] == ["latency", "p99"] for r in rows)
+    assert (tmp_path / "cdf.png").stat().st_size > 5000
+    bad = run_cli("compare", tmp_path / "b1", tmp_path / "nothing")
+    assert bad.returncode == 2 and "no summary.json here" in bad.stderr
+    bad = run_cli("compare", tmp_path / "b1", "--plot", tmp_path / "x.nope")
+    assert bad.returncode == 2 and bad.stderr.startswith("--plot")
+
+
+def test_plan_needs_an_slo_and_scales_a_trace_by_its_speedup(write_yaml, tmp_path):
+    proc = run_cli("plan", write_yaml(scenario_dict()), "--out", tmp_path / "o")
+    assert proc.returncode == 2 and ": slo: plan needs latency targets" in proc.stderr
+    import sim
+    from sim.sweeps.rates import rate_key, value_for
+
+    s = sim.load_scenario(ROOT / "scenarios/embeddings-trace-replay.yaml")
+    key = rate_key(s, "x")
+    assert key[0] == "workload.arrival.speedup"
+    twice = sim.load_scenario(ROOT / "scenarios/embeddings-trace-replay.yaml", [f"{key[0]}={value_for(key, 2 * key[2])}"])
+    assert twice.workload.arrival.rate_rps == pytest.approx(2 * key[2], rel=1e-6)
