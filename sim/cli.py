@@ -66,13 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="run every combination of grid values; resumable (points stored as they finish)")
     sw.add_argument("scenario", help="scenario YAML file")
     _grid_flags(sw)
-    sw.add_argument("--out", required=True, help="output folder: points/, sweep.parquet, timings.parquet, sweep.json")
+    sw.add_argument("--out", required=True, help="output folder: points/, sweep.parquet, timings.parquet, sweep.json, "
+                    "report.html")
 
     pl = sub.add_parser("plan", help="per grid configuration, the largest rate that meets the SLO with 95%% "
                         "confidence, and its cost")
     pl.add_argument("scenario", help="scenario YAML file with an slo (and optionally plan: {target_rate_rps})")
     _grid_flags(pl)
-    pl.add_argument("--out", required=True, help="output folder: plan.json, plan.parquet, points/")
+    pl.add_argument("--out", required=True, help="output folder: plan.json, plan.parquet, report.html, points/")
 
     cp = sub.add_parser("compare", help="finished runs side by side, and their latency CDFs overlaid")
     cp.add_argument("dirs", nargs="+", metavar="DIR", help="output folders of `servesim run`")
@@ -107,10 +108,10 @@ def cmd_sweep(args) -> int:
 
     if not args.grid:
         raise ScenarioError("--grid", "", "give at least one axis, e.g. --grid server.batching.max_batch_size=1,8,32")
-    table = sweep(args.scenario, args.grid, args.out, args.overrides, _workers(args), args.dask)
+    table = sweep(args.scenario, args.grid, args.out, args.overrides, _workers(args), args.dask, args.quiet)
     if not args.quiet:
         print(format_points(table, [g.partition("=")[0].strip() for g in args.grid]))
-        print(f"  wrote {args.out}/: sweep.parquet timings.parquet sweep.json points/ ({len(table)} points)")
+        print(f"  wrote {args.out}/: sweep.parquet timings.parquet sweep.json report.html points/ ({len(table)} points)")
     return 0
 
 
@@ -118,10 +119,10 @@ def cmd_plan(args) -> int:
     from .sweeps.plan import plan
     from .sweeps.view import format_plan
 
-    result = plan(args.scenario, args.grid, args.out, args.overrides, _workers(args), args.dask)
+    result = plan(args.scenario, args.grid, args.out, args.overrides, _workers(args), args.dask, args.quiet)
     if not args.quiet:
         print(format_plan(result, [g.partition("=")[0].strip() for g in args.grid]))
-        print(f"  wrote {args.out}/: plan.json plan.parquet points/")
+        print(f"  wrote {args.out}/: plan.json plan.parquet report.html points/")
     return 0
 
 

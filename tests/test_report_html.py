@@ -76,6 +76,8 @@ def test_the_report_is_self_contained(report):
     text = report.read_text()
     assert text.count("<svg") >= 2 and "<script>" in text and "<style>" in text
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)  # nothing fetched from anywhere
+    named = set(re.findall(r"https?://[^\s\"'<>]+", text))  # no outside address at all, but SVG's own xmlns ids
+    assert named <= {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}, named
 
 
 def test_the_report_loads_without_console_errors_and_the_detector_sees_one(report, tmp_path):

@@ -203,3 +203,31 @@ def test_plan_needs_an_slo_and_scales_a_trace_by_its_speedup(write_yaml, tmp_pat
     assert key[0] == "workload.arrival.speedup"
     twice = sim.load_scenario(ROOT / "scenarios/embeddings-trace-replay.yaml", [f"{key[0]}={value_for(key, 2 * key[2])}"])
     assert twice.workload.arrival.rate_rps == pytest.approx(2 * key[2], rel=1e-6)
+
+
+def test_plan_goes_below_the_coarse_scan_for_a_tight_target(write_yaml, tmp_path):
+    # p99 <= 1.2 ms on a 1 ms step leaves 0.2 ms of waiting at the 99th percentile: only light load meets it
+    exact = exact_rate(lambda r: md1_latency_quantile_s(r, 0.001, 0.99) <= 0.0012)
+    got = plan(md1(write_yaml, {"latency_p99_ms": 1.2}, requests=60000), [], tmp_path / "p")["configs"][0]
+    assert got["max_rate_rps"] is not None and 0.8 * exact <= got["max_rate_rps"] <= 1.05 * exact, (got, exact)
+
+
+def test_plan_lengthens_each_replication_and_keeps_grid_columns(write_yaml, tmp_path):
+    result = plan(md1(write_yaml, {"latency_p99_ms": 10.0}, requests=5000), [], tmp_path / "p",
+                  overrides=["replications=3"])
+    assert 0.85 * 773.5 <= result["configs"][0]["max_rate_rps"] <= 1.01 * 773.5
+    p = write_yaml(scenario_dict(warmup_s=2))
+    df = sweep(p, ["requests=3000,6000"], tmp_path / "s")
+    assert df["requests"].tolist() == [3000, 6000] and (df["requests (measured)"] < df["requests"]).all()
+
+
+def test_empty_slo_and_what_the_hash_ignores(write_yaml, tmp_path):
+    proc = run_cli("plan", write_yaml(scenario_dict(slo={})), "--out", tmp_path / "o")
+    assert proc.returncode == 2 and "plan needs latency targets" in proc.stderr
+    import sim
+    from sim.sweeps.store import scenario_hash
+
+    p = write_yaml(scenario_dict())
+    base = scenario_hash(sim.load_scenario(p))
+    assert scenario_hash(sim.load_scenario(p, ["outputs.records=false", "plan.target_rate_rps=5"])) == base
+    assert scenario_hash(sim.load_scenario(p, ["seed=4"])) != base

@@ -28,6 +28,9 @@ def run_points(jobs: list[tuple[str, object]], workers: Optional[int] = None, da
     if dask:
         yield from _dask(jobs, dask)
         return
+    if workers is not None and workers < 1:
+        from ..errors import ScenarioError
+        raise ScenarioError("--workers", "", f"got {workers}: give 1 or more")
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     if workers == 1:
         for key, scenario in jobs:
@@ -45,17 +48,24 @@ def _dask(jobs, address: str):
     except ImportError:
         from ..errors import ScenarioError
         raise ScenarioError("--dask", address, "needs the distributed package: pip install 'dask[distributed]'") from None
-    with Client(address, timeout="20s") as client:
+    from ..errors import ScenarioError
+
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ScenarioError("--dask", address, f"cannot reach a Dask scheduler there ({exc.__class__.__name__}: "
+                            f"{exc}); start one (dask scheduler) or drop --dask to run locally") from None
+    with client:
         futures = {client.submit(evaluate, scenario, pure=False): key for key, scenario in jobs}
         for fut in dask_completed(list(futures)):
             yield (futures[fut], *fut.result())
 
 
-def progress(total: int, done: int, what: str) -> Callable[[int], None]:
-    """Returns update(n): a progress bar with an ETA on a terminal (tqdm), nothing otherwise."""
+def progress(total: int, done: int, what: str, quiet: bool = False) -> Callable[[int], None]:
+    """Returns update(n): a progress bar with an ETA on a terminal (tqdm), nothing otherwise or when quiet."""
     import sys
 
-    if not sys.stderr.isatty():
+    if quiet or not sys.stderr.isatty():
         return lambda n=1: None
     try:
         from tqdm import tqdm

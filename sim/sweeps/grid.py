@@ -13,7 +13,7 @@ import yaml
 from ..config import load_yaml
 from ..errors import ScenarioError
 
-_RANGE = re.compile(r"^\s*(?P<lo>[^.]+(?:\.[0-9]*)?)\s*\.\.\s*(?P<hi>[^:]+?)\s*:\s*(?P<n>\d+)\s*(?::\s*(?P<scale>\w+))?\s*$")
+_RANGE = re.compile(r"^\s*(?P<lo>.+?)\s*\.\.\s*(?P<hi>[^:]+?)\s*:\s*(?P<n>\d+)\s*(?::\s*(?P<scale>\w+))?\s*$")
 
 
 @dataclass(frozen=True)

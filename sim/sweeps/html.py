@@ -46,7 +46,9 @@ def _svg(fig) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    # no metadata: the page then names no outside address at all (only the xmlns identifiers of SVG itself)
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Creator": None, "Date": None, "Format": None,
+                                                                   "Type": None})
     plt.close(fig)
     text = buf.getvalue()
     return text[text.index("<svg"):]
@@ -99,13 +101,13 @@ def throughput_latency(table: pd.DataFrame, keys: list[str], slo: dict) -> str:
         for q, style in (("p50", ":"), ("p99", "-")):
             y = g[f"{stat}.{q}"].to_numpy() * 1000
             ax.plot(x, y, style, color=color, marker="o", ms=3, lw=1.4, label=(label or "all") if q == "p99" else None)
+            lo, hi = g[f"{stat}.{q}.ci_lo"].to_numpy() * 1000, g[f"{stat}.{q}.ci_hi"].to_numpy() * 1000
+            if np.isfinite(lo).any():
+                ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
         bad = ~g["stable"].to_numpy(bool)
         if bad.any():  # latencies of an unstable run grow with its length: marked, not to be read
             ax.plot(x[bad], g[f"{stat}.p99"].to_numpy()[bad] * 1000, "x", color="k", ms=7,
                     label="unstable" if i == 0 else None)
-            lo, hi = g[f"{stat}.{q}.ci_lo"].to_numpy() * 1000, g[f"{stat}.{q}.ci_hi"].to_numpy() * 1000
-            if np.isfinite(lo).any():
-                ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
 
     target = _slo_target_ms(slo, stat, "p99")
     if target:
@@ -223,7 +225,7 @@ def plan_report(result: dict, keys: list[str], scenario: dict, prov: dict) -> st
     """Returns report.html for a plan: the ranked configurations, their rate and cost, and the choice."""
     rows = []
     for c in result["configs"]:
-        rows.append({**{k.split(".")[-1]: c["values"].get(k) for k in keys}, "max_rate_rps": c["max_rate_rps"],
+        rows.append({**{k: c["values"].get(k) for k in keys}, "max_rate_rps": c["max_rate_rps"],
                      "min_rate_rps": c["min_rate_rps"], "cost_per_hour": c["cost_per_hour"],
                      "cost_per_million_requests": c["cost_per_million_requests"], "note": c["note"]})
     frame = pd.DataFrame(rows).astype({"max_rate_rps": float, "min_rate_rps": float, "cost_per_hour": float,
@@ -232,7 +234,8 @@ def plan_report(result: dict, keys: list[str], scenario: dict, prov: dict) -> st
     if frame["max_rate_rps"].notna().any():
         plt = _plt()
         fig, ax = plt.subplots(figsize=(7.5, 0.6 + 0.32 * len(frame)))
-        labels = [", ".join(f"{k}={r[k]}" for k in frame.columns[:len(keys)]) or "scenario" for _, r in frame.iterrows()]
+        labels = [", ".join(f"{k.split('.')[-1]}={c['values'].get(k)}" for k in keys) or "scenario"
+                  for c in result["configs"]]
         ax.barh(range(len(frame)), frame["max_rate_rps"].fillna(0), color="#4a7bd0")
         ax.set_yticks(range(len(frame)), labels, fontsize=8)
         ax.invert_yaxis()

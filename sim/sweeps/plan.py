@@ -28,11 +28,16 @@ from .sweep import check_points_folder, compute, make_point
 FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)
 REL_TOLERANCE = 0.01   # bisection stops when the bracket is within 1% of its lower end
 MAX_ROUNDS = 12
+EXTEND_ROUNDS = 8      # x1/4 down (to 0.02 / 4^8 of the estimate) or x1.5 up (to 26x) at most
 
 
 def meets_slo(summary: dict) -> tuple[bool, str]:
     """Returns (feasible, reason): stable, and every SLO target met with its 95% interval below the target."""
-    if not summary.get("stable"):
+    growing = (summary.get("stability") or {}).get("verdict") == "growing"
+    # request-level capacity is exact, so its a-priori verdict stands; an LLM engine's is an estimate, and
+    # there only the run's own growth test decides
+    stable = not growing if "ttft_s" in summary else summary.get("stable")
+    if not stable:
         return False, "unstable"
     slo = summary.get("slo") or {}
     for name, t in (slo.get("targets") or {}).items():
@@ -54,14 +59,24 @@ def long_enough(scenario, rate_rps: float) -> dict:
     gives the interval)."""
     from ..stats import MIN_SECTIONS, min_section_size
 
-    if scenario.replications > 1 or scenario.slo is None:
+    targets = scenario.slo.model_dump(exclude_none=True) if scenario.slo is not None else {}
+    if not targets:
         return {}
-    # latency_p99_ms, ttft_p99_ms, latency_mean_ms -> p99, p99, mean
-    keys = [name.split("_")[1] for name in scenario.slo.model_dump(exclude_none=True)]
-    need = max(min_section_size(k) for k in keys) * MIN_SECTIONS
+    # latency_p99_ms, ttft_p99_ms, latency_mean_ms -> p99, p99, mean; with several replications each one
+    # is a section and needs the percentile's minimum on its own
+    need = max(min_section_size(name.split("_")[1]) for name in targets)
+    need *= MIN_SECTIONS if scenario.replications == 1 else 1
     requests = int(math.ceil(need * 1.05 + rate_rps * scenario.warmup_s * 1.1 + 100))
+    from ..arrivals import TraceArrivals
+
+    arr = scenario.workload.arrival
+    size = arr.load().size if isinstance(arr, TraceArrivals) else None
+    if size is not None:  # a trace replays what it holds: it cannot be lengthened
+        requests = min(requests, size)
     if scenario.requests is not None:
         return {"requests": requests} if scenario.requests < requests else {}
+    if size is not None:
+        return {}
     if scenario.duration_s is not None:
         duration = scenario.warmup_s + requests / rate_rps
         return {"duration_s": float(f"{duration:.6g}")} if scenario.duration_s < duration else {}
@@ -104,7 +119,7 @@ def _open(bracket: Optional[list]) -> bool:
 
 
 def plan(path, grids: list[str], out_dir, overrides: Iterable[str] = (), workers: Optional[int] = None,
-         dask: Optional[str] = None) -> dict:
+         dask: Optional[str] = None, quiet: bool = False) -> dict:
     """Runs the plan; writes DIR/plan.json, DIR/plan.parquet and DIR/points/; returns the plan dict."""
     axes = [parse_axis(g) for g in grids]
     out = OutputDir(out_dir)
@@ -115,7 +130,7 @@ def plan(path, grids: list[str], out_dir, overrides: Iterable[str] = (), workers
     searches = []
     for values in (expand(axes) if axes else [{}]):
         p = make_point(path, raw, values, overrides, flags)
-        if p.scenario.slo is None:
+        if p.scenario.slo is None or not p.scenario.slo.model_dump(exclude_none=True):
             raise ScenarioError(str(path), "slo", "plan needs latency targets: give slo (e.g. {latency_p99_ms: 50}, "
                                 "or ttft_p99_ms / tpot_p99_ms for LLM scenarios)")
         searches.append(Search(values, p.scenario, rate_key(p.scenario, str(path)), capacity_estimate(p.scenario)))
@@ -124,14 +139,30 @@ def plan(path, grids: list[str], out_dir, overrides: Iterable[str] = (), workers
     def evaluate(wanted: list[tuple[Search, float]]) -> None:
         points = []
         for s, rate in wanted:
-            values = {**s.values, s.key[0]: value_for(s.key, rate), **long_enough(s.base, rate)}
-            points.append((s, rate, make_point(path, raw, values, overrides, flags, check=False)))
-        done = compute([p for _, _, p in points], store, workers, dask, what="plan")
+            extra = {s.key[0]: value_for(s.key, rate), **long_enough(s.base, rate)}
+            origin = {k: f"servesim plan (it sets {k} to scan rates and give every SLO target an interval)"
+                      for k in extra}
+            points.append((s, rate, make_point(path, raw, {**s.values, **extra}, overrides, {**flags, **origin},
+                                               check=False)))
+        done = compute([p for _, _, p in points], store, workers, dask, what="plan", quiet=quiet)
         for s, rate, p in points:
             summary = done[p.digest]["summary"]
             s.results[rate] = (*meets_slo(summary), summary)
 
     evaluate([(s, f * s.capacity_rps) for s in searches for f in FRACTIONS])
+    # the capacity estimate only seeds the scan: go lower while nothing meets the SLO (a tight target is met
+    # only at light load), higher while the highest rate still meets it (an estimate can be pessimistic)
+    for _ in range(EXTEND_ROUNDS):
+        wanted = []
+        for s in searches:
+            rates = s.rates()
+            if not any(s.feasible(r) for r in rates):
+                wanted.append((s, rates[0] / 4))
+            elif s.feasible(rates[-1]):
+                wanted.append((s, rates[-1] * 1.5))
+        if not wanted:
+            break
+        evaluate(wanted)
     for _ in range(MAX_ROUNDS):
         wanted = []
         for s in searches:
@@ -185,13 +216,30 @@ def _config(s: Search) -> dict:
         reasons = sorted({s.results[r][1] for r in s.rates()})
         note = "no rate met the SLO: " + "; ".join(reasons)
     elif not s.max_bracket:
-        note = "feasible up to the highest rate scanned (the estimated capacity)"
+        note = f"feasible up to the highest rate scanned ({top:.4g} rps)"
+    ranges = _ranges(s)
+    if len(ranges) > 1:
+        note = "the SLO is met in separate ranges: " + ", ".join(f"{a:.4g}-{b:.4g} rps" for a, b in ranges)
     tol = s.max_bracket and (s.max_bracket[1] - s.max_bracket[0])
     return {"values": s.values, "max_rate_rps": top, "min_rate_rps": low if (low is not None and s.min_bracket) else None,
             "rate_resolution_rps": tol or None, "capacity_estimate_rps": s.capacity_rps,
             "cost_per_hour": cost,
             "cost_per_million_requests": (cost / (top * 3600) * 1e6) if (cost is not None and top) else None,
             "evaluations": len(s.results), "note": note, "at_max_rate": _at(s, top) if top is not None else None}
+
+
+def _ranges(s: Search) -> list[tuple[float, float]]:
+    """Returns the runs of consecutive feasible scanned rates as (lowest, highest)."""
+    out: list = []
+    prev = False
+    for r in s.rates():
+        ok = s.feasible(r)
+        if ok and not prev:
+            out.append([r, r])
+        elif ok:
+            out[-1][1] = r
+        prev = ok
+    return [tuple(x) for x in out]
 
 
 def _result(searches: list[Search], path) -> dict:

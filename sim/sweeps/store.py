@@ -1,8 +1,9 @@
 """Points of a sweep stored by the hash of what they computed, so an interrupted sweep resumes.
 
-A point's hash covers the resolved scenario (every default filled in) with each referenced file replaced by
-the SHA-256 of its contents (a trace or profile edited in place is a different point; the same file moved is
-not), plus the summary format version. Each point is written to `points/<hash>.json` atomically (a temporary
+A point's hash covers the resolved scenario (every default filled in, less `outputs` and `plan`, which change
+no result) with each referenced file replaced by the SHA-256 of its contents (a trace or profile edited in place
+is a different point; the same file moved is not), plus the summary format version and the results version
+(bumped whenever the simulator computes anything differently), so points of other code are never reused. Each point is written to `points/<hash>.json` atomically (a temporary
 file renamed), so a SIGKILL leaves either the whole point or nothing."""
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ..errors import ScenarioError
 
 SUMMARY_FORMAT = "servesim-summary"
 SUMMARY_VERSION = 2          # bump when summary.json's keys or their meaning change
+RESULTS_VERSION = 1          # bump when the simulator computes any result differently (part of every point's hash)
 POINT_FORMAT = "servesim-point"
 _FILE_KEYS = ("path", "profile", "paths", "model_stats_from")
 
@@ -44,8 +46,10 @@ def _contents_not_paths(node: Any, key: str = "") -> Any:
 def scenario_hash(scenario) -> str:
     """Returns the hex SHA-256 of the resolved scenario with referenced files by content, and the summary
     version: equal hashes, equal results."""
-    data = {"scenario": _contents_not_paths(scenario.model_dump(mode="json")),
-            "summary": [SUMMARY_FORMAT, SUMMARY_VERSION]}
+    # what `servesim run` writes and what `plan` looks for change no result: left out
+    resolved = scenario.model_dump(mode="json", exclude={"outputs", "plan"})
+    data = {"scenario": _contents_not_paths(resolved), "summary": [SUMMARY_FORMAT, SUMMARY_VERSION],
+            "results": RESULTS_VERSION}
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -68,7 +68,8 @@ def check_points_folder(folder: Path, flag: str = "--out") -> None:
                             "folder or move it")
 
 
-def compute(points: list[Point], store: PointStore, workers=None, dask=None, what: str = "sweep") -> dict:
+def compute(points: list[Point], store: PointStore, workers=None, dask=None, what: str = "sweep",
+            quiet: bool = False) -> dict:
     """Runs the points missing from `store` (once per distinct hash), saving each as it finishes; returns
     {hash: stored point} for every point."""
     done, todo = {}, {}
@@ -80,7 +81,7 @@ def compute(points: list[Point], store: PointStore, workers=None, dask=None, wha
             done[p.digest] = stored
         else:
             todo[p.digest] = p
-    bar = progress(len(done) + len(todo), len(done), what)
+    bar = progress(len(done) + len(todo), len(done), what, quiet)
     for digest, summary, timing in run_points([(d, p.scenario) for d, p in todo.items()], workers, dask):
         store.save(digest, todo[digest].values, summary, timing)
         done[digest] = store.load(digest)
@@ -89,7 +90,7 @@ def compute(points: list[Point], store: PointStore, workers=None, dask=None, wha
 
 
 def sweep(path, grids: list[str], out_dir, overrides: Iterable[str] = (), workers: Optional[int] = None,
-          dask: Optional[str] = None) -> pd.DataFrame:
+          dask: Optional[str] = None, quiet: bool = False) -> pd.DataFrame:
     """Runs the sweep; writes DIR/points/*.json, DIR/sweep.parquet, DIR/timings.parquet and DIR/sweep.json;
     returns the sweep table (one row per point, in grid order)."""
     axes = [parse_axis(g) for g in grids]
@@ -98,7 +99,7 @@ def sweep(path, grids: list[str], out_dir, overrides: Iterable[str] = (), worker
     out.prepare(names)
     check_points_folder(out.path / "points")
     points = resolve_points(path, axes, overrides)
-    stored = compute(points, PointStore(out.path / "points"), workers, dask)
+    stored = compute(points, PointStore(out.path / "points"), workers, dask, quiet=quiet)
     table = pd.DataFrame([row(p.values, stored[p.digest]["summary"], p.digest) for p in points])
     timings = pd.DataFrame([{**p.values, "point": p.digest, **stored[p.digest]["timing"]} for p in points])
     meta = {"format": "servesim-sweep", "version": SUMMARY_VERSION, "scenario": str(path),

@@ -14,9 +14,20 @@ def _num(v):
     return math.nan if v is None else v
 
 
+class _Row(dict):
+    """A row whose grid keys are never overwritten: a metric named like one (`requests`) gets ` (measured)`."""
+
+    def __init__(self, values: dict):
+        super().__init__(values)
+        self.grid = set(values)
+
+    def __setitem__(self, key, value):
+        super().__setitem__(f"{key} (measured)" if key in self.grid else key, value)
+
+
 def row(values: dict, summary: dict, digest: str) -> dict:
     """Returns the point's row: grid keys as given, then `point`, headline metrics, `stable` and SLO verdicts."""
-    out = dict(values)
+    out = _Row(values)
     out["point"] = digest
     for key in SCALARS:
         if key in summary:
@@ -43,4 +54,4 @@ def row(values: dict, summary: dict, digest: str) -> dict:
         out["slo_met"] = bool(slo.get("met"))
         for name, t in (slo.get("targets") or {}).items():
             out[f"slo.{name}"] = t.get("verdict")
-    return out
+    return dict(out)
