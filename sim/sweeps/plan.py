@@ -28,7 +28,8 @@ from .sweep import check_points_folder, compute, make_point
 FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)
 REL_TOLERANCE = 0.01   # bisection stops when the bracket is within 1% of its lower end
 MAX_ROUNDS = 12
-EXTEND_ROUNDS = 8      # x1/4 down (to 0.02 / 4^8 of the estimate) or x1.5 up (to 26x) at most
+EXTEND_ROUNDS = 8      # x1.5 up (to 26x the estimate) at most ...
+LOWEST_FRACTION = 1e-4  # ... and x1/4 down to this fraction of it (an SLO missed even there is missed unloaded)
 
 
 def meets_slo(summary: dict) -> tuple[bool, str]:
@@ -157,7 +158,8 @@ def plan(path, grids: list[str], out_dir, overrides: Iterable[str] = (), workers
         for s in searches:
             rates = s.rates()
             if not any(s.feasible(r) for r in rates):
-                wanted.append((s, rates[0] / 4))
+                if rates[0] / 4 >= max(LOWEST_FRACTION * s.capacity_rps, 1e-5):
+                    wanted.append((s, rates[0] / 4))
             elif s.feasible(rates[-1]):
                 wanted.append((s, rates[-1] * 1.5))
         if not wanted:
