@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "ConstantArrivals": "arrivals", "GammaArrivals": "arrivals", "PoissonArrivals": "arrivals",
-    "TraceArrivals": "arrivals",
+    "TraceArrivals": "arrivals", "MmppArrivals": "arrivals", "DiurnalArrivals": "arrivals",
+    "PiecewiseArrivals": "arrivals",
     "DispatchRule": "batching", "DynamicBatching": "batching", "NoBatching": "batching", "StaticBatching": "batching",
     "AffineCost": "cost", "LognormalNoise": "cost", "TableCost": "cost", "ProfileCost": "cost", "RooflineCost": "cost",
     "BatchLog": "engine", "simulate": "engine",

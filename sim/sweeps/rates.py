@@ -10,8 +10,15 @@ def rate_key(scenario, source: str) -> tuple[str, float, float]:
     """Returns (dotted key, its value now, the rate it gives now in rps): `rate_rps` for generated arrivals;
     for a trace, `speedup` (times are divided by it, so the rate scales with it)."""
     arr = scenario.workload.arrival
-    if "rate_rps" in type(arr).model_fields:
+    fields = type(arr).model_fields
+    if "rate_rps" in fields:
         return "workload.arrival.rate_rps", float(arr.rate_rps), float(arr.rate_rps)
+    if "mean_rate_rps" in fields:  # diurnal
+        return "workload.arrival.mean_rate_rps", float(arr.mean_rate_rps), float(arr.rate_rps)
+    if "rates_rps" in fields:  # mmpp: every state's rate scales
+        return "workload.arrival.rates_rps", list(arr.rates_rps), float(arr.rate_rps)
+    if "points" in fields:  # piecewise: every point's rate scales
+        return "workload.arrival.points", [list(p) for p in arr.points], float(arr.rate_rps)
     if "speedup" in type(arr).model_fields:
         rate = arr.rate_rps
         if rate is None or not np.isfinite(rate) or rate <= 0:
@@ -20,11 +27,18 @@ def rate_key(scenario, source: str) -> tuple[str, float, float]:
     raise ScenarioError(source, "workload.arrival.process", f"{arr.process!r} arrivals cannot be rate-scaled")
 
 
-def value_for(key_value_rate: tuple[str, float, float], rate_rps: float) -> float:
-    """Returns the key's value that gives `rate_rps`."""
+def value_for(key_value_rate: tuple, rate_rps: float):
+    """Returns the key's value that gives `rate_rps` (a number, or the scaled list of rates or points)."""
     key, value, rate = key_value_rate
-    out = value * rate_rps / rate
-    return float(f"{out:.10g}")  # a short, exact-looking number in files and hashes
+    f = rate_rps / rate
+
+    def short(x: float) -> float:
+        return float(f"{x * f:.10g}")  # a short, exact-looking number in files and hashes
+    if key.endswith(".points"):
+        return [[t, short(r)] for t, r in value]
+    if isinstance(value, list):
+        return [short(r) for r in value]
+    return short(value)
 
 
 def capacity_estimate(scenario) -> float:
