@@ -41,6 +41,7 @@ class BatchLog:
     # replica each request was sent to (None: shared queue, where the batch's replica is the one)
     order: Optional[np.ndarray] = None
     routed: Optional[np.ndarray] = None
+    rejected: Optional[np.ndarray] = None  # bool per request: turned away by a full queue (server.queue)
 
     def request_batch(self) -> np.ndarray:
         """Returns, per request in arrival order, the index of the batch that served it (-1: never served)."""

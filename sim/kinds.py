@@ -48,7 +48,7 @@ class BatchKind(EngineKind):
         from .fleet.build import run_batch_fleet
 
         return run_batch_fleet(scenario.fleet_groups, scenario.server.router, workload.arrival_s, scenario.seed,
-                               replication)
+                               replication, scenario.server.queue.max_queue_size)
 
     def summarize(self, scenario, logs, source):
         from .metrics import summarize

@@ -95,8 +95,10 @@ class _Rep:
         self.latency = log.completion_s[idx] - self.arrival
         self.wait = log.dispatch_s[idx] - self.arrival
         self.n = self.arrival.size
-        # requests that arrived in the measured window but never formed a batch (static, no timeout)
-        self.unserved = int(a_all.size - first - self.n)
+        # measured requests turned away by a full queue, and those that never formed a batch (static, no timeout)
+        self.rejected = int(log.rejected[first:].sum()) if log.rejected is not None else 0
+        self.unserved = int(a_all.size - first - self.n) - self.rejected
+        self.admitted = ~log.rejected if log.rejected is not None else slice(None)
         self.start_s = warmup_s if warmup_s > 0 else (float(a_all[0]) if a_all.size else 0.0)
         last_arrival = float(a_all[-1]) if a_all.size else self.start_s
         last_done = float((self.arrival + self.latency).max()) if self.n else self.start_s
@@ -219,7 +221,17 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
             f"UNSTABLE: offered load {offered:.6g} rps is {load:.0%} of capacity {capacity:.6g} rps "
             f"({replicas} replica(s) x full batches); the queue grows without "
             "bound, so latencies depend on the run length and mean nothing in steady state")
-    stable, growth = stability(a_priori, [(r.log.arrival_s, r.departure, r.start_s) for r in reps], warnings)
+    limited = scenario.server.queue.max_queue_size is not None
+    measured = sum(r.n + r.unserved + r.rejected for r in reps)
+    rejected = sum(r.rejected for r in reps)
+    if limited:  # a finite queue cannot grow without bound: past capacity it turns the excess away
+        if not a_priori:
+            warnings[-1] = (f"offered load {offered:.6g} rps is {load:.0%} of capacity {capacity:.6g} rps: the queue "
+                            f"limit turns the excess away ({rejected / max(measured, 1):.1%} of requests rejected)")
+        a_priori = True
+    # rejected requests never entered the system: the growth test sees the admitted ones
+    stable, growth = stability(a_priori, [(r.log.arrival_s[r.admitted], r.departure[r.admitted], r.start_s)
+                                          for r in reps], warnings)
     unserved = sum(r.unserved for r in reps)
     if unserved:
         warnings.append(f"{unserved} measured request(s) were never dispatched (a static batch that never filled); "
@@ -231,7 +243,7 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
     utilization = busy / (replicas * span)
     all_sizes = np.concatenate([r.batch_sizes for r in reps])
     mean_batch = float(all_sizes.mean()) if all_sizes.size else math.nan
-    if stable and load is not None and load >= HIGH_UTILIZATION:
+    if stable and load is not None and load >= HIGH_UTILIZATION and not (limited and load >= 1):
         warnings.append(f"the offered load is {load:.0%} of capacity: queues and tail latency grow steeply with "
                         "any more traffic (or burstier traffic); leave headroom")
     elif stable and load is not None and utilization >= HIGH_UTILIZATION:
@@ -248,6 +260,7 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
         "requests": n,
         "requests_generated": int(sum(r.log.arrival_s.size for r in reps)),
         "unserved": unserved,
+        "rejected": {"count": rejected, "fraction": rejected / measured if measured else 0.0},
         "warmup_s": scenario.warmup_s,
         "duration_s": float(np.mean([r.horizon_s for r in reps])),
         "measured_window_s": span / len(reps),
@@ -288,8 +301,9 @@ def _slo(targets_ms: dict[str, float], reps: list[_Rep], lat: dict) -> dict:
     # target when only that is given); requests never served count as misses
     q_top = max(targets_ms, key=lambda q: -1 if q == "mean" else int(q[1:]))
     limit_s = targets_ms[q_top] / 1000
-    within = [float((r.latency <= limit_s).sum()) / max(r.n + r.unserved, 1) for r in reps]
-    pooled = float(sum((r.latency <= limit_s).sum() for r in reps) / sum(r.n + r.unserved for r in reps))
+    # requests never served or rejected count as misses
+    within = [float((r.latency <= limit_s).sum()) / max(r.n + r.unserved + r.rejected, 1) for r in reps]
+    pooled = float(sum((r.latency <= limit_s).sum() for r in reps) / sum(r.n + r.unserved + r.rejected for r in reps))
     return {
         "slo": {"targets": checks, "met": all(c["met"] for c in checks.values()), "attainment_target": q_top},
         "slo_attainment": pooled,

@@ -209,6 +209,9 @@ def format_summary(summary: dict, batching: str = "") -> str:
     lines.append(f"  offered      {_num(s.get('offered_rps'))} rps = {_num(s.get('offered_load'), '.1%')} "
                  f"of capacity {_num(s.get('capacity_rps'))} rps  [{_state(s)}]")
     lines.append(f"  throughput   {_num(s.get('throughput_rps'))} rps    utilization {_num(s.get('utilization'), '.3f')}")
+    rej = s.get("rejected") if isinstance(s.get("rejected"), dict) else {}
+    if rej.get("count"):
+        lines.append(f"  rejected     {_txt(rej.get('count'))} ({_num(rej.get('fraction'), '.2%')}) by the queue limit")
     b = _stats(s, "batch_size")
     lines.append(f"  batch size   mean {_num(b.get('mean'), '.3g')}   p50 {_num(b.get('p50'), '.3g')}   "
                  f"max {_txt(b.get('max'))}   ({_txt(b.get('batches'))} batches)")

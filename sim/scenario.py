@@ -61,6 +61,12 @@ class Group(StrictModel):
                                            "gpus_per_replica x the GPU's on-demand price (sim.prices)")
 
 
+class QueuePolicy(StrictModel):
+    max_queue_size: Optional[int] = Field(default=None, ge=0, le=10 ** 9, description="most requests waiting in a "
+                                          "replica's queue (not those being served), as Triton's max_queue_size; an "
+                                          "arrival finding it full is rejected; default: unlimited")
+
+
 class Server(StrictModel):
     replicas: int = Field(default=1, ge=1, le=100_000, description="identical replicas (not with groups)")
     batching: BatchingSpec = Field(default_factory=batching.DynamicBatching,
@@ -69,6 +75,7 @@ class Server(StrictModel):
     router: RouterSpec = Field(default_factory=routers.SharedQueue,
                                description="which replica a request joins; default: shared_queue (one FCFS queue "
                                "that every replica takes from)")
+    queue: QueuePolicy = Field(default_factory=QueuePolicy, description="queue limits; default: unlimited")
     groups: Optional[list[Group]] = Field(default=None, min_length=1, description="heterogeneous replicas behind one "
                                           "router, instead of replicas; default: none")
     gpus_per_replica: int = Field(default=1, ge=1, le=1024, description="GPUs one replica uses (prices it; not with "
@@ -327,6 +334,14 @@ def _check_fleet(scenario: Scenario) -> list[tuple[str, str]]:
         problems.append((pairs[i].batching_key + ".policy", "continuous and llm_static replicas cannot share a fleet; "
                          "give every group the same LLM policy"))
     router = srv.router
+    if srv.queue.max_queue_size is not None:
+        if any(kinds):
+            problems.append(("server.queue.max_queue_size", "applies to request-level batching (none, static, dynamic); "
+                             "LLM queue limits are not simulated yet"))
+        elif router.policy == "shared_queue" and sum(g.replicas for g in (srv.groups or [])) + (0 if srv.groups else srv.replicas) > 1:
+            problems.append(("server.queue.max_queue_size", "with several replicas, give them queues of their own "
+                             "(server.router: round_robin, join_shortest_queue, ...); a limit on one shared queue "
+                             "is not simulated yet"))
     if router.llm_only and not any(kinds):
         problems.append(("server.router.policy", f"{router.policy!r} reads the KV cache of LLM replicas; request-level "
                          "replicas allow: " + ", ".join(n for n in routers.REGISTRY.names()

@@ -114,3 +114,25 @@ def mmc_mean_wait_s(rate_rps: float, mean_service_s: float, servers: int) -> flo
     if rate_rps >= servers * mu:
         return math.inf
     return erlang_c(servers, rate_rps / mu) / (servers * mu - rate_rps)
+
+
+def md1k_blocking(rho: float, waiting: int) -> float:
+    """Returns the blocking probability of M/D/1 with room for `waiting` requests besides the one in service
+    (M/D/1/N with N = waiting + 1), from the chain embedded at departures: P_block = 1 - 1/(pi_0 + rho),
+    pi the distribution of the number a departure leaves behind (0..N-1)."""
+    n = waiting + 1
+    a = _poisson_pmf(rho, n + 1)  # arrivals during one service
+    P = np.zeros((n, n))
+    for i in range(n):
+        base = max(i - 1, 0)  # from 0 the server idles until an arrival, then serves it
+        for k in range(n):
+            j = base + k
+            if j >= n - 1:
+                P[i, n - 1] += 1.0 - a[:k].sum()
+                break
+            P[i, j] += a[k]
+    A = np.vstack([(P - np.eye(n)).T, np.ones(n)])
+    b = np.zeros(n + 1)
+    b[-1] = 1.0
+    pi = np.linalg.lstsq(A, b, rcond=None)[0]
+    return float(1.0 - 1.0 / (pi[0] + rho))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import Optional
 
 import numpy as np
 
@@ -22,16 +23,18 @@ def _noise_rng(seed: int, replication: int, i: int):
     return component_rng(seed, replication, f"cost_model.noise.replica.{i}")
 
 
-def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, seed: int, replication: int) -> BatchLog:
+def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, seed: int, replication: int,
+                    max_queue: Optional[int] = None) -> BatchLog:
     """Runs request-level replicas behind `router`; returns the BatchLog (with `order` and `routed` when
     replicas have queues of their own)."""
     per = _per_replica(groups)
     specs = [(g.batching.rule(g.cost_model.batch_limit()), g.cost_model) for g in per]
-    if router.policy == "shared_queue":
+    limited = max_queue is not None
+    if router.policy == "shared_queue" and not limited:
         return simulate_shared(specs, arrival_s, noise_rng=component_rng(seed, replication, "cost_model.noise"))
     arrivals = np.ascontiguousarray(arrival_s, dtype=float)
     rng = component_rng(seed, replication, "server.router")
-    if not router.reads_state:
+    if not router.reads_state and not limited:
         assign = router.split(arrivals.size, len(per), rng)
         logs, orders = [], []
         for i, (rule, cost) in enumerate(specs):
@@ -44,15 +47,22 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
                                     ("size", "dispatch_s", "completion_s", "replica", "step_s")),
                         order=np.concatenate(orders).astype(np.int64), routed=assign)
     out = router.counts(len(per))
-    replicas = [BatchReplica(i, rule, cost, out, cost.jitter(_noise_rng(seed, replication, i)) if cost.is_noisy() else None)
-                for i, (rule, cost) in enumerate(specs)]
-    if isinstance(out, BucketCounts):
-        run_least_loaded(replicas, out, rng, arrivals.tolist())
-    else:
-        Fleet(replicas, router.chooser(replicas, out, rng)).run(arrivals.tolist())
+    replicas = [BatchReplica(i, rule, cost, out, cost.jitter(_noise_rng(seed, replication, i)) if cost.is_noisy() else None,
+                             max_queue) for i, (rule, cost) in enumerate(specs)]
     routed = np.empty(arrivals.size, np.int32)
+    if isinstance(out, BucketCounts) and not limited:
+        run_least_loaded(replicas, out, rng, arrivals.tolist())
+    elif router.reads_state:
+        Fleet(replicas, router.chooser(replicas, out, rng)).run(arrivals.tolist())
+    else:  # one replica behind a limited shared queue, or a router that reads no state: split up front
+        fixed = (router.split(arrivals.size, len(per), rng) if router.policy != "shared_queue"
+                 else np.zeros(arrivals.size, np.int32)).tolist()
+        Fleet(replicas, lambda sid, a: fixed[sid]).run(arrivals.tolist())
+    rejected = np.zeros(arrivals.size, bool)
     for r in replicas:
         routed[r.ids] = r.index
+        routed[r.rejected] = r.index
+        rejected[r.rejected] = True
     cols = {"size": [], "dispatch_s": [], "completion_s": [], "replica": [], "step_s": []}
     for r in replicas:
         cols["size"].append(np.frombuffer(r.sizes, np.int32))
@@ -61,7 +71,8 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
         cols["replica"].append(np.full(len(r.sizes), r.index, np.int32))
         cols["step_s"].append(np.asarray(r.steps, np.float64))
     order = np.concatenate([np.asarray(r.ids[:r.head], np.int64) for r in replicas])
-    return BatchLog(arrivals, *(np.concatenate(cols[k]).copy() for k in cols), order=order, routed=routed)
+    return BatchLog(arrivals, *(np.concatenate(cols[k]).copy() for k in cols), order=order, routed=routed,
+                    rejected=rejected if limited else None)
 
 
 def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, output_tokens, seed: int,

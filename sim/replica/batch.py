@@ -15,8 +15,8 @@ class BatchReplica(QueuedReplica):
     kind = "batch"
 
     def __init__(self, index: int, rule: DispatchRule, cost: CostModel, out: list,
-                 jitter: Optional[Callable[[int], float]] = None):
-        super().__init__(index, rule, out)
+                 jitter: Optional[Callable[[int], float]] = None, max_queue: Optional[int] = None):
+        super().__init__(index, rule, out, max_queue)
         self.table = cost.step_table_s(rule.max_batch_size).tolist()
         self.jitter = jitter
         self.steps: list[float] = []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from typing import Optional
 
 from ..batching import DispatchRule
 
@@ -16,8 +17,10 @@ class QueuedReplica:
     start at d (kind START, run once every arrival at d has been routed, so it takes them) and its
     completion (kind DONE, applied before a router looks at an arrival of that instant)."""
 
-    def __init__(self, index: int, rule: DispatchRule, out: list):
+    def __init__(self, index: int, rule: DispatchRule, out: list, max_queue: Optional[int] = None):
         self.index = index
+        self.max_queue = max_queue  # most requests waiting (not in service); None: unlimited
+        self.rejected: list[int] = []
         self.rule = rule
         self.out = out          # the fleet's outstanding counts; this replica owns out[index]
         self.arr: list[float] = []
@@ -31,7 +34,11 @@ class QueuedReplica:
         self.completion = array("d")
 
     def accept(self, sid: int, arrival_s: float, push) -> None:
-        """Queues request `sid`; schedules or brings forward the next batch start when the replica is idle."""
+        """Queues request `sid` (or rejects it when max_queue requests already wait); schedules or brings
+        forward the next batch start when the replica is idle."""
+        if self.max_queue is not None and self._full(arrival_s):
+            self.rejected.append(sid)
+            return
         self.arr.append(arrival_s)
         self.ids.append(sid)
         self.out.inc(self.index)
@@ -40,6 +47,19 @@ class QueuedReplica:
         waiting = len(self.arr) - self.head
         if waiting == self.rule.smallest or (waiting == 1 and self.pending is None):
             self._schedule(push)
+
+    def _full(self, a: float) -> bool:
+        """Returns whether an arrival at `a` finds max_queue requests waiting. Requests a batch starting at
+        this very instant takes are not waiting (an idle replica takes an arrival straight into service)."""
+        waiting, rule = len(self.arr) - self.head, self.rule
+        if not self.inflight:
+            oldest = self.arr[self.head] if waiting else a
+            k = waiting + 1
+            ready = (self.arr[self.head + rule.smallest - 1] if rule.smallest <= waiting else
+                     a if rule.smallest == k else math.inf)
+            if rule.start_s(self.free_s, oldest, ready) <= a:
+                return k - rule.take(k, a < oldest + rule.delay_s) > self.max_queue
+        return waiting >= self.max_queue
 
     def _schedule(self, push) -> None:
         h, arr = self.head, self.arr

@@ -1,0 +1,49 @@
+"""Queue limits (Triton's max_queue_size): blocking against M/D/1/K, the limit is never exceeded, rejected
+requests are reported apart and count as SLO misses."""
+import numpy as np
+import pytest
+
+import sim
+from sim.theory import md1k_blocking
+
+from .conftest import run_cli, scenario_dict
+
+
+def limited(rate_rps, k, seed=1, requests=40000, **extra):
+    return sim.validate(scenario_dict(requests=requests, seed=seed, warmup_s=1.0,
+                                      workload={"arrival": {"process": "poisson", "rate_rps": rate_rps}},
+                                      cost_model={"kind": "affine", "base_ms": 1.0, "per_item_ms": 0.0},
+                                      server={"batching": {"policy": "none"}, "queue": {"max_queue_size": k}},
+                                      outputs={"records": True, "plots": False}, **extra))
+
+
+@pytest.mark.parametrize("rho,k", [(0.9, 2), (0.6, 0), (1.3, 4)])
+def test_blocking_probability_is_md1k(rho, k):
+    # batch 1, deterministic 1 ms step, room for k waiting besides the one in service: M/D/1/(k+1)
+    fractions = [sim.run(limited(rho * 1000, k, seed=s)).summary["rejected"]["fraction"] for s in range(8)]
+    mean, half = np.mean(fractions), 2.365 * np.std(fractions, ddof=1) / np.sqrt(len(fractions))
+    exact = md1k_blocking(rho, k)
+    assert abs(mean - exact) <= 3 * half + 1e-4, (mean, half, exact)
+
+
+def test_the_limit_is_never_exceeded_and_rejections_are_misses():
+    res = sim.run(limited(1500, 3, slo={"latency_p99_ms": 4.0}))
+    df, s = res.requests, res.summary
+    served = df[df["dispatch_s"].notna()]
+    # requests waiting (arrived, not yet dispatched) just after each admitted arrival: never more than the limit
+    a, d = np.sort(served["arrival_s"].to_numpy()), np.sort(served["dispatch_s"].to_numpy())
+    waiting = np.arange(1, a.size + 1) - np.searchsorted(d, a, side="right")
+    assert waiting.max() <= 3
+    assert s["stable"] and s["rejected"]["count"] > 0 and s["unserved"] == 0
+    measured = s["requests"] + s["rejected"]["count"]
+    assert s["slo_attainment"] <= s["requests"] / measured + 1e-12  # a rejected request is a miss
+    assert any("queue limit turns the excess away" in w for w in s["warnings"])
+
+
+def test_queue_limits_are_refused_where_not_simulated(write_yaml):
+    raw = scenario_dict(server={"replicas": 2, "queue": {"max_queue_size": 4},
+                                "batching": {"policy": "dynamic", "max_batch_size": 8}})
+    proc = run_cli("check", write_yaml(raw))
+    assert proc.returncode == 2 and ": server.queue.max_queue_size: " in proc.stderr and "queues of their own" in proc.stderr
+    raw["server"]["router"] = {"policy": "round_robin"}
+    assert run_cli("check", write_yaml(raw)).returncode == 0
