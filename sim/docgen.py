@@ -182,7 +182,8 @@ def _class_table(cls: type[BaseModel], sec: Section, links: dict) -> list[str]:
         names.insert(0, sec.tag)
     for name in names:
         info = cls.model_fields[name]
-        key = f"`{_join(sec.paths[0], name)}`"
+        yaml_key = info.validation_alias if isinstance(info.validation_alias, str) else name  # the key users write
+        key = f"`{_join(sec.paths[0], yaml_key)}`"
         if name == sec.tag:
             value = _tag_value(cls, name)
             row = [key, "str", "*required*", f"`{value}`", f"selects this {_what(sec.members, name)}"]

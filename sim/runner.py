@@ -89,7 +89,7 @@ def generate_workload(scenario: Scenario, replication: int = 0) -> Workload:
 
     wl = scenario.workload
     if wl.tokens_from_trace:
-        prompt, output = (x[: arrivals.size] for x in wl.arrival.load_tokens())
+        prompt, output = wl.arrival.tokens_for(arrivals.size)
     else:
         prompt, output = sample_pair(wl.prompt_tokens, wl.output_tokens, wl.token_correlation,
                                      component_rng(scenario.seed, replication, "workload.tokens"), arrivals.size)

@@ -261,9 +261,9 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
     arr = scenario.workload.arrival
     if isinstance(arr, arrivals.TraceArrivals):
         size = arr.load().size
-        if scenario.requests is not None and scenario.requests > size:
+        if scenario.requests is not None and scenario.requests > size and not arr.loop:
             problems.append(("requests", f"{scenario.requests} exceeds the {size} requests in the trace "
-                             f"{arr.path or 'times_s'}; allowed 1..{size}"))
+                             f"{arr.path or 'times_s'}; allowed 1..{size} (or loop: true to replay it again)"))
         expected = float(scenario.requests or size)
         noisy = any(g.cost_model is not None and g.cost_model.is_noisy() for g in _pairs(scenario))
         if scenario.replications > 1 and not noisy and scenario.server.router.policy in ("shared_queue", "round_robin"):
@@ -587,6 +587,8 @@ def _describe(err: dict, raw: Any, source: str) -> tuple[str, str]:
 def _key_names(name: str, field) -> str:
     """Returns a field's YAML key with the other spellings it accepts: 'low (or min)'."""
     alias = field.validation_alias
+    if isinstance(alias, str):
+        return alias  # the key users write (trace's rate_rps; its field is target_rate_rps)
     others = [a for a in getattr(alias, "choices", ()) if isinstance(a, str) and a != name]
     return f"{name} (or {', '.join(others)})" if others else name
 

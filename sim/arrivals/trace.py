@@ -28,6 +28,11 @@ class TraceArrivals(ArrivalProcess):
     times_s: Optional[list[Annotated[float, Field(ge=0)]]] = Field(default=None, min_length=1,
                                                                    description="inline arrival times in seconds")
     speedup: float = Field(default=1.0, gt=0, description="replay this many times faster (divides times)")
+    target_rate_rps: Optional[float] = Field(default=None, gt=0, le=1e9, validation_alias="rate_rps",
+                                             description="time-scale the replay to this mean rate (requests/s) "
+                                             "instead of giving speedup")
+    loop: bool = Field(default=False, description="replay the trace again and again when the run needs more "
+                       "requests or time than it holds")
     _times: Optional[np.ndarray] = PrivateAttr(default=None)
     _order: Optional[np.ndarray] = PrivateAttr(default=None)
     _unsorted_at: Optional[int] = PrivateAttr(default=None)
@@ -36,6 +41,8 @@ class TraceArrivals(ArrivalProcess):
     def _one_source(self):
         if (self.path is None) == (self.times_s is None):
             raise ValueError("give exactly one of 'path' (a CSV file) or 'times_s' (a list of seconds)")
+        if self.target_rate_rps is not None and "speedup" in self.model_fields_set:
+            raise ValueError("give either speedup or rate_rps (a target mean rate), not both")
         return self
 
     def with_base_dir(self, base: Path) -> "TraceArrivals":
@@ -52,7 +59,10 @@ class TraceArrivals(ArrivalProcess):
             self._unsorted_at = int(back[0]) + 1 if back.size else None
             self._order = np.argsort(t, kind="stable")
             t = t[self._order]
-            self._times = (t - t[0]) / self.speedup
+            t = (t - t[0]) / self.speedup
+            if self.target_rate_rps is not None and t.size > 1 and t[-1] > 0:
+                t = t * ((t.size - 1) / t[-1] / self.target_rate_rps)  # (n - 1) / span is the replayed rate
+            self._times = t
         return self._times
 
     def warnings(self) -> list[str]:
@@ -150,8 +160,24 @@ class TraceArrivals(ArrivalProcess):
     def arrival_times_s(self, rng: np.random.Generator, *, requests: int | None = None,
                 until_s: float | None = None) -> np.ndarray:
         t = self.load()
+        if self.loop and t.size > 1:
+            t = self._looped(t, requests, until_s)
         if requests is not None:
             return t[:requests].copy()
         if until_s is None:
             return t.copy()
         return t[: np.searchsorted(t, until_s, side="left")].copy()
+
+    def _looped(self, t: np.ndarray, requests, until_s) -> np.ndarray:
+        """Returns the trace repeated back to back (each copy shifted by its span plus one mean gap, so the
+        rate stays the trace's own) until it covers the requests or the time asked for."""
+        period = float(t[-1]) * t.size / (t.size - 1)
+        need = (requests / t.size) if requests is not None else ((until_s or 0.0) / period)
+        copies = max(1, int(np.ceil(need)) + (0 if requests is not None else 1))
+        return (t[None, :] + period * np.arange(copies)[:, None]).ravel()
+
+    def tokens_for(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Returns the token counts of the first n replayed requests (looping with the times)."""
+        prompt, output = self.load_tokens()
+        reps = -(-n // prompt.size)
+        return np.tile(prompt, reps)[:n], np.tile(output, reps)[:n]
