@@ -42,6 +42,7 @@ class BatchLog:
     order: Optional[np.ndarray] = None
     routed: Optional[np.ndarray] = None
     rejected: Optional[np.ndarray] = None  # bool per request: turned away by a full queue (server.queue)
+    timed_out: Optional[np.ndarray] = None  # bool per request: left the queue unserved after the timeout
 
     def request_batch(self) -> np.ndarray:
         """Returns, per request in arrival order, the index of the batch that served it (-1: never served)."""

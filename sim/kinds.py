@@ -48,7 +48,8 @@ class BatchKind(EngineKind):
         from .fleet.build import run_batch_fleet
 
         return run_batch_fleet(scenario.fleet_groups, scenario.server.router, workload.arrival_s, scenario.seed,
-                               replication, scenario.server.queue.max_queue_size)
+                               replication, scenario.server.queue.max_queue_size,
+                               None if scenario.server.queue.timeout_ms is None else scenario.server.queue.timeout_ms / 1000)
 
     def summarize(self, scenario, logs, source):
         from .metrics import summarize

@@ -97,8 +97,11 @@ class _Rep:
         self.n = self.arrival.size
         # measured requests turned away by a full queue, and those that never formed a batch (static, no timeout)
         self.rejected = int(log.rejected[first:].sum()) if log.rejected is not None else 0
-        self.unserved = int(a_all.size - first - self.n) - self.rejected
-        self.admitted = ~log.rejected if log.rejected is not None else slice(None)
+        self.timed_out = int(log.timed_out[first:].sum()) if log.timed_out is not None else 0
+        self.unserved = int(a_all.size - first - self.n) - self.rejected - self.timed_out
+        # rejected and timed-out requests got no service: the growth test sees the served ones
+        self.admitted = (~(log.rejected | log.timed_out) if log.rejected is not None and log.timed_out is not None
+                         else slice(None))
         self.start_s = warmup_s if warmup_s > 0 else (float(a_all[0]) if a_all.size else 0.0)
         last_arrival = float(a_all[-1]) if a_all.size else self.start_s
         last_done = float((self.arrival + self.latency).max()) if self.n else self.start_s
@@ -221,13 +224,16 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
             f"UNSTABLE: offered load {offered:.6g} rps is {load:.0%} of capacity {capacity:.6g} rps "
             f"({replicas} replica(s) x full batches); the queue grows without "
             "bound, so latencies depend on the run length and mean nothing in steady state")
-    limited = scenario.server.queue.max_queue_size is not None
-    measured = sum(r.n + r.unserved + r.rejected for r in reps)
+    q = scenario.server.queue
+    limited = q.max_queue_size is not None or q.timeout_ms is not None
+    measured = sum(r.n + r.unserved + r.rejected + r.timed_out for r in reps)
     rejected = sum(r.rejected for r in reps)
-    if limited:  # a finite queue cannot grow without bound: past capacity it turns the excess away
+    timed_out = sum(r.timed_out for r in reps)
+    if limited:  # a finite queue, or one that times requests out, cannot grow without bound
         if not a_priori:
             warnings[-1] = (f"offered load {offered:.6g} rps is {load:.0%} of capacity {capacity:.6g} rps: the queue "
-                            f"limit turns the excess away ({rejected / max(measured, 1):.1%} of requests rejected)")
+                            f"limit turns the excess away ({rejected / max(measured, 1):.1%} of requests rejected, "
+                            f"{timed_out / max(measured, 1):.1%} timed out)")
         a_priori = True
     # rejected requests never entered the system: the growth test sees the admitted ones
     stable, growth = stability(a_priori, [(r.log.arrival_s[r.admitted], r.departure[r.admitted], r.start_s)
@@ -261,6 +267,7 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
         "requests_generated": int(sum(r.log.arrival_s.size for r in reps)),
         "unserved": unserved,
         "rejected": {"count": rejected, "fraction": rejected / measured if measured else 0.0},
+        "timed_out": {"count": timed_out, "fraction": timed_out / measured if measured else 0.0},
         "warmup_s": scenario.warmup_s,
         "duration_s": float(np.mean([r.horizon_s for r in reps])),
         "measured_window_s": span / len(reps),
@@ -302,8 +309,9 @@ def _slo(targets_ms: dict[str, float], reps: list[_Rep], lat: dict) -> dict:
     q_top = max(targets_ms, key=lambda q: -1 if q == "mean" else int(q[1:]))
     limit_s = targets_ms[q_top] / 1000
     # requests never served or rejected count as misses
-    within = [float((r.latency <= limit_s).sum()) / max(r.n + r.unserved + r.rejected, 1) for r in reps]
-    pooled = float(sum((r.latency <= limit_s).sum() for r in reps) / sum(r.n + r.unserved + r.rejected for r in reps))
+    within = [float((r.latency <= limit_s).sum()) / max(r.n + r.unserved + r.rejected + r.timed_out, 1) for r in reps]
+    pooled = float(sum((r.latency <= limit_s).sum() for r in reps)
+                   / sum(r.n + r.unserved + r.rejected + r.timed_out for r in reps))
     return {
         "slo": {"targets": checks, "met": all(c["met"] for c in checks.values()), "attainment_target": q_top},
         "slo_attainment": pooled,

@@ -212,6 +212,9 @@ def format_summary(summary: dict, batching: str = "") -> str:
     rej = s.get("rejected") if isinstance(s.get("rejected"), dict) else {}
     if rej.get("count"):
         lines.append(f"  rejected     {_txt(rej.get('count'))} ({_num(rej.get('fraction'), '.2%')}) by the queue limit")
+    tmo = s.get("timed_out") if isinstance(s.get("timed_out"), dict) else {}
+    if tmo.get("count"):
+        lines.append(f"  timed out    {_txt(tmo.get('count'))} ({_num(tmo.get('fraction'), '.2%')}) in the queue")
     b = _stats(s, "batch_size")
     lines.append(f"  batch size   mean {_num(b.get('mean'), '.3g')}   p50 {_num(b.get('p50'), '.3g')}   "
                  f"max {_txt(b.get('max'))}   ({_txt(b.get('batches'))} batches)")

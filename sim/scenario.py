@@ -14,7 +14,7 @@ stale). In short:
     slo: {latency_p99_ms, ... | ttft_p99_ms, tpot_p99_ms} (default none); outputs: {records: true, plots: true}
 """
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Optional, Union, get_args, get_origin
+from typing import Annotated, Any, Iterable, Literal, Optional, Union, get_args, get_origin
 
 import numpy as np
 import yaml
@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 from . import arrivals, batching, cost, sizes
 from .fleet import routers
+from .batching.base import MAX_QUEUE_DELAY_MS
 from .config import StrictModel, load_yaml, read_yaml_mapping
 from .errors import ScenarioError, shown
 
@@ -65,6 +66,10 @@ class QueuePolicy(StrictModel):
     max_queue_size: Optional[int] = Field(default=None, ge=0, le=10 ** 9, description="most requests waiting in a "
                                           "replica's queue (not those being served), as Triton's max_queue_size; an "
                                           "arrival finding it full is rejected; default: unlimited")
+    timeout_ms: Optional[float] = Field(default=None, gt=0, le=MAX_QUEUE_DELAY_MS, description="a request still "
+                                        "waiting this long leaves the queue unserved (timed out); default: none")
+    timeout_action: Literal["reject", "delay"] = Field(default="reject", description="what a timeout does; "
+                                                       "reject (Triton's default): the request is dropped")
 
 
 class Server(StrictModel):
@@ -334,6 +339,25 @@ def _check_fleet(scenario: Scenario) -> list[tuple[str, str]]:
         problems.append((pairs[i].batching_key + ".policy", "continuous and llm_static replicas cannot share a fleet; "
                          "give every group the same LLM policy"))
     router = srv.router
+    q = srv.queue
+    if q.timeout_ms is not None:
+        if any(kinds):
+            problems.append(("server.queue.timeout_ms", "applies to request-level batching; LLM clients' timeouts are "
+                             "not simulated yet"))
+        elif q.timeout_action != "reject":
+            problems.append(("server.queue.timeout_action", "only reject is simulated; allowed: reject"))
+        else:
+            for pair in pairs:
+                delay_ms = pair.batching.rule(pair.cost_model.batch_limit()).delay_s * 1000
+                if delay_ms >= q.timeout_ms:
+                    problems.append((pair.batching_key + ".max_queue_delay_ms", f"a batch may wait {delay_ms:g} ms "
+                                     f"for requests that time out after {q.timeout_ms:g} ms (server.queue.timeout_ms): "
+                                     "give a queue delay below the timeout"))
+                    break
+    if (q.timeout_ms is not None and not any(kinds) and router.policy == "shared_queue"
+            and sum(g.replicas for g in (srv.groups or [])) + (0 if srv.groups else srv.replicas) > 1):
+        problems.append(("server.queue.timeout_ms", "with several replicas, give them queues of their own "
+                         "(server.router: round_robin, join_shortest_queue, ...)"))
     if srv.queue.max_queue_size is not None:
         if any(kinds):
             problems.append(("server.queue.max_queue_size", "applies to request-level batching (none, static, dynamic); "

@@ -47,3 +47,28 @@ def test_queue_limits_are_refused_where_not_simulated(write_yaml):
     assert proc.returncode == 2 and ": server.queue.max_queue_size: " in proc.stderr and "queues of their own" in proc.stderr
     raw["server"]["router"] = {"policy": "round_robin"}
     assert run_cli("check", write_yaml(raw)).returncode == 0
+
+
+def test_no_served_request_waited_past_the_timeout_and_timeouts_are_reported():
+    s = limited(1400, None, requests=30000)
+    s = sim.validate({**s.model_dump(mode="json", exclude_none=True),
+                      "server": {"batching": {"policy": "dynamic", "max_batch_size": 4, "max_queue_delay_ms": 0.5},
+                                 "queue": {"timeout_ms": 5.0}},
+                      "cost_model": {"kind": "affine", "base_ms": 2.0, "per_item_ms": 0.5}})
+    res = sim.run(s)
+    df, summary = res.requests, res.summary
+    served = df[df["dispatch_s"].notna()]
+    assert (served["queue_wait_s"] <= 0.005 + 1e-12).all()
+    assert summary["timed_out"]["count"] > 0 and summary["rejected"]["count"] == 0
+    assert summary["timed_out"]["count"] + summary["requests"] + summary["unserved"] == (df["arrival_s"] >= 1.0).sum()
+    assert summary["stable"]
+
+
+@pytest.mark.parametrize("queue,batching,words", [
+    ({"timeout_ms": 1.0}, {"policy": "dynamic", "max_batch_size": 8, "max_queue_delay_ms": 2}, "give a queue delay below"),
+    ({"timeout_ms": 10.0}, {"policy": "static", "max_batch_size": 8}, "give a queue delay below"),
+    ({"timeout_ms": 10.0, "timeout_action": "delay"}, {"policy": "none"}, "only reject is simulated"),
+])
+def test_timeouts_a_policy_cannot_honour_are_refused(queue, batching, words, write_yaml):
+    proc = run_cli("check", write_yaml(scenario_dict(server={"batching": batching, "queue": queue})))
+    assert proc.returncode == 2 and words in proc.stderr, proc.stderr

@@ -24,12 +24,12 @@ def _noise_rng(seed: int, replication: int, i: int):
 
 
 def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, seed: int, replication: int,
-                    max_queue: Optional[int] = None) -> BatchLog:
+                    max_queue: Optional[int] = None, timeout_s: Optional[float] = None) -> BatchLog:
     """Runs request-level replicas behind `router`; returns the BatchLog (with `order` and `routed` when
     replicas have queues of their own)."""
     per = _per_replica(groups)
     specs = [(g.batching.rule(g.cost_model.batch_limit()), g.cost_model) for g in per]
-    limited = max_queue is not None
+    limited = max_queue is not None or timeout_s is not None
     if router.policy == "shared_queue" and not limited:
         return simulate_shared(specs, arrival_s, noise_rng=component_rng(seed, replication, "cost_model.noise"))
     arrivals = np.ascontiguousarray(arrival_s, dtype=float)
@@ -48,7 +48,7 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
                         order=np.concatenate(orders).astype(np.int64), routed=assign)
     out = router.counts(len(per))
     replicas = [BatchReplica(i, rule, cost, out, cost.jitter(_noise_rng(seed, replication, i)) if cost.is_noisy() else None,
-                             max_queue) for i, (rule, cost) in enumerate(specs)]
+                             max_queue, timeout_s) for i, (rule, cost) in enumerate(specs)]
     routed = np.empty(arrivals.size, np.int32)
     if isinstance(out, BucketCounts) and not limited:
         run_least_loaded(replicas, out, rng, arrivals.tolist())
@@ -59,10 +59,12 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
                  else np.zeros(arrivals.size, np.int32)).tolist()
         Fleet(replicas, lambda sid, a: fixed[sid]).run(arrivals.tolist())
     rejected = np.zeros(arrivals.size, bool)
+    timed_out = np.zeros(arrivals.size, bool)
     for r in replicas:
         routed[r.ids] = r.index
         routed[r.rejected] = r.index
         rejected[r.rejected] = True
+        timed_out[r.timed_out] = True
     cols = {"size": [], "dispatch_s": [], "completion_s": [], "replica": [], "step_s": []}
     for r in replicas:
         cols["size"].append(np.frombuffer(r.sizes, np.int32))
@@ -70,9 +72,9 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
         cols["completion_s"].append(np.frombuffer(r.completion, np.float64))
         cols["replica"].append(np.full(len(r.sizes), r.index, np.int32))
         cols["step_s"].append(np.asarray(r.steps, np.float64))
-    order = np.concatenate([np.asarray(r.ids[:r.head], np.int64) for r in replicas])
+    order = np.concatenate([np.asarray(r.served, np.int64) for r in replicas])
     return BatchLog(arrivals, *(np.concatenate(cols[k]).copy() for k in cols), order=order, routed=routed,
-                    rejected=rejected if limited else None)
+                    rejected=rejected if limited else None, timed_out=timed_out if limited else None)
 
 
 def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, output_tokens, seed: int,

@@ -15,8 +15,9 @@ class BatchReplica(QueuedReplica):
     kind = "batch"
 
     def __init__(self, index: int, rule: DispatchRule, cost: CostModel, out: list,
-                 jitter: Optional[Callable[[int], float]] = None, max_queue: Optional[int] = None):
-        super().__init__(index, rule, out, max_queue)
+                 jitter: Optional[Callable[[int], float]] = None, max_queue: Optional[int] = None,
+                 timeout_s: Optional[float] = None):
+        super().__init__(index, rule, out, max_queue, timeout_s)
         self.table = cost.step_table_s(rule.max_batch_size).tolist()
         self.jitter = jitter
         self.steps: list[float] = []

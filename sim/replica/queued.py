@@ -17,10 +17,14 @@ class QueuedReplica:
     start at d (kind START, run once every arrival at d has been routed, so it takes them) and its
     completion (kind DONE, applied before a router looks at an arrival of that instant)."""
 
-    def __init__(self, index: int, rule: DispatchRule, out: list, max_queue: Optional[int] = None):
+    def __init__(self, index: int, rule: DispatchRule, out: list, max_queue: Optional[int] = None,
+                 timeout_s: Optional[float] = None):
         self.index = index
         self.max_queue = max_queue  # most requests waiting (not in service); None: unlimited
+        self.timeout_s = timeout_s  # a request waiting longer leaves unserved; None: never
         self.rejected: list[int] = []
+        self.timed_out: list[int] = []
+        self.served: list[int] = []  # request ids in the order batches took them
         self.rule = rule
         self.out = out          # the fleet's outstanding counts; this replica owns out[index]
         self.arr: list[float] = []
@@ -36,6 +40,8 @@ class QueuedReplica:
     def accept(self, sid: int, arrival_s: float, push) -> None:
         """Queues request `sid` (or rejects it when max_queue requests already wait); schedules or brings
         forward the next batch start when the replica is idle."""
+        if self.timeout_s is not None:
+            self._purge(arrival_s)
         if self.max_queue is not None and self._full(arrival_s):
             self.rejected.append(sid)
             return
@@ -47,6 +53,19 @@ class QueuedReplica:
         waiting = len(self.arr) - self.head
         if waiting == self.rule.smallest or (waiting == 1 and self.pending is None):
             self._schedule(push)
+
+    def _purge(self, now: float) -> None:
+        """Drops the requests that have waited past the timeout by `now`: FCFS, so they are the oldest. (Exact:
+        the scenario check keeps the queue delay below the timeout, so an idle replica starts a request's batch
+        before it times out, and a busy one purges when it frees.)"""
+        arr, limit = self.arr, now - self.timeout_s
+        h = self.head
+        while h < len(arr) and arr[h] < limit:
+            self.timed_out.append(self.ids[h])
+            h += 1
+        if h != self.head:
+            self.out.dec(self.index, h - self.head)
+            self.head = h
 
     def _full(self, a: float) -> bool:
         """Returns whether an arrival at `a` finds max_queue requests waiting. Requests a batch starting at
@@ -77,6 +96,8 @@ class QueuedReplica:
             self.out.dec(self.index, self.inflight)
             self.inflight = 0
             self.free_s = t
+            if self.timeout_s is not None:
+                self._purge(t)
             self._schedule(push)
             return
         if t != self.pending:
@@ -86,6 +107,7 @@ class QueuedReplica:
         # every request routed here has arrived by t (the fleet starts batches only after routing them)
         k = self.rule.take(len(self.arr) - h, t < self.arr[h] + self.rule.delay_s)
         k, end = self.run_batch(t, h, k)
+        self.served.extend(self.ids[h:h + k])
         self.head = h + k
         self.inflight = k
         self.sizes.append(k)
