@@ -94,7 +94,8 @@ class LlmKind(EngineKind):
         from .fleet.build import run_llm_fleet
 
         return run_llm_fleet(scenario.fleet_groups, scenario.server.router, workload.arrival_s, workload.prompt_tokens,
-                             workload.output_tokens, scenario.seed, replication)
+                             workload.output_tokens, scenario.seed, replication,
+                             max_waiting=scenario.server.queue.max_waiting)
 
     def summarize(self, scenario, logs, source):
         from .llm_metrics import summarize_llm

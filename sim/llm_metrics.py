@@ -41,10 +41,12 @@ class _LlmRep:
         done = log.finished & (log.finish_s >= self.start_s) & (log.finish_s <= self.end_s)
         self.completed = int(done.sum())
         self.out_tokens = int(log.output_tokens[done].sum())
-        self.unfinished = int(((log.arrival_s >= warmup_s) & ~log.finished & ~log.refused).sum())
+        turned = log.rejected if log.rejected is not None else np.zeros(log.arrival_s.size, bool)
+        self.unfinished = int(((log.arrival_s >= warmup_s) & ~log.finished & ~log.refused & ~turned).sum())
         self.refused = int(((log.arrival_s >= warmup_s) & log.refused).sum())
+        self.rejected = int(((log.arrival_s >= warmup_s) & turned).sum())
         # refused requests never enter the system: the growth test sees only admitted ones
-        admitted = ~log.refused
+        admitted = ~log.refused & ~turned
         self.arrival_admitted = log.arrival_s[admitted]
         self.departure = log.finish_s[admitted]
         win = (log.step_start_s >= self.start_s) & (log.step_start_s < self.end_s)
@@ -151,8 +153,16 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
     if not a_priori:
         warnings.append(f"UNSTABLE: offered {offered:.6g} rps is {load:.0%} of the engine's estimated capacity "
                         f"{capacity:.6g} rps for these request sizes; the queue grows without bound")
+    if scenario.server.queue.max_waiting is not None and not a_priori:  # a bounded queue turns the excess away
+        warnings[-1] = (f"offered {offered:.6g} rps is {load:.0%} of the estimated capacity {capacity:.6g} rps: the "
+                        "waiting-queue limit (server.queue.max_waiting) turns the excess away")
+        a_priori = True
     stable, growth = stability(a_priori, [(r.arrival_admitted, r.departure, r.start_s) for r in reps], warnings)
     rejected = sum(r.refused for r in reps)
+    queue_full = sum(r.rejected for r in reps)
+    if queue_full:
+        warnings.append(f"{queue_full} measured request(s) found the waiting queue full (server.queue.max_waiting) "
+                        "and were rejected; they count as SLO misses")
     if rejected:
         warnings.append(f"{rejected} measured request(s) could never run and were refused: prompt + output beyond "
                         "the whole KV cache, or (without chunked prefill) beyond max_num_batched_tokens")
@@ -183,6 +193,7 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
         "scenario": scenario.name, "seed": scenario.seed, "replications": len(reps), "requests": n,
         "requests_generated": int(sum(r.log.arrival_s.size for r in reps)), "unfinished": unfinished,
         "refused": rejected, "warmup_s": scenario.warmup_s,
+        "rejected": {"count": queue_full, "fraction": queue_full / max(1, n + unfinished + rejected + queue_full)},
         "duration_s": float(np.mean([max(r.log.finish_s[r.log.finished].max(initial=0), r.log.arrival_s.max(initial=0))
                                      for r in reps])),
         "measured_window_s": span / len(reps),
@@ -232,7 +243,7 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
                     continue
                 targets[name] = slo_verdict(target, stats["p99"], stats["ci95"].get("p99"))
         summary["slo"] = {"targets": targets, "met": all(t["met"] for t in targets.values()), "attainment_target": "ttft+tpot"}
-        summary["slo_attainment"] = ok_n / (n + unfinished + rejected)  # unserved requests count as misses
+        summary["slo_attainment"] = ok_n / (n + unfinished + rejected + queue_full)  # unserved requests: misses
         summary["goodput_rps"] = throughput * ok_n / n  # the share of finished requests that met both targets
     from .fleet.summary import fleet_sections
 

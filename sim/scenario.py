@@ -66,6 +66,9 @@ class QueuePolicy(StrictModel):
     max_queue_size: Optional[int] = Field(default=None, ge=0, le=10 ** 9, description="most requests waiting in a "
                                           "replica's queue (not those being served), as Triton's max_queue_size; an "
                                           "arrival finding it full is rejected; default: unlimited")
+    max_waiting: Optional[int] = Field(default=None, ge=0, le=10 ** 9, description="LLM (continuous): most sequences "
+                                       "waiting for admission; an arrival finding that many is rejected; default: "
+                                       "unlimited")
     timeout_ms: Optional[float] = Field(default=None, gt=0, le=MAX_QUEUE_DELAY_MS, description="a request still "
                                         "waiting this long leaves the queue unserved (timed out); default: none")
     timeout_action: Literal["reject", "delay"] = Field(default="reject", description="what a timeout does; "
@@ -358,6 +361,9 @@ def _check_fleet(scenario: Scenario) -> list[tuple[str, str]]:
             and sum(g.replicas for g in (srv.groups or [])) + (0 if srv.groups else srv.replicas) > 1):
         problems.append(("server.queue.timeout_ms", "with several replicas, give them queues of their own "
                          "(server.router: round_robin, join_shortest_queue, ...)"))
+    if q.max_waiting is not None and not all(p.batching.policy == "continuous" for p in pairs):
+        problems.append(("server.queue.max_waiting", "applies to continuous batching (sequences waiting for admission); "
+                         "request-level batching takes max_queue_size"))
     if srv.queue.max_queue_size is not None:
         if any(kinds):
             problems.append(("server.queue.max_queue_size", "applies to request-level batching (none, static, dynamic); "

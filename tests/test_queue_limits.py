@@ -72,3 +72,19 @@ def test_no_served_request_waited_past_the_timeout_and_timeouts_are_reported():
 def test_timeouts_a_policy_cannot_honour_are_refused(queue, batching, words, write_yaml):
     proc = run_cli("check", write_yaml(scenario_dict(server={"batching": batching, "queue": queue})))
     assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("router", ["shared_queue", "round_robin"])
+def test_an_llm_waiting_queue_limit_rejects_the_excess(router):
+    raw = scenario_dict(requests=3000, seed=2, workload={
+        "arrival": {"process": "poisson", "rate_rps": 60.0},
+        "prompt_tokens": {"dist": "fixed", "value": 200}, "output_tokens": {"dist": "fixed", "value": 100}},
+        cost_model={"kind": "llm", "base_ms": 8.0, "prefill_token_ms": 0.02, "decode_seq_ms": 0.1},
+        server={"replicas": 2, "router": {"policy": router}, "queue": {"max_waiting": 5},
+                "batching": {"policy": "continuous", "max_num_seqs": 8, "max_num_batched_tokens": 512}})
+    res = sim.run(sim.validate(raw))
+    s, log = res.summary, res.logs[0]
+    assert s["rejected"]["count"] > 100 and s["stable"]
+    assert log.step_waiting.max() <= 5  # every step saw at most the limit waiting (shared: the one queue)
+    assert s["requests"] + s["rejected"]["count"] + s["unfinished"] + s["refused"] == 3000 - int(
+        (log.arrival_s < raw.get("warmup_s", 0.0)).sum())

@@ -78,7 +78,7 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
 
 
 def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, output_tokens, seed: int,
-                  replication: int, coalesce: bool = True) -> LlmLog:
+                  replication: int, coalesce: bool = True, max_waiting: Optional[int] = None) -> LlmLog:
     """Runs LLM replicas (continuous or llm_static) behind `router`; returns the fleet's LlmLog."""
     per = _per_replica(groups)
     static = per[0].batching.policy == "llm_static"
@@ -106,6 +106,7 @@ def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, 
                 for i, g in enumerate(per)]
     for r in replicas:
         r.coalesce = coalesce
+        r.max_waiting = max_waiting
     if shared is not None:
         run_shared_llm(replicas, shared, reqs, arr.tolist())
     else:
@@ -150,6 +151,7 @@ def _continuous_log(reqs: LlmRequests, replicas: list, per: list, assign) -> Llm
     log.routed = assign
     log.step_count = s["n"]
     log.step_kv_peak = s["peak"]
+    log.rejected = np.asarray(reqs.rejected, bool)
     return log
 
 

@@ -132,6 +132,10 @@ def run_shared_llm(replicas: list, waiting, reqs, arrival_s) -> None:
         if not fits_any[sid]:
             reqs.refused[sid] = True
             continue
+        cap = replicas[0].max_waiting
+        if cap is not None and len(waiting) >= cap:
+            reqs.rejected[sid] = True  # the shared waiting queue is full
+            continue
         waiting.append(sid)
         for r in replicas:
             if r.running_step is None:

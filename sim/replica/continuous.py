@@ -53,6 +53,7 @@ class LlmRequests:
         self.state = [WAITING] * n
         self.replica = [-1] * n    # the replica that last held it
         self.refused = [False] * n
+        self.rejected = [False] * n  # turned away by a full waiting queue (server.queue.max_waiting)
         self.below = [False] * n   # token-aware routing: still under the mean output length
 
 
@@ -90,6 +91,7 @@ class ContinuousReplica:
         self.running_step = None       # (end, decoded tokens, prefills completing) of the step in flight
         # a run of identical decode steps advanced as one event (see _plan_run); `coalesce` off: one event per step
         self.coalesce = True
+        self.max_waiting: Optional[int] = None  # server.queue.max_waiting; set by the fleet
         self.in_run = False
         self.run_bounds: list = []
         self.run_h0 = self.run_dh = 0.0
@@ -169,6 +171,9 @@ class ContinuousReplica:
         r = self.r
         if not self.fits[sid]:
             r.refused[sid] = True
+            return False
+        if self.max_waiting is not None and len(self.waiting) >= self.max_waiting:
+            r.rejected[sid] = True
             return False
         self.waiting.append(sid)
         r.replica[sid] = self.index

@@ -37,6 +37,7 @@ class LlmLog:
     routed: Optional[np.ndarray] = None      # per request: the replica a router sent it to (None: shared queue)
     step_count: Optional[np.ndarray] = None  # per row: engine steps it stands for (a run of decode steps; else 1)
     step_kv_peak: Optional[np.ndarray] = None  # per row: the most KV tokens held during it
+    rejected: Optional[np.ndarray] = None    # per request: turned away by a full waiting queue
 
     @property
     def steps(self) -> np.ndarray:
