@@ -44,12 +44,17 @@ def _what(members: tuple, tag: Optional[str]) -> str:
     for reg in REGISTRIES:
         if members and reg.tag == tag and members[0] in (reg.get(n) for n in reg.names()):
             return reg.what
+    if tag == "dist" and members and members[0].__module__ == "sim.durations":
+        return "duration distribution"
     return _WHAT.get(tag, "one of several models")
 # cross-field rules the field declarations cannot show, keyed by the section's dotted path ("" = top level)
 _NOTES = {
     "": (f"Run length: give `requests` or `duration_s`, not both. With neither, a scenario runs "
          f"{DEFAULT_REQUESTS} requests, and a trace replays whole. At most {MAX_TOTAL_REQUESTS} requests "
          "in all (`replications` included)."),
+    "workload": ("Give `arrival` (open loop: requests come at their own rate) or `clients` (closed loop: each client "
+                 "sends its next request when the last is answered or rejected), not both. A closed loop has no offered "
+                 "rate: its summary reports `closed_loop` (the response-time law R = N/X - Z) and `load_definition`."),
     "cost_model": "A mapping with `profile` and no `kind` is short for `{kind: profile, profile: ...}`.",
 }
 _NONE = type(None)

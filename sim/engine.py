@@ -43,6 +43,8 @@ class BatchLog:
     routed: Optional[np.ndarray] = None
     rejected: Optional[np.ndarray] = None  # bool per request: turned away by a full queue (server.queue)
     timed_out: Optional[np.ndarray] = None  # bool per request: left the queue unserved after the timeout
+    clients: Optional[dict] = None  # closed loop: per request client, think_s, cycle_end_s (sim.clients)
+    classes: Optional[np.ndarray] = None  # class index per request (workload.classes)
 
     def request_batch(self) -> np.ndarray:
         """Returns, per request in arrival order, the index of the batch that served it (-1: never served)."""

@@ -45,11 +45,21 @@ class BatchKind(EngineKind):
     plots = ("latency_cdf.png", "batch_size.png", "queue_length.png", "replicas.png")
 
     def simulate(self, scenario, workload, replication):
-        from .fleet.build import run_batch_fleet
+        from .fleet.build import run_batch_closed, run_batch_fleet
 
-        return run_batch_fleet(scenario.fleet_groups, scenario.server.router, workload.arrival_s, scenario.seed,
-                               replication, scenario.server.queue.max_queue_size,
-                               None if scenario.server.queue.timeout_ms is None else scenario.server.queue.timeout_ms / 1000)
+        if workload.clients is not None:
+            log = run_batch_closed(scenario.fleet_groups, scenario.server.router, workload.clients, scenario.seed,
+                                   replication, scenario.server.queue.max_queue_size, scenario.workload.priority_levels)
+            cols = workload.clients.columns()
+            log.clients = {k: cols[k] for k in ("client", "think_s", "cycle_end_s")}
+            log.classes = cols["class"]
+            return log
+        log = run_batch_fleet(scenario.fleet_groups, scenario.server.router, workload.arrival_s, scenario.seed,
+                              replication, scenario.server.queue.max_queue_size,
+                              None if scenario.server.queue.timeout_ms is None else scenario.server.queue.timeout_ms / 1000,
+                              workload.levels, scenario.workload.priority_levels)
+        log.classes = workload.classes
+        return log
 
     def summarize(self, scenario, logs, source):
         from .metrics import summarize
@@ -59,7 +69,8 @@ class BatchKind(EngineKind):
     def request_frame(self, logs, scenario):
         from .metrics import request_frame
 
-        return request_frame(logs, scenario.fleet_groups)
+        names = [c.name for c in scenario.workload.classes] if scenario.workload.classes else None
+        return request_frame(logs, scenario.fleet_groups, names)
 
     def write_plots(self, result, out_dir):
         from .plots import write_plots
@@ -68,6 +79,8 @@ class BatchKind(EngineKind):
 
     def unmeasurable(self, scenario, workload, first_measured):
         a = workload.arrival_s
+        if workload.clients is not None:
+            return None  # clients send as they are answered: scenario.check refuses batches they can never fill
         if scenario.server.router.policy != "shared_queue":
             return None  # each replica fills its own batches: the summary says so if none ever filled
         for g in scenario.fleet_groups:
@@ -80,6 +93,9 @@ class BatchKind(EngineKind):
         return None
 
     def check_lines(self, scenario):
+        if scenario.workload.clients is not None:
+            return [f"capacity: {scenario.capacity_rps():.6g} rps; closed loop of {scenario.workload.clients.count} "
+                    "client(s): no offered rate (the load follows from the answers)"]
         rate = scenario.workload.arrival.rate_rps
         offered = "no offered rate (the arrivals span no time)" if rate is None else f"offered {rate:.6g} rps"
         return [f"capacity: {scenario.capacity_rps():.6g} rps; {offered}"]

@@ -12,15 +12,21 @@ from .stability import describe_growth, growth_test
 from .stats import confidence, scalar_ci, slo_verdict, with_ci
 
 HIGH_UTILIZATION = 0.9
+# what offered_load and stable mean where there is no offered rate, or where the excess is turned away
+LOAD_CLOSED = ("closed loop: no offered rate (offered_rps null); offered_load is the throughput the clients achieved "
+               "over the fleet's full-batch capacity; stable holds a priori (at most clients.count requests are in "
+               "the system) and the growth test confirms it")
+LOAD_FINITE = ("finite queue: offered_load is the offered rate over full-batch capacity and may exceed 1; stable holds "
+               "a priori because the queue limit or timeout turns the excess away (see rejected, timed_out)")
 
 
-def request_frame(logs: list[BatchLog], groups=None) -> pd.DataFrame:
+def request_frame(logs: list[BatchLog], groups=None, class_names=None) -> pd.DataFrame:
     """Returns one row per request of every replication (unserved requests have NaN dispatch/completion)."""
-    frames = [pd.DataFrame(request_columns(log, rep, groups)) for rep, log in enumerate(logs)]
+    frames = [pd.DataFrame(request_columns(log, rep, groups, class_names)) for rep, log in enumerate(logs)]
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-def request_columns(log: BatchLog, replication: int = 0, groups=None) -> dict[str, np.ndarray]:
+def request_columns(log: BatchLog, replication: int = 0, groups=None, class_names=None) -> dict[str, np.ndarray]:
     """Returns per-request numpy columns: times in seconds, batch id and size, replica (the one it was
     routed to, or behind a shared queue the one that served it; -1: never served) and its group."""
     n = log.arrival_s.size
@@ -52,6 +58,14 @@ def request_columns(log: BatchLog, replication: int = 0, groups=None) -> dict[st
     }
     if groups is not None:
         cols["group"] = group_column(groups, replica)
+    if class_names is not None and log.classes is not None:
+        cols["class"] = pd.Categorical.from_codes(log.classes.astype(np.int64), categories=class_names)
+    if log.rejected is not None:
+        cols["rejected"] = log.rejected
+        cols["timed_out"] = log.timed_out
+    if log.clients is not None:
+        cols["client"] = log.clients["client"]
+        cols["think_s"] = log.clients["think_s"]
     return cols
 
 
@@ -217,7 +231,11 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
                             "filled; lower max_batch_size or set max_queue_delay_ms")
     warnings: list[str] = []
     capacity = scenario.capacity_rps()
-    offered, load = offered_load(scenario, logs, capacity, warnings)
+    closed = scenario.workload.clients is not None
+    if closed:  # no offered rate: the load is what the clients' answers let them send (set below)
+        offered, load = None, None
+    else:
+        offered, load = offered_load(scenario, logs, capacity, warnings)
     a_priori = load is None or load < 1.0
     if not a_priori:
         warnings.append(
@@ -259,6 +277,8 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
             f"{mean_batch:.3g} of up to {max(g.batching.rule(g.cost_model.batch_limit()).max_batch_size for g in scenario.fleet_groups)}, so the real headroom is small; expect latency to "
             "climb steeply with more traffic")
     lat = with_ci([r.latency for r in reps])
+    if closed:
+        load = throughput / capacity if capacity and math.isfinite(capacity) else None
     summary: dict = {
         "scenario": scenario.name,
         "seed": scenario.seed,
@@ -292,12 +312,44 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
         "confidence": confidence(len(reps)),
         "warnings": warnings,
     }
+    if closed:
+        from .clients import law_check
+
+        summary["closed_loop"] = law_check(scenario.workload.clients, [
+            (r.log.arrival_s, r.log.clients["cycle_end_s"], r.log.clients["think_s"]) for r in reps], scenario.warmup_s)
+        summary["load_definition"] = LOAD_CLOSED
+    elif limited:
+        summary["load_definition"] = LOAD_FINITE
     if scenario.slo is not None:
         summary.update(_slo(scenario.slo.targets_ms(), reps, lat))
+    if scenario.workload.classes:
+        from .classes import class_sections, pick_slo, top_targets
+
+        classes = scenario.workload.classes
+        summary["classes"] = class_sections(classes, [_class_rep(r, len(classes)) for r in reps],
+                                            lambda c: pick_slo(c, scenario.slo, top_targets))
     from .fleet.summary import fleet_sections
 
     summary.update(fleet_sections(scenario.fleet_groups, [r.view() for r in reps], throughput, lat))
     return summary
+
+
+def _class_rep(r: _Rep, n_classes: int) -> dict:
+    """Returns the per-request arrays of one replication that sim.classes.class_sections reads."""
+    log, first = r.log, r._first
+    batch = log.request_batch()
+    ok = batch >= 0
+    completion = np.full(batch.size, np.nan)
+    completion[ok] = log.completion_s[batch[ok]]
+    dispatch = np.full(batch.size, np.nan)
+    dispatch[ok] = log.dispatch_s[batch[ok]]
+    a = log.arrival_s
+    done = (completion >= r.start_s) & (completion <= r.end_s)
+    none = np.zeros(a.size - first, bool)
+    return {"cls": log.classes[first:], "values": {"latency_s": (completion - a)[first:], "queue_wait_s": (dispatch - a)[first:]},
+            "rejected": log.rejected[first:] if log.rejected is not None else none,
+            "timed_out": log.timed_out[first:] if log.timed_out is not None else none,
+            "completed": np.bincount(log.classes[done], minlength=n_classes), "span_s": r.span_s}
 
 
 def _slo(targets_ms: dict[str, float], reps: list[_Rep], lat: dict) -> dict:

@@ -56,6 +56,11 @@ def fmt_duration_ms(v_ms) -> str:
     return f"{fmt_sig(v_ms / div)} {unit}"
 
 
+def _ms(v_s) -> str:
+    """Returns a duration given in seconds as text with its unit, '-' if missing."""
+    return "-" if _missing(v_s) else fmt_duration_ms(v_s * 1000)
+
+
 def _num(v, fmt: str = ".5g") -> str:
     if _missing(v):
         return "-"
@@ -206,8 +211,15 @@ def format_summary(summary: dict, batching: str = "") -> str:
         return format_llm_summary(summary, batching)
     s = summary
     lines = _header(s, batching)
-    lines.append(f"  offered      {_num(s.get('offered_rps'))} rps = {_num(s.get('offered_load'), '.1%')} "
-                 f"of capacity {_num(s.get('capacity_rps'))} rps  [{_state(s)}]")
+    cl = s.get("closed_loop") if isinstance(s.get("closed_loop"), dict) else None
+    if cl:
+        lines.append(f"  clients      {_txt(cl.get('clients'))} closed-loop, think {_ms(cl.get('think_time_s'))}: "
+                     f"load {_num(s.get('offered_load'), '.1%')} of capacity {_num(s.get('capacity_rps'))} rps  [{_state(s)}]")
+        lines.append(f"  law          R = N/X - Z = {_ms(cl.get('law_response_time_s'))} vs measured "
+                     f"{_ms(cl.get('response_time_s'))} ({_num(cl.get('law_rel_error'), '.2%')} apart)")
+    else:
+        lines.append(f"  offered      {_num(s.get('offered_rps'))} rps = {_num(s.get('offered_load'), '.1%')} "
+                     f"of capacity {_num(s.get('capacity_rps'))} rps  [{_state(s)}]")
     lines.append(f"  throughput   {_num(s.get('throughput_rps'))} rps    utilization {_num(s.get('utilization'), '.3f')}")
     rej = s.get("rejected") if isinstance(s.get("rejected"), dict) else {}
     if rej.get("count"):

@@ -74,26 +74,57 @@ def _jsonable(x):
 class Workload:
     """One replication's requests: sorted arrival times (s) and, for LLM scenarios, token counts."""
 
-    arrival_s: np.ndarray
+    arrival_s: Optional[np.ndarray]  # None for closed-loop clients: they send as they are answered
     prompt_tokens: Optional[np.ndarray] = None
     output_tokens: Optional[np.ndarray] = None
+    clients: Optional[object] = None  # closed loop: the sim.clients.ClientLoop that sends the requests
+    classes: Optional[np.ndarray] = None  # class index per request (workload.classes)
+    levels: Optional[list] = None  # priority level per request (0: highest)
 
 
 def generate_workload(scenario: Scenario, replication: int = 0) -> Workload:
-    """Returns the requests of one replication, drawn from the scenario's own random streams."""
+    """Returns the requests of one replication, drawn from the scenario's own random streams (for closed-loop
+    clients: the source that will send them, a fresh one per call)."""
+    wl = scenario.workload
+    draws = None
+    if wl.classes:
+        from .classes import ClassDraws
+
+        draws = ClassDraws(wl.classes, component_rng(scenario.seed, replication, "workload.classes"))
+    if wl.clients is not None:
+        from .clients import ClientLoop
+
+        return Workload(None, clients=ClientLoop(wl.clients, component_rng(scenario.seed, replication, "workload.clients.think"),
+                                                 scenario.closed_requests(), scenario.duration_s, draws))
     arr_rng = component_rng(scenario.seed, replication, "workload.arrival")
-    arrivals = scenario.workload.arrival.arrival_times_s(arr_rng, **scenario.horizon())
+    arrivals = wl.arrival.arrival_times_s(arr_rng, **scenario.horizon())
+    cls = draws.upto(arrivals.size) if draws is not None else None
+    levels = draws.level[:arrivals.size] if draws is not None else None
     if not engine_kind(scenario).needs_tokens:
-        return Workload(arrivals)
+        return Workload(arrivals, classes=cls, levels=levels)
+    prompt, output = _tokens(scenario, replication, arrivals.size, cls)
+    return Workload(arrivals, prompt, output, classes=cls, levels=levels)
+
+
+def _tokens(scenario: Scenario, replication: int, n: int, cls: Optional[np.ndarray]) -> tuple:
+    """Returns (prompt_tokens, output_tokens) of n requests: from the trace, or drawn (per class where classes
+    give sizes of their own, each class from its own stream)."""
     from .sizes import sample_pair
 
     wl = scenario.workload
     if wl.tokens_from_trace:
-        prompt, output = wl.arrival.tokens_for(arrivals.size)
-    else:
-        prompt, output = sample_pair(wl.prompt_tokens, wl.output_tokens, wl.token_correlation,
-                                     component_rng(scenario.seed, replication, "workload.tokens"), arrivals.size)
-    return Workload(arrivals, prompt, output)
+        return wl.arrival.tokens_for(n)
+    if cls is None or not any(c.prompt_tokens or c.output_tokens for c in wl.classes):
+        return sample_pair(wl.prompt_tokens, wl.output_tokens, wl.token_correlation,
+                           component_rng(scenario.seed, replication, "workload.tokens"), n)
+    prompt, output = np.empty(n, np.int64), np.empty(n, np.int64)
+    for i, c in enumerate(wl.classes):
+        idx = np.flatnonzero(cls == i)
+        prompt[idx], output[idx] = sample_pair(c.prompt_tokens or wl.prompt_tokens, c.output_tokens or wl.output_tokens,
+                                               wl.token_correlation,
+                                               component_rng(scenario.seed, replication, f"workload.tokens.{c.name}"),
+                                               idx.size)
+    return prompt, output
 
 
 def preflight(scenario: Scenario, workload: Workload, source: str = "<scenario>") -> None:
@@ -107,6 +138,8 @@ def preflight(scenario: Scenario, workload: Workload, source: str = "<scenario>"
 
 def _unmeasurable(scenario: Scenario, workload: Workload) -> Optional[tuple[str, str]]:
     """Returns (key path, message) when no measured request could be served, else None."""
+    if workload.clients is not None:
+        return engine_kind(scenario).unmeasurable(scenario, workload, 0)
     a = workload.arrival_s
     if a.size == 0:
         return "duration_s", "no request arrives within the run: lengthen duration_s"

@@ -13,6 +13,7 @@ stale). In short:
              groups: [{name, replicas, cost_model, batching, gpus_per_replica, cost_per_hour}]}
     slo: {latency_p99_ms, ... | ttft_p99_ms, tpot_p99_ms} (default none); outputs: {records: true, plots: true}
 """
+import math
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal, Optional, Union, get_args, get_origin
 
@@ -20,9 +21,10 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
-from . import arrivals, batching, cost, sizes
+from . import arrivals, batching, cost, durations, sizes
 from .fleet import routers
 from .batching.base import MAX_QUEUE_DELAY_MS
+from .clients import Clients
 from .config import StrictModel, load_yaml, read_yaml_mapping
 from .errors import ScenarioError, shown
 
@@ -38,15 +40,32 @@ RouterSpec = routers.REGISTRY.union()
 
 
 class Workload(StrictModel):
-    arrival: ArrivalSpec = Field(description="arrival process")
+    arrival: Optional[ArrivalSpec] = Field(default=None, description="arrival process (open loop); give it or "
+                                           "clients")
+    clients: Optional[Clients] = Field(default=None, description="closed-loop clients instead of an arrival "
+                                       "process: each sends its next request when the last is answered, plus a "
+                                       "think time")
     prompt_tokens: Optional[sizes.TokenDist] = Field(default=None, description="LLM prompt length distribution")
     output_tokens: Optional[sizes.TokenDist] = Field(default=None, description="LLM output length distribution")
     token_correlation: float = Field(default=0.0, ge=-1, le=1, description="Gaussian-copula correlation of the two")
     tokens_from_trace: bool = Field(default=False, description="take prompt/output tokens from the trace file")
+    classes: Optional[list["RequestClass"]] = Field(default=None, description="request classes, each request drawn "
+                                                    "by share; default: one class")
+    client_timeout_ms: Optional[float] = Field(default=None, gt=0, le=MAX_QUEUE_DELAY_MS, description="LLM: a client "
+                                               "still waiting for admission this long gives up (timed out); default: "
+                                               "never")
 
     @property
     def has_tokens(self) -> bool:
-        return self.tokens_from_trace or (self.prompt_tokens is not None and self.output_tokens is not None)
+        if self.tokens_from_trace or (self.prompt_tokens is not None and self.output_tokens is not None):
+            return True
+        return bool(self.classes) and all((c.prompt_tokens or self.prompt_tokens) is not None
+                                          and (c.output_tokens or self.output_tokens) is not None for c in self.classes)
+
+    @property
+    def priority_levels(self) -> int:
+        """Returns how many distinct priorities the request classes have (1 without classes)."""
+        return len({c.priority for c in self.classes}) if self.classes else 1
 
 
 class Group(StrictModel):
@@ -111,6 +130,19 @@ class Slo(StrictModel):
         return out
 
 
+class RequestClass(StrictModel):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="names the class in outputs (letters, digits, _ . -)")
+    share: float = Field(gt=0, le=1, description="fraction of requests in this class; shares sum to 1")
+    priority: int = Field(default=1, ge=1, le=1000, description="1 is the highest (as in Triton); a batch takes "
+                          "higher priorities first, never interrupting a running one; default 1")
+    slo: Optional[Slo] = Field(default=None, description="this class's targets; default: the scenario's slo")
+    prompt_tokens: Optional[sizes.TokenDist] = Field(default=None, description="LLM: this class's prompt lengths; "
+                                                     "default: workload.prompt_tokens")
+    output_tokens: Optional[sizes.TokenDist] = Field(default=None, description="LLM: this class's output lengths; "
+                                                     "default: workload.output_tokens")
+
+
 class PlanSpec(StrictModel):
     target_rate_rps: Optional[float] = Field(default=None, gt=0, le=1e9, description="`servesim plan` names the "
                                              "cheapest configuration that meets the SLO at this rate")
@@ -119,6 +151,9 @@ class PlanSpec(StrictModel):
 class Outputs(StrictModel):
     records: bool = Field(default=True, description="write requests.parquet")
     plots: bool = Field(default=True, description="write PNG plots")
+
+
+Workload.model_rebuild()
 
 
 class Scenario(StrictModel):
@@ -184,6 +219,12 @@ class Scenario(StrictModel):
     def total_replicas(self) -> int:
         return sum(g.replicas for g in self.fleet_groups)
 
+    def closed_requests(self) -> Optional[int]:
+        """Returns how many requests closed-loop clients send in all (None: until duration_s)."""
+        if self.requests is not None:
+            return self.requests
+        return None if self.duration_s is not None else DEFAULT_REQUESTS
+
     def horizon(self) -> dict[str, Any]:
         """Returns the run length as keyword arguments for ArrivalProcess.arrival_times_s."""
         if self.requests is not None:
@@ -248,6 +289,8 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
     if scenario.duration_s is not None and scenario.warmup_s >= scenario.duration_s:
         problems.append(("warmup_s", f"{scenario.warmup_s} must be below duration_s={scenario.duration_s}"))
     wl = scenario.workload
+    problems += _check_workload_source(scenario)
+    problems += _check_classes(scenario)
     fleet_problems = _check_fleet(scenario)
     problems += fleet_problems
     llm_policy = scenario.is_llm
@@ -267,7 +310,9 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
             problems.append((f"slo.{llm_keys[0]}", "TTFT/TPOT targets apply to LLM policies; use latency_mean_ms, "
                              "latency_p50_ms..latency_p99_ms"))
     arr = scenario.workload.arrival
-    if isinstance(arr, arrivals.TraceArrivals):
+    if arr is None:
+        expected = float(scenario.closed_requests() or 0)
+    elif isinstance(arr, arrivals.TraceArrivals):
         size = arr.load().size
         if scenario.requests is not None and scenario.requests > size and not arr.loop:
             problems.append(("requests", f"{scenario.requests} exceeds the {size} requests in the trace "
@@ -293,6 +338,86 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
         where = scenario._overrides
         raise ScenarioError(blame(source, path, where), path, msg, [f"{blame(source, p, where)}: {p}: {m}" for p, m in rest])
     return scenario
+
+
+def _check_classes(scenario: Scenario) -> list[tuple[str, str]]:
+    """Returns problems with workload.classes and workload.client_timeout_ms."""
+    wl, srv, problems = scenario.workload, scenario.server, []
+    llm = scenario.is_llm
+    if wl.client_timeout_ms is not None and not (llm and all(p.batching.policy == "continuous" for p in _pairs(scenario))):
+        problems.append(("workload.client_timeout_ms", "applies to continuous batching (LLM clients waiting for "
+                         "admission); request-level batching takes server.queue.timeout_ms"))
+    if wl.classes is None:
+        return problems
+    if not wl.classes:
+        return problems + [("workload.classes", "is empty: give at least one class ({name, share}) or leave classes out")]
+    total = sum(c.share for c in wl.classes)
+    if abs(total - 1) > 1e-6:
+        problems.append(("workload.classes", f"the shares sum to {total:.6g}; they must sum to 1 ("
+                         + " + ".join(f"{c.name} {c.share:g}" for c in wl.classes) + ")"))
+    names = [c.name for c in wl.classes]
+    dup = next((i for i, n in enumerate(names) if n in names[:i]), None)
+    if dup is not None:
+        problems.append((f"workload.classes.{dup}.name", f"{names[dup]!r} names two classes; names must differ"))
+    for i, c in enumerate(wl.classes):
+        if not llm and (c.prompt_tokens is not None or c.output_tokens is not None):
+            problems.append((f"workload.classes.{i}.prompt_tokens", "token sizes apply to LLM policies only"))
+        if llm and wl.tokens_from_trace and (c.prompt_tokens is not None or c.output_tokens is not None):
+            problems.append((f"workload.classes.{i}.prompt_tokens", "the trace gives every request's tokens "
+                             "(tokens_from_trace): leave the class's token sizes out"))
+        if c.slo is not None:
+            llm_keys = [k for k in ("ttft_p99_ms", "tpot_p99_ms") if getattr(c.slo, k) is not None]
+            req_keys = list(c.slo.targets_ms())
+            if llm and req_keys:
+                problems.append((f"workload.classes.{i}.slo.latency_{req_keys[0]}_ms", "LLM scenarios take ttft_p99_ms "
+                                 "and tpot_p99_ms"))
+            if not llm and llm_keys:
+                problems.append((f"workload.classes.{i}.slo.{llm_keys[0]}", "TTFT/TPOT targets apply to LLM policies"))
+    if wl.priority_levels > 1:
+        replicas = sum(g.replicas for g in srv.groups) if srv.groups else srv.replicas
+        if not llm and srv.router.policy == "shared_queue" and replicas > 1:
+            problems.append(("workload.classes", "priorities with several replicas need queues of their own "
+                             "(server.router: round_robin, join_shortest_queue, ...); one prioritised queue shared by "
+                             "several replicas is not simulated yet"))
+        if llm and not all(p.batching.policy == "continuous" for p in _pairs(scenario)):
+            problems.append(("workload.classes", "priorities apply to continuous batching (admission order); "
+                             "llm_static batches first come, first served: give every class the same priority"))
+    return problems
+
+
+def _check_workload_source(scenario: Scenario) -> list[tuple[str, str]]:
+    """Returns problems with where requests come from: an arrival process or closed-loop clients."""
+    wl, srv = scenario.workload, scenario.server
+    if wl.arrival is None and wl.clients is None:
+        return [("workload.arrival", "required key is missing: give an arrival process (open loop) or "
+                 "workload.clients (closed loop)")]
+    if wl.arrival is not None and wl.clients is not None:
+        return [("workload.clients", "closed-loop clients send as they are answered: give workload.clients or "
+                 "workload.arrival, not both")]
+    if wl.clients is None:
+        return []
+    problems = []
+    if scenario.is_llm:
+        problems.append(("workload.clients", "closed-loop clients drive request-level batching (none, static, "
+                         "dynamic) for now; LLM engines take an arrival process"))
+    replicas = sum(g.replicas for g in srv.groups) if srv.groups else srv.replicas
+    if srv.router.policy == "shared_queue" and replicas > 1:
+        problems.append(("server.router.policy", "closed-loop clients with several replicas need queues of their own "
+                         "(round_robin, join_shortest_queue, power_of_two, random); one queue shared by several "
+                         "replicas is simulated for open-loop arrivals only"))
+    if srv.queue.timeout_ms is not None:
+        problems.append(("server.queue.timeout_ms", "closed-loop clients with queue timeouts are not simulated; "
+                         "use max_queue_size (a rejected client thinks and sends again)"))
+    if not problems and not scenario.is_llm and all(p.cost_model is not None for p in _pairs(scenario)):
+        n = wl.clients.count
+        for pair in _pairs(scenario):
+            rule = pair.batching.rule(pair.cost_model.batch_limit())
+            if math.isinf(rule.delay_s) and rule.smallest > n:
+                problems.append((pair.batching_key + ".max_batch_size", f"{n} client(s) can never fill a batch of "
+                                 f"{rule.smallest} (each has one request outstanding): lower it to at most {n} or "
+                                 "set max_queue_delay_ms"))
+                break
+    return problems
 
 
 class _Pair:
@@ -598,10 +723,13 @@ def _describe(err: dict, raw: Any, source: str) -> tuple[str, str]:
         if tag == "policy" and loc and loc[-1] == "router":
             reg = routers.REGISTRY
         names = ", ".join(reg.names()) if reg else "fixed, uniform, lognormal, empirical"
+        what = reg.what if reg else "token distribution"
+        if tag == "dist" and loc and str(loc[-1]).endswith("_ms"):  # think_time_ms, time_ms: sim.durations
+            names, what = ", ".join(durations.NAMES), "duration distribution"
         path = f"{path}.{tag}" if path else tag
         if kind == "union_tag_not_found":
             return path, f"required key is missing; allowed: {names}"
-        return path, f"unknown {reg.what if reg else 'token distribution'} {err['input'].get(tag)!r}; allowed: {names}"
+        return path, f"unknown {what} {err['input'].get(tag)!r}; allowed: {names}"
     if kind == "model_type" or kind == "dict_type":
         return path, f"expected a mapping of keys, got {shown(err['input'])}"
     msg = err["msg"]

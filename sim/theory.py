@@ -136,3 +136,18 @@ def md1k_blocking(rho: float, waiting: int) -> float:
     b[-1] = 1.0
     pi = np.linalg.lstsq(A, b, rcond=None)[0]
     return float(1.0 - 1.0 / (pi[0] + rho))
+
+
+def cobham_waits_s(rates_rps: list[float], mean_s: list[float], second_moment_s2: list[float]) -> list[float]:
+    """Returns the mean queue wait (seconds) of each class of an M/G/1 queue with non-preemptive priority,
+    classes listed from the highest priority down (Cobham, 1954): W_k = W0 / ((1 - s_{k-1})(1 - s_k)), with
+    W0 = sum(lambda_i E[S_i^2]) / 2 the mean residual work found in service and s_k the load of classes 1..k."""
+    w0 = sum(lam * m2 for lam, m2 in zip(rates_rps, second_moment_s2)) / 2
+    out, above = [], 0.0
+    for lam, m in zip(rates_rps, mean_s):
+        upto = above + lam * m
+        if upto >= 1:
+            raise ValueError(f"classes up to this one load the server {upto:.3g} >= 1: their wait is unbounded")
+        out.append(w0 / ((1 - above) * (1 - upto)))
+        above = upto
+    return out

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..engine import BatchLog, simulate_shared
 from ..replica import BatchReplica, ContinuousReplica, LlmRequests, LlmStaticReplica
+from ..replica.priority import PriorityBatchReplica
 from ..replica.llm_log import LlmLog, merge_steps
 from ..replica.llm_static import StaticRun, simulate_static_shared
 from ..rng import component_rng
@@ -23,13 +24,26 @@ def _noise_rng(seed: int, replication: int, i: int):
     return component_rng(seed, replication, f"cost_model.noise.replica.{i}")
 
 
+def _batch_replicas(specs: list, out, seed: int, replication: int, max_queue, timeout_s, level, levels: int) -> list:
+    """Returns one request-level replica per (rule, cost) spec; with several priority levels, each with a
+    prioritised queue (sim.replica.priority)."""
+    def jitter(i, cost):
+        return cost.jitter(_noise_rng(seed, replication, i)) if cost.is_noisy() else None
+    if levels > 1:
+        return [PriorityBatchReplica(i, rule, cost, out, level, levels, jitter(i, cost), max_queue, timeout_s)
+                for i, (rule, cost) in enumerate(specs)]
+    return [BatchReplica(i, rule, cost, out, jitter(i, cost), max_queue, timeout_s) for i, (rule, cost) in enumerate(specs)]
+
+
 def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, seed: int, replication: int,
-                    max_queue: Optional[int] = None, timeout_s: Optional[float] = None) -> BatchLog:
+                    max_queue: Optional[int] = None, timeout_s: Optional[float] = None,
+                    level: Optional[list] = None, levels: int = 1) -> BatchLog:
     """Runs request-level replicas behind `router`; returns the BatchLog (with `order` and `routed` when
-    replicas have queues of their own)."""
+    replicas have queues of their own). `level[sid]` is each request's priority level (0: highest) when the
+    request classes have `levels` > 1 distinct priorities."""
     per = _per_replica(groups)
     specs = [(g.batching.rule(g.cost_model.batch_limit()), g.cost_model) for g in per]
-    limited = max_queue is not None or timeout_s is not None
+    limited = max_queue is not None or timeout_s is not None or levels > 1
     if router.policy == "shared_queue" and not limited:
         return simulate_shared(specs, arrival_s, noise_rng=component_rng(seed, replication, "cost_model.noise"))
     arrivals = np.ascontiguousarray(arrival_s, dtype=float)
@@ -47,9 +61,7 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
                                     ("size", "dispatch_s", "completion_s", "replica", "step_s")),
                         order=np.concatenate(orders).astype(np.int64), routed=assign)
     out = router.counts(len(per))
-    replicas = [BatchReplica(i, rule, cost, out, cost.jitter(_noise_rng(seed, replication, i)) if cost.is_noisy() else None,
-                             max_queue, timeout_s) for i, (rule, cost) in enumerate(specs)]
-    routed = np.empty(arrivals.size, np.int32)
+    replicas = _batch_replicas(specs, out, seed, replication, max_queue, timeout_s, level, levels)
     if isinstance(out, BucketCounts) and not limited:
         run_least_loaded(replicas, out, rng, arrivals.tolist())
     elif router.reads_state:
@@ -58,10 +70,53 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
         fixed = (router.split(arrivals.size, len(per), rng) if router.policy != "shared_queue"
                  else np.zeros(arrivals.size, np.int32)).tolist()
         Fleet(replicas, lambda sid, a: fixed[sid]).run(arrivals.tolist())
+    return _replica_log(replicas, arrivals, limited)
+
+
+def run_batch_closed(groups: list[ReplicaGroup], router, source, seed: int, replication: int,
+                     max_queue: Optional[int] = None, levels: int = 1) -> BatchLog:
+    """Runs request-level replicas behind `router` for closed-loop clients (`source`: sim.clients.ClientLoop);
+    returns the BatchLog over the requests the clients sent (every replica has a queue of its own, or one
+    replica stands alone behind the shared queue)."""
+    per = _per_replica(groups)
+    specs = [(g.batching.rule(g.cost_model.batch_limit()), g.cost_model) for g in per]
+    rng = component_rng(seed, replication, "server.router")
+    out = router.counts(len(per))
+    replicas = _batch_replicas(specs, out, seed, replication, max_queue, None, source.level, levels)
+    for r in replicas:
+        r.notify = source.done
+    if router.reads_state:
+        choose = router.chooser(replicas, out, rng)
+    elif router.policy == "shared_queue":
+        choose = lambda sid, a: 0  # noqa: E731 (one replica: scenario.check)
+    else:
+        split = _Split(router, len(per), rng)
+        choose = split.choose
+    Fleet(replicas, choose).run_closed(source)
+    return _replica_log(replicas, np.asarray(source.arrival, float), max_queue is not None)
+
+
+class _Split:
+    """A state-blind router's split, drawn in blocks as requests are sent (their number is not known ahead)."""
+
+    def __init__(self, router, replicas: int, rng, block: int = 1 << 14):
+        self.router, self.replicas, self.rng, self.block = router, replicas, rng, block
+        self.fixed: list = []
+
+    def choose(self, sid: int, a: float) -> int:
+        while sid >= len(self.fixed):
+            # round robin continues from its position: a block of a multiple of `replicas` keeps it aligned
+            self.fixed += self.router.split(self.block * self.replicas, self.replicas, self.rng).tolist()
+        return self.fixed[sid]
+
+
+def _replica_log(replicas: list, arrivals: np.ndarray, limited: bool) -> BatchLog:
+    """Collects the BatchLog of request-level replicas with queues of their own."""
+    routed = np.empty(arrivals.size, np.int32)
     rejected = np.zeros(arrivals.size, bool)
     timed_out = np.zeros(arrivals.size, bool)
     for r in replicas:
-        routed[r.ids] = r.index
+        routed[r.accepted_ids()] = r.index
         routed[r.rejected] = r.index
         rejected[r.rejected] = True
         timed_out[r.timed_out] = True

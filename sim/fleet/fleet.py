@@ -8,6 +8,7 @@ takes the requests that arrived by t).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 from heapq import heappop, heappush
@@ -55,6 +56,27 @@ class Fleet:
                 replicas[rid].on_event(t, kind, push)
             replicas[choose(sid, a)].accept(sid, a, push)
         drain(replicas, heap, push)
+
+    def run_closed(self, source) -> None:
+        """Routes the requests of a closed-loop source (sim.clients.ClientLoop), whose next arrival may be
+        created by any replica event (a completion or rejection ends a client's cycle); replicas report
+        through their `notify` hook, which the caller points at `source.done`."""
+        replicas, choose = self.replicas, self.choose
+        heap: list = []
+        push = partial(heappush, heap)
+        next_time, pop = source.next_time, source.pop
+        while True:
+            a = next_time()
+            key = (a, START)
+            while heap and heap[0] < key:
+                t, kind, rid = heappop(heap)
+                replicas[rid].on_event(t, kind, push)
+                a = next_time()  # a completion at t with no think time sends again at t
+                key = (a, START)
+            if a == math.inf:
+                return
+            sid, a = pop()
+            replicas[choose(sid, a)].accept(sid, a, push)
 
 
 def run_least_loaded(replicas: list, counts, rng, arrival_s) -> np.ndarray:

@@ -25,6 +25,7 @@ class QueuedReplica:
         self.rejected: list[int] = []
         self.timed_out: list[int] = []
         self.served: list[int] = []  # request ids in the order batches took them
+        self.notify = None  # closed loop: notify(ids, t) when requests finish or are rejected at t
         self.rule = rule
         self.out = out          # the fleet's outstanding counts; this replica owns out[index]
         self.arr: list[float] = []
@@ -44,6 +45,8 @@ class QueuedReplica:
             self._purge(arrival_s)
         if self.max_queue is not None and self._full(arrival_s):
             self.rejected.append(sid)
+            if self.notify is not None:
+                self.notify((sid,), arrival_s)
             return
         self.arr.append(arrival_s)
         self.ids.append(sid)
@@ -53,6 +56,10 @@ class QueuedReplica:
         waiting = len(self.arr) - self.head
         if waiting == self.rule.smallest or (waiting == 1 and self.pending is None):
             self._schedule(push)
+
+    def accepted_ids(self) -> list[int]:
+        """Returns the ids of every request this replica queued (served, timed out or still waiting)."""
+        return self.ids
 
     def _purge(self, now: float) -> None:
         """Drops the requests that have waited past the timeout by `now`: FCFS, so they are the oldest. (Exact:
@@ -93,6 +100,8 @@ class QueuedReplica:
     def on_event(self, t: float, kind: int, push) -> None:
         """Completes the running batch (DONE) or starts the next one (START; stale starts are ignored)."""
         if kind == DONE:
+            if self.notify is not None:
+                self.notify(self.served[len(self.served) - self.inflight:], t)
             self.out.dec(self.index, self.inflight)
             self.inflight = 0
             self.free_s = t

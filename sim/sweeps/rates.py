@@ -10,6 +10,9 @@ def rate_key(scenario, source: str) -> tuple[str, float, float]:
     """Returns (dotted key, its value now, the rate it gives now in rps): `rate_rps` for generated arrivals;
     for a trace, `speedup` (times are divided by it, so the rate scales with it)."""
     arr = scenario.workload.arrival
+    if arr is None:
+        raise ScenarioError(source, "workload.clients", "closed-loop clients have no arrival rate to scale: sweep "
+                            "workload.clients.count with `servesim sweep` (grid: {workload.clients.count: [...]})")
     fields = type(arr).model_fields
     if "rate_rps" in fields:
         return "workload.arrival.rate_rps", float(arr.rate_rps), float(arr.rate_rps)

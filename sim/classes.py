@@ -1,0 +1,132 @@
+"""Request classes (`workload.classes`): each request belongs to one class, drawn by the classes' shares
+from its own stream; a class has a priority (1 is the highest, as in Triton) and may have its own SLO
+(and, for LLMs, its own token sizes). `class_sections` gives the summary's `classes: {NAME: {...}}`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from .stats import scalar_ci, slo_verdict, with_ci
+
+
+def priority_levels(classes) -> list[int]:
+    """Returns each class's priority level: 0 for the highest priority present, 1 for the next, ..."""
+    distinct = sorted({c.priority for c in classes})
+    return [distinct.index(c.priority) for c in classes]
+
+
+class ClassDraws:
+    """The class of each request id, drawn by share in blocks from `rng` (the same ids get the same classes
+    whether they are drawn at once, for arrivals known ahead, or one by one, for closed-loop clients)."""
+
+    BLOCK = 4096
+
+    def __init__(self, classes, rng: np.random.Generator):
+        p = np.array([c.share for c in classes], float)
+        self.p = p / p.sum()
+        self.rng = rng
+        self.of: list[int] = []
+        self.levels = priority_levels(classes)
+        self.level: list[int] = []  # per request id, its class's priority level
+
+    def upto(self, n: int) -> np.ndarray:
+        """Returns the classes of request ids 0..n-1 (int16)."""
+        while len(self.of) < n:
+            block = self.rng.choice(self.p.size, size=self.BLOCK, p=self.p).tolist()
+            self.of += block
+            self.level += [self.levels[c] for c in block]
+        return np.asarray(self.of[:n], np.int16)
+
+
+def class_sections(classes, reps: list[dict], slo_of: Callable[[object], dict]) -> dict:
+    """Returns {class name: section} for the measured requests of every replication.
+
+    Each rep is a dict: `cls` (class per measured request), `values` ({summary key: per-request seconds,
+    NaN where not served}), `rejected`/`timed_out` (bool per measured request), `completed` (count per class
+    finishing in the measured window), `span_s` (that window). `slo_of(klass)` returns the targets (ms by
+    summary key and percentile) that apply to a class: its own, else the scenario's. A section has the top
+    level's per-request keys: requests, rejected, timed_out, offered_rps, throughput_rps, each value key with
+    confidence intervals, and slo/slo_attainment when targets apply."""
+    out = {}
+    span = sum(r["span_s"] for r in reps)
+    for ci, klass in enumerate(classes):
+        sel = [r["cls"] == ci for r in reps]
+        measured = sum(int(s.sum()) for s in sel)
+        rejected = sum(int(r["rejected"][s].sum()) for r, s in zip(reps, sel))
+        timed_out = sum(int(r["timed_out"][s].sum()) for r, s in zip(reps, sel))
+        keys = list(reps[0]["values"])
+        served = [s & np.isfinite(r["values"][keys[0]]) for r, s in zip(reps, sel)]
+        n = sum(int(s.sum()) for s in served)
+        sec = {"share": klass.share, "priority": klass.priority, "requests": n,
+               "rejected": {"count": rejected, "fraction": rejected / measured if measured else 0.0},
+               "timed_out": {"count": timed_out, "fraction": timed_out / measured if measured else 0.0},
+               "unserved": measured - n - rejected - timed_out,
+               "offered_rps": measured / span if span > 0 else math.nan}
+        completed = [r["completed"][ci] for r in reps]
+        sec["throughput_rps"] = sum(completed) / span if span > 0 else math.nan
+        sec["throughput_rps_ci95"] = scalar_ci([c / r["span_s"] for c, r in zip(completed, reps)], sec["throughput_rps"])
+        parts = {}
+        for key in keys:
+            vals = [r["values"][key][s & np.isfinite(r["values"][key])] for r, s in zip(reps, sel)]
+            parts[key] = vals
+            sec[key] = with_ci(vals) if sum(v.size for v in vals) else None
+        targets = slo_of(klass)
+        if targets and n:
+            sec.update(_class_slo(targets, sec, parts, [int(s.sum()) for s in sel]))
+        out[klass.name] = sec
+    return out
+
+
+def _class_slo(targets: dict, sec: dict, parts: dict, measured: list[int]) -> dict:
+    """Returns slo {targets, met, attainment_target} and slo_attainment (unserved, rejected and timed-out
+    requests are misses) for one class. `targets` maps a summary key to {percentile: ms}: attainment needs
+    every key within its top percentile's target."""
+    checks, limits = {}, {}
+    for key, by_q in targets.items():
+        for q, ms in by_q.items():
+            stats = sec.get(key)
+            if stats is None:
+                continue
+            name = q if len(targets) == 1 else f"{key.removesuffix('_s')}_{q}"
+            checks[name] = slo_verdict(ms, stats[q], stats["ci95"].get(q))
+        top = max(by_q, key=lambda q: -1 if q == "mean" else int(q[1:]))
+        limits[key] = by_q[top] / 1000
+    within = []
+    for i, m in enumerate(measured):
+        ok = None
+        for key, limit in limits.items():
+            hit = parts[key][i] <= limit
+            ok = hit if ok is None else ok & hit
+        within.append(float(ok.sum()) / m if m and ok is not None else math.nan)
+    good = sum(w * m for w, m in zip(within, measured) if m)
+    pooled = good / max(sum(measured), 1)
+    return {"slo": {"targets": checks, "met": all(c["met"] for c in checks.values())},
+            "slo_attainment": pooled, "slo_attainment_ci95": scalar_ci([w for w in within if not math.isnan(w)], pooled)}
+
+
+def top_targets(slo) -> dict:
+    """Returns a request-level Slo's targets as {"latency_s": {percentile: ms}} ({} when none)."""
+    t = slo.targets_ms() if slo is not None else {}
+    return {"latency_s": t} if t else {}
+
+
+def llm_targets(slo) -> dict:
+    """Returns an LLM Slo's targets as {"ttft_s": {"p99": ms}, "tpot_s": {...}} ({} when none)."""
+    out: dict = {}
+    if slo is not None and slo.ttft_p99_ms is not None:
+        out["ttft_s"] = {"p99": slo.ttft_p99_ms}
+    if slo is not None and slo.tpot_p99_ms is not None:
+        out["tpot_s"] = {"p99": slo.tpot_p99_ms}
+    return out
+
+
+def pick_slo(klass, scenario_slo, targets: Callable) -> dict:
+    """Returns the class's own targets, else the scenario's."""
+    own = targets(getattr(klass, "slo", None))
+    return own if own else targets(scenario_slo)
+
+
+__all__ = ["ClassDraws", "class_sections", "llm_targets", "pick_slo", "priority_levels", "top_targets"]

@@ -1,0 +1,120 @@
+"""A request-level replica whose queue has priority levels (Triton's dynamic batcher with
+`priority_levels`): a batch takes the waiting requests of the highest priority first, first come first
+served within a level, and never interrupts a running batch (non-preemptive priority)."""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+from ..batching import DispatchRule
+from ..cost import CostModel
+from .batch import BatchReplica
+from .queued import DONE
+
+
+class PriorityBatchReplica(BatchReplica):
+    """BatchReplica with one FCFS queue per priority level. `level[sid]` is request sid's level (0: highest),
+    a list the caller may grow while the run goes on (closed-loop clients). When a batch starts and how many
+    it takes follow the DispatchRule over all waiting requests (the oldest one's delay, the count waiting);
+    which ones it takes follows the levels. `max_queue` and `timeout_s` apply to each level's queue, as
+    Triton's queue policy does."""
+
+    def __init__(self, index: int, rule: DispatchRule, cost: CostModel, out: list, level: list, levels: int,
+                 jitter: Optional[Callable[[int], float]] = None, max_queue: Optional[int] = None,
+                 timeout_s: Optional[float] = None):
+        super().__init__(index, rule, cost, out, jitter, max_queue, timeout_s)
+        self.level = level
+        self.qa: list[list[float]] = [[] for _ in range(levels)]  # arrival times per level, FCFS
+        self.qi: list[list[int]] = [[] for _ in range(levels)]    # request ids per level
+        self.qh = [0] * levels                                   # head of each level's queue
+        self.waiting = 0
+        self.last_a = -math.inf  # the latest accepted arrival (<= now: stands in for a past `ready` time)
+
+    def accepted_ids(self) -> list[int]:
+        return [sid for ids in self.qi for sid in ids]
+
+    def _oldest(self) -> float:
+        qa, qh = self.qa, self.qh
+        return min((qa[lv][qh[lv]] for lv in range(len(qa)) if qh[lv] < len(qa[lv])), default=math.inf)
+
+    def accept(self, sid: int, arrival_s: float, push) -> None:
+        if self.timeout_s is not None:
+            self._purge(arrival_s)
+        lv = self.level[sid]
+        if self.max_queue is not None and self._full_level(arrival_s, lv):
+            self.rejected.append(sid)
+            if self.notify is not None:
+                self.notify((sid,), arrival_s)
+            return
+        self.qa[lv].append(arrival_s)
+        self.qi[lv].append(sid)
+        self.waiting += 1
+        self.last_a = arrival_s
+        self.out.inc(self.index)
+        if self.inflight:
+            return
+        if self.waiting == self.rule.smallest or (self.waiting == 1 and self.pending is None):
+            self._schedule(push)
+
+    def _purge(self, now: float) -> None:
+        limit = now - self.timeout_s
+        for lv, arr in enumerate(self.qa):
+            h0 = h = self.qh[lv]
+            while h < len(arr) and arr[h] < limit:
+                self.timed_out.append(self.qi[lv][h])
+                h += 1
+            if h != h0:
+                self.out.dec(self.index, h - h0)
+                self.waiting -= h - h0
+                self.qh[lv] = h
+
+    def _full_level(self, a: float, lv: int) -> bool:
+        """Returns whether an arrival at `a` of level `lv` finds max_queue requests of its level waiting (those
+        a batch starting at this very instant takes are not waiting)."""
+        in_level = len(self.qa[lv]) - self.qh[lv]
+        rule = self.rule
+        if not self.inflight:
+            oldest = min(self._oldest(), a)
+            k = self.waiting + 1
+            ready = self.last_a if rule.smallest <= self.waiting else a if rule.smallest == k else math.inf
+            if rule.start_s(self.free_s, oldest, ready) <= a:
+                take = rule.take(k, a < oldest + rule.delay_s)
+                higher = sum(len(self.qa[u]) - self.qh[u] for u in range(lv))
+                taken = min(max(take - higher, 0), in_level + 1)
+                return in_level + 1 - taken > self.max_queue
+        return in_level >= self.max_queue
+
+    def _schedule(self, push) -> None:
+        if not self.waiting:
+            return
+        ready = self.last_a if self.waiting >= self.rule.smallest else math.inf
+        d = self.rule.start_s(self.free_s, self._oldest(), ready)
+        if d != math.inf and d != self.pending:
+            self.pending = d
+            push((d, 1, self.index))
+
+    def on_event(self, t: float, kind: int, push) -> None:
+        if kind == DONE:
+            super().on_event(t, kind, push)
+            return
+        if t != self.pending:
+            return
+        self.pending = None
+        k = self.rule.take(self.waiting, t < self._oldest() + self.rule.delay_s)
+        k, end = self.run_batch(t, 0, k)
+        left = k
+        for lv in range(len(self.qa)):  # highest priority first, FCFS within a level
+            h = self.qh[lv]
+            n = min(left, len(self.qa[lv]) - h)
+            if n:
+                self.served.extend(self.qi[lv][h:h + n])
+                self.qh[lv] = h + n
+                left -= n
+                if not left:
+                    break
+        self.waiting -= k
+        self.inflight = k
+        self.sizes.append(k)
+        self.dispatch.append(t)
+        self.completion.append(end)
+        push((end, DONE, self.index))

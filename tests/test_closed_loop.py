@@ -1,0 +1,132 @@
+"""Closed-loop clients (workload.clients): exact timelines, the interactive response-time law on every run,
+mean value analysis of the machine-repairman model, queue limits, routers, determinism and bad input."""
+import numpy as np
+import pytest
+
+import sim
+
+from .conftest import run_cli, scenario_dict
+
+AFFINE = {"kind": "affine", "base_ms": 2.0, "per_item_ms": 0.5, "max_batch_size": 16}
+
+
+def closed(count, think=0, requests=20000, seed=0, server=None, cost=None, **extra):
+    return sim.validate(scenario_dict(requests=requests, seed=seed,
+                                      workload={"clients": {"count": count, "think_time_ms": think}},
+                                      cost_model=cost or AFFINE,
+                                      server=server or {"batching": {"policy": "dynamic", "max_batch_size": 16,
+                                                                     "max_queue_delay_ms": 0}},
+                                      outputs={"records": True, "plots": False}, **extra))
+
+
+@pytest.mark.parametrize("n", [1, 5, 16])
+def test_zero_think_time_gives_exactly_h_of_n(n):
+    # every client is answered by the same batch of n and sends again at once: latency h(n), throughput n / h(n)
+    res = sim.run(closed(n, requests=200 * n))
+    h = (2.0 + 0.5 * n) / 1000
+    df = res.requests
+    assert np.all(df["batch_size"] == n)
+    assert np.allclose(df["latency_s"], h, rtol=0, atol=1e-12)
+    assert res.summary["throughput_rps"] == pytest.approx(n / h, rel=1e-9)
+    cl = res.summary["closed_loop"]
+    assert cl["law_rel_error"] < 1e-9 and cl["think_time_s"] == 0
+
+
+@pytest.mark.parametrize("think", [{"dist": "exponential", "mean_ms": 8}, 3.0,
+                                   {"dist": "uniform", "low_ms": 0, "high_ms": 20},
+                                   {"dist": "lognormal", "mean_ms": 5, "cv": 2}])
+def test_response_time_law_holds_on_every_run(think):
+    for seed in range(3):
+        s = closed(12, think, seed=seed, requests=30000, warmup_s=0.5)
+        cl = sim.run(s).summary["closed_loop"]
+        # edge effects: about one cycle per client over the window
+        assert cl["law_rel_error"] < 12 / cl["cycles"] * 20, cl
+
+
+def test_mean_value_analysis_of_the_machine_repairman_model():
+    # batch 1, exponential service S, N clients thinking Z: exact MVA for the closed network
+    n_clients, s_ms, z_ms = 6, 2.0, 6.0
+    cost = {"kind": "affine", "base_ms": s_ms, "per_item_ms": 0.0, "noise": {"dist": "exponential"}}
+    q = 0.0
+    for n in range(1, n_clients + 1):
+        r = s_ms * (1 + q)
+        x = n / (r + z_ms)
+        q = x * r
+    runs = [sim.run(closed(n_clients, {"dist": "exponential", "mean_ms": z_ms}, seed=seed, requests=40000, warmup_s=1,
+                           cost=cost, server={"batching": {"policy": "none"}})).summary for seed in range(6)]
+    lat = np.array([s["latency_s"]["mean"] * 1000 for s in runs])
+    thr = np.array([s["closed_loop"]["throughput_rps"] / 1000 for s in runs])
+    for got, exact in ((lat, r), (thr, x)):
+        half = 2.571 * got.std(ddof=1) / np.sqrt(got.size)
+        assert abs(got.mean() - exact) <= 3 * half + 1e-3 * exact, (got, exact)
+
+
+def test_ramp_up_spreads_the_first_requests():
+    res = sim.run(sim.validate(scenario_dict(requests=40, workload={"clients": {"count": 4, "think_time_ms": 1000,
+                                                                                "ramp_up_s": 2.0}},
+                                             cost_model=AFFINE, outputs={"records": True, "plots": False})))
+    first = res.requests.groupby("client")["arrival_s"].min().sort_index().to_numpy()
+    assert np.allclose(first, [0.0, 0.5, 1.0, 1.5])
+
+
+def test_a_rejected_client_thinks_and_sends_again():
+    # batch 1, room for one waiting request: most of the 8 clients are turned away and come back after thinking
+    res = sim.run(closed(8, 1.0, requests=20000, server={"batching": {"policy": "none"}, "queue": {"max_queue_size": 1}}))
+    s = res.summary
+    assert s["rejected"]["count"] > 1000 and s["stable"]
+    assert s["closed_loop"]["law_rel_error"] < 0.01
+    df = res.requests
+    # every client's requests follow each other: the next is sent after the previous cycle ended plus its think time
+    for _, g in df.groupby("client"):
+        a = g["arrival_s"].to_numpy()
+        assert np.all(np.diff(a) > 0)
+
+
+@pytest.mark.parametrize("router", ["round_robin", "random", "join_shortest_queue", "power_of_two"])
+def test_routers_with_closed_loop(router):
+    s = closed(24, {"dist": "exponential", "mean_ms": 4}, requests=30000,
+               server={"replicas": 3, "router": {"policy": router},
+                       "batching": {"policy": "dynamic", "max_batch_size": 8, "max_queue_delay_ms": 0.5}})
+    res = sim.run(s)
+    assert res.summary["closed_loop"]["law_rel_error"] < 0.01
+    assert set(res.requests["replica"].unique()) == {0, 1, 2}
+    # never more requests outstanding than clients
+    df = res.requests
+    a, c = np.sort(df["arrival_s"].to_numpy()), np.sort(df["completion_s"].to_numpy())
+    assert (np.arange(1, a.size + 1) - np.searchsorted(c, a, side="right")).max() <= 24
+
+
+def test_same_seed_same_run():
+    s = closed(10, {"dist": "exponential", "mean_ms": 3}, requests=5000,
+               server={"replicas": 2, "router": {"policy": "join_shortest_queue"}})
+    a, b = sim.run(s).requests, sim.run(s).requests
+    assert a.equals(b)
+
+
+def test_duration_bounds_the_sending():
+    s = sim.validate(scenario_dict(duration_s=2.0, requests=None, workload={"clients": {"count": 3, "think_time_ms": 10}},
+                                   cost_model=AFFINE, outputs={"records": True, "plots": False}))
+    df = sim.run(s).requests
+    assert df["arrival_s"].max() < 2.0 and len(df) > 100
+
+
+@pytest.mark.parametrize("change,key,text", [
+    ({"workload": {"clients": {"count": 4}, "arrival": {"process": "poisson", "rate_rps": 10}}},
+     "workload.clients", "not both"),
+    ({"workload": {}}, "workload.arrival", "workload.clients"),
+    ({"workload": {"clients": {"count": 0}}}, "workload.clients.count", "greater than or equal to 1"),
+    ({"workload": {"clients": {"count": 2, "think_time_ms": -1}}}, "workload.clients.think_time_ms", "between 0"),
+    ({"workload": {"clients": {"count": 2, "think_time_ms": {"dist": "gamma"}}}},
+     "workload.clients.think_time_ms.dist", "exponential"),
+    ({"workload": {"clients": {"count": 4}}, "server": {"replicas": 2}}, "server.router.policy", "queues of their own"),
+    ({"workload": {"clients": {"count": 4}}, "server": {"batching": {"policy": "static", "max_batch_size": 8}}},
+     "server.batching.max_batch_size", "never fill"),
+    ({"workload": {"clients": {"count": 4}}, "server": {"queue": {"timeout_ms": 5}}}, "server.queue.timeout_ms",
+     "not simulated"),
+])
+def test_bad_closed_loop_input(write_yaml, change, key, text):
+    raw = scenario_dict(**change)
+    proc = run_cli("check", write_yaml(raw))
+    assert proc.returncode == 2, proc.stderr
+    assert f": {key}: " in proc.stderr and text in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
