@@ -68,41 +68,42 @@ def class_sections(classes, reps: list[dict], slo_of: Callable[[object], dict]) 
         completed = [r["completed"][ci] for r in reps]
         sec["throughput_rps"] = sum(completed) / span if span > 0 else math.nan
         sec["throughput_rps_ci95"] = scalar_ci([c / r["span_s"] for c, r in zip(completed, reps)], sec["throughput_rps"])
-        parts = {}
+        full = {}
         for key in keys:
-            vals = [r["values"][key][s & np.isfinite(r["values"][key])] for r, s in zip(reps, sel)]
-            parts[key] = vals
+            full[key] = [r["values"][key][s] for r, s in zip(reps, sel)]
+            vals = [v[np.isfinite(v)] for v in full[key]]
             sec[key] = with_ci(vals) if sum(v.size for v in vals) else None
         targets = slo_of(klass)
         if targets and n:
-            sec.update(_class_slo(targets, sec, parts, [int(s.sum()) for s in sel]))
+            sec.update(_class_slo(targets, sec, full, keys[0]))
         out[klass.name] = sec
     return out
 
 
-def _class_slo(targets: dict, sec: dict, parts: dict, measured: list[int]) -> dict:
-    """Returns slo {targets, met, attainment_target} and slo_attainment (unserved, rejected and timed-out
-    requests are misses) for one class. `targets` maps a summary key to {percentile: ms}: attainment needs
-    every key within its top percentile's target."""
+def _class_slo(targets: dict, sec: dict, full: dict, served_key: str) -> dict:
+    """Returns slo {targets, met} and slo_attainment for one class: a request attains when it was served and
+    every key is within its top percentile's target (a NaN TPOT, one output token, has nothing to miss);
+    unserved, rejected and timed-out requests are misses. `full[key]` holds per replication the values of
+    every measured request of the class (NaN where not served)."""
     checks, limits = {}, {}
     for key, by_q in targets.items():
         for q, ms in by_q.items():
             stats = sec.get(key)
-            if stats is None:
+            if stats is None or stats[q] != stats[q]:
                 continue
-            name = q if len(targets) == 1 else f"{key.removesuffix('_s')}_{q}"
+            name = q if key == "latency_s" else f"{key.removesuffix('_s')}_{q}"
             checks[name] = slo_verdict(ms, stats[q], stats["ci95"].get(q))
         top = max(by_q, key=lambda q: -1 if q == "mean" else int(q[1:]))
         limits[key] = by_q[top] / 1000
-    within = []
-    for i, m in enumerate(measured):
-        ok = None
+    within, sizes = [], []
+    for i, served in enumerate(full[served_key]):
+        ok = np.isfinite(served)
         for key, limit in limits.items():
-            hit = parts[key][i] <= limit
-            ok = hit if ok is None else ok & hit
-        within.append(float(ok.sum()) / m if m and ok is not None else math.nan)
-    good = sum(w * m for w, m in zip(within, measured) if m)
-    pooled = good / max(sum(measured), 1)
+            v = full[key][i]
+            ok &= (v <= limit) | (np.isnan(v) if key == "tpot_s" else False)
+        within.append(float(ok.sum()) / served.size if served.size else math.nan)
+        sizes.append(served.size)
+    pooled = sum(w * m for w, m in zip(within, sizes) if m) / max(sum(sizes), 1)
     return {"slo": {"targets": checks, "met": all(c["met"] for c in checks.values())},
             "slo_attainment": pooled, "slo_attainment_ci95": scalar_ci([w for w in within if not math.isnan(w)], pooled)}
 

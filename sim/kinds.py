@@ -109,9 +109,14 @@ class LlmKind(EngineKind):
     def simulate(self, scenario, workload, replication):
         from .fleet.build import run_llm_fleet
 
-        return run_llm_fleet(scenario.fleet_groups, scenario.server.router, workload.arrival_s, workload.prompt_tokens,
-                             workload.output_tokens, scenario.seed, replication,
-                             max_waiting=scenario.server.queue.max_waiting)
+        wl = scenario.workload
+        log = run_llm_fleet(scenario.fleet_groups, scenario.server.router, workload.arrival_s, workload.prompt_tokens,
+                            workload.output_tokens, scenario.seed, replication,
+                            max_waiting=scenario.server.queue.max_waiting, level=workload.levels,
+                            levels=wl.priority_levels,
+                            client_timeout_s=None if wl.client_timeout_ms is None else wl.client_timeout_ms / 1000)
+        log.classes = workload.classes
+        return log
 
     def summarize(self, scenario, logs, source):
         from .llm_metrics import summarize_llm
@@ -121,7 +126,8 @@ class LlmKind(EngineKind):
     def request_frame(self, logs, scenario):
         from .llm_metrics import request_frame
 
-        return request_frame(logs, scenario.fleet_groups)
+        names = [c.name for c in scenario.workload.classes] if scenario.workload.classes else None
+        return request_frame(logs, scenario.fleet_groups, names)
 
     def write_plots(self, result, out_dir):
         from .plots import write_llm_plots

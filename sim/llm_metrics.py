@@ -41,12 +41,16 @@ class _LlmRep:
         done = log.finished & (log.finish_s >= self.start_s) & (log.finish_s <= self.end_s)
         self.completed = int(done.sum())
         self.out_tokens = int(log.output_tokens[done].sum())
-        turned = log.rejected if log.rejected is not None else np.zeros(log.arrival_s.size, bool)
-        self.unfinished = int(((log.arrival_s >= warmup_s) & ~log.finished & ~log.refused & ~turned).sum())
+        none = np.zeros(log.arrival_s.size, bool)
+        turned = log.rejected if log.rejected is not None else none
+        gave_up = log.timed_out if log.timed_out is not None else none
+        self.unfinished = int(((log.arrival_s >= warmup_s) & ~log.finished & ~log.refused & ~turned & ~gave_up).sum())
         self.refused = int(((log.arrival_s >= warmup_s) & log.refused).sum())
         self.rejected = int(((log.arrival_s >= warmup_s) & turned).sum())
+        self.timed_out = int(((log.arrival_s >= warmup_s) & gave_up).sum())
+        self.turned, self.gave_up = turned, gave_up
         # refused requests never enter the system: the growth test sees only admitted ones
-        admitted = ~log.refused & ~turned
+        admitted = ~log.refused & ~turned & ~gave_up
         self.arrival_admitted = log.arrival_s[admitted]
         self.departure = log.finish_s[admitted]
         win = (log.step_start_s >= self.start_s) & (log.step_start_s < self.end_s)
@@ -153,9 +157,11 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
     if not a_priori:
         warnings.append(f"UNSTABLE: offered {offered:.6g} rps is {load:.0%} of the engine's estimated capacity "
                         f"{capacity:.6g} rps for these request sizes; the queue grows without bound")
-    if scenario.server.queue.max_waiting is not None and not a_priori:  # a bounded queue turns the excess away
+    limited = scenario.server.queue.max_waiting is not None or scenario.workload.client_timeout_ms is not None
+    if limited and not a_priori:  # a bounded queue, or clients who give up, turn the excess away
         warnings[-1] = (f"offered {offered:.6g} rps is {load:.0%} of the estimated capacity {capacity:.6g} rps: the "
-                        "waiting-queue limit (server.queue.max_waiting) turns the excess away")
+                        "waiting-queue limit (server.queue.max_waiting) or the clients' timeout "
+                        "(workload.client_timeout_ms) turns the excess away")
         a_priori = True
     stable, growth = stability(a_priori, [(r.arrival_admitted, r.departure, r.start_s) for r in reps], warnings)
     rejected = sum(r.refused for r in reps)
@@ -166,6 +172,10 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
     if rejected:
         warnings.append(f"{rejected} measured request(s) could never run and were refused: prompt + output beyond "
                         "the whole KV cache, or (without chunked prefill) beyond max_num_batched_tokens")
+    timed_out = sum(r.timed_out for r in reps)
+    if timed_out:
+        warnings.append(f"{timed_out} measured request(s) waited past workload.client_timeout_ms for admission and "
+                        "their clients gave up; they count as SLO misses")
     unfinished = sum(r.unfinished for r in reps)
     if unfinished:
         warnings.append(f"{unfinished} measured request(s) never finished (a static batch that never filled: "
@@ -193,7 +203,8 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
         "scenario": scenario.name, "seed": scenario.seed, "replications": len(reps), "requests": n,
         "requests_generated": int(sum(r.log.arrival_s.size for r in reps)), "unfinished": unfinished,
         "refused": rejected, "warmup_s": scenario.warmup_s,
-        "rejected": {"count": queue_full, "fraction": queue_full / max(1, n + unfinished + rejected + queue_full)},
+        "rejected": {"count": queue_full, "fraction": queue_full / max(1, n + unfinished + rejected + queue_full + timed_out)},
+        "timed_out": {"count": timed_out, "fraction": timed_out / max(1, n + unfinished + rejected + queue_full + timed_out)},
         "duration_s": float(np.mean([max(r.log.finish_s[r.log.finished].max(initial=0), r.log.arrival_s.max(initial=0))
                                      for r in reps])),
         "measured_window_s": span / len(reps),
@@ -243,15 +254,42 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
                     continue
                 targets[name] = slo_verdict(target, stats["p99"], stats["ci95"].get("p99"))
         summary["slo"] = {"targets": targets, "met": all(t["met"] for t in targets.values()), "attainment_target": "ttft+tpot"}
-        summary["slo_attainment"] = ok_n / (n + unfinished + rejected + queue_full)  # unserved requests: misses
+        summary["slo_attainment"] = ok_n / (n + unfinished + rejected + queue_full + timed_out)  # unserved: misses
         summary["goodput_rps"] = throughput * ok_n / n  # the share of finished requests that met both targets
+    if scenario.workload.classes:
+        from .classes import class_sections, llm_targets, pick_slo
+
+        classes = scenario.workload.classes
+        summary["classes"] = class_sections(classes, [_class_rep(r, len(classes)) for r in reps],
+                                            lambda c: pick_slo(c, scenario.slo, llm_targets))
+    if limited:
+        from .metrics import LOAD_FINITE
+
+        summary["load_definition"] = LOAD_FINITE
     from .fleet.summary import fleet_sections
 
     summary.update(fleet_sections(scenario.fleet_groups, [r.view(replicas) for r in reps], throughput, e2e))
     return summary
 
 
-def request_frame(logs: list[LlmLog], groups=None) -> pd.DataFrame:
+def _class_rep(r: _LlmRep, n_classes: int) -> dict:
+    """Returns the per-request arrays of one replication that sim.classes.class_sections reads: TTFT, TPOT and
+    E2EL per measured request (NaN where it did not finish; TPOT also for one-token outputs)."""
+    log = r.log
+    m = r.measured
+    a = log.arrival_s[m]
+    ok = log.finished[m]
+    ttft = np.where(ok, log.first_token_s[m] - a, np.nan)
+    e2e = np.where(ok, log.finish_s[m] - a, np.nan)
+    out = log.output_tokens[m]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(ok & (out > 1), (e2e - ttft) / (out - 1), np.nan)
+    return {"cls": log.classes[m], "values": {"e2e_s": e2e, "ttft_s": ttft, "tpot_s": tpot},
+            "rejected": r.turned[m] | log.refused[m], "timed_out": r.gave_up[m],
+            "completed": np.bincount(log.classes[r.done_in_window], minlength=n_classes), "span_s": r.span_s}
+
+
+def request_frame(logs: list[LlmLog], groups=None, class_names=None) -> pd.DataFrame:
     """Returns one row per request: arrival, first token, finish (seconds), TTFT, E2EL, TPOT, sizes, preemptions."""
     frames = []
     for rep, log in enumerate(logs):
@@ -265,6 +303,13 @@ def request_frame(logs: list[LlmLog], groups=None) -> pd.DataFrame:
             "ttft_s": ttft, "e2e_s": e2e, "tpot_s": tpot, "latency_s": e2e,
             "prompt_tokens": log.prompt_tokens, "output_tokens": log.output_tokens,
             "preemptions": log.preemptions, "recomputed_tokens": log.recomputed_tokens}))
+        if class_names is not None and log.classes is not None:
+            frames[-1]["class"] = pd.Categorical.from_codes(log.classes.astype(np.int64), categories=class_names)
+        if log.admitted_s is not None:
+            frames[-1]["admitted_s"] = log.admitted_s
+        for key in ("rejected", "timed_out"):
+            if getattr(log, key) is not None:
+                frames[-1][key] = getattr(log, key)
         replica = log.routed if log.routed is not None else log.replica
         if replica is not None:
             frames[-1]["replica"] = replica.astype(np.int32)

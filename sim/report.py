@@ -200,6 +200,27 @@ def _in(v_s, div_ms: float) -> str:
     return "-" if _missing(v_s) else fmt_sig(v_s * 1000 / div_ms, 4)
 
 
+def _classes(s: dict) -> list[str]:
+    """Returns one line per request class: priority, share, the class's headline latency, throughput, turned away
+    and SLO attainment."""
+    classes = s.get("classes") if isinstance(s.get("classes"), dict) else {}
+    lines = []
+    for name, c in classes.items():
+        if not isinstance(c, dict):
+            continue
+        key, label = ("ttft_s", "TTFT") if "ttft_s" in c else ("latency_s", "latency")
+        st = c.get(key) if isinstance(c.get(key), dict) else {}
+        lost = sum((c.get(k) or {}).get("count", 0) for k in ("rejected", "timed_out") if isinstance(c.get(k), dict))
+        line = (f"  class {name}: priority {_txt(c.get('priority'))}, share {_num(c.get('share'), '.0%')}; {label} p50 "
+                f"{_ms(st.get('p50'))}, p99 {_ms(st.get('p99'))}; {_num(c.get('throughput_rps'))} rps")
+        if lost:
+            line += f"; {lost} rejected or timed out"
+        if "slo_attainment" in c:
+            line += f"; SLO {'met' if (c.get('slo') or {}).get('met') else 'MISSED'}, attainment {_num(c['slo_attainment'], '.2%')}"
+        lines.append(line)
+    return lines
+
+
 def _warnings(s: dict) -> list[str]:
     return [f"  WARNING: {w}" for w in (s.get("warnings") or [])]
 
@@ -238,6 +259,7 @@ def format_summary(summary: dict, batching: str = "") -> str:
                          + (", within the confidence interval: run longer or add replications)" if verdict == "UNCERTAIN" else ")"))
         lines.append(f"  SLO attainment {_num(s.get('slo_attainment'), '.3%')} of requests within the "
                      f"{_txt(s['slo'].get('attainment_target'))} target")
+    lines += _classes(s)
     lines += _fleet(s)
     lines += _warnings(s)
     return "\n".join(lines)
@@ -264,6 +286,11 @@ def format_llm_summary(s: dict, batching: str = "") -> str:
         for q, c in _slo_targets(s).items():
             lines.append(f"  SLO {q} <= {_num(c.get('target_ms'))} ms: {_verdict(c)} ({fmt_duration_ms(c.get('achieved_ms'))})")
         lines.append(f"  SLO attainment {_num(s.get('slo_attainment'), '.3%')} of requests met both TTFT and TPOT targets")
+    for key, what in (("rejected", "by the waiting-queue limit"), ("timed_out", "(clients gave up waiting)")):
+        c = s.get(key) if isinstance(s.get(key), dict) else {}
+        if c.get("count"):
+            lines.append(f"  {key.replace('_', ' '):<12} {_txt(c.get('count'))} ({_num(c.get('fraction'), '.2%')}) {what}")
+    lines += _classes(s)
     lines += _fleet(s)
     lines += _warnings(s)
     return "\n".join(lines)

@@ -9,6 +9,7 @@ import numpy as np
 from ..engine import BatchLog, simulate_shared
 from ..replica import BatchReplica, ContinuousReplica, LlmRequests, LlmStaticReplica
 from ..replica.priority import PriorityBatchReplica
+from ..replica.waiting import ClassWaiting
 from ..replica.llm_log import LlmLog, merge_steps
 from ..replica.llm_static import StaticRun, simulate_static_shared
 from ..rng import component_rng
@@ -133,8 +134,11 @@ def _replica_log(replicas: list, arrivals: np.ndarray, limited: bool) -> BatchLo
 
 
 def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, output_tokens, seed: int,
-                  replication: int, coalesce: bool = True, max_waiting: Optional[int] = None) -> LlmLog:
-    """Runs LLM replicas (continuous or llm_static) behind `router`; returns the fleet's LlmLog."""
+                  replication: int, coalesce: bool = True, max_waiting: Optional[int] = None,
+                  level: Optional[list] = None, levels: int = 1, client_timeout_s: Optional[float] = None) -> LlmLog:
+    """Runs LLM replicas (continuous or llm_static) behind `router`; returns the fleet's LlmLog. Continuous
+    replicas admit by priority level (`level[sid]`, 0 highest, `levels` distinct) and drop requests whose
+    client gave up after `client_timeout_s` waiting for admission."""
     per = _per_replica(groups)
     static = per[0].batching.policy == "llm_static"
     arr = np.asarray(arrival_s, float)
@@ -155,10 +159,17 @@ def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, 
     reqs = LlmRequests(arr, prompt_tokens, output_tokens)
     token_aware = router.policy == "least_outstanding_tokens"
     mean_out = float(np.mean(output_tokens)) if len(output_tokens) else 0.0
-    shared = deque() if router.policy == "shared_queue" else None
-    replicas = [ContinuousReplica(i, g.batching, g.cost_model, reqs, out, waiting=shared, track_tokens=token_aware,
-                                  mean_output=mean_out, oracle=getattr(router, "oracle", False))
+    classed = levels > 1 or client_timeout_s is not None
+
+    def queue():
+        return ClassWaiting(reqs, level, levels, client_timeout_s) if classed else deque()
+    shared = queue() if router.policy == "shared_queue" else None
+    replicas = [ContinuousReplica(i, g.batching, g.cost_model, reqs, out, waiting=shared if shared is not None else queue(),
+                                  track_tokens=token_aware, mean_output=mean_out, oracle=getattr(router, "oracle", False))
                 for i, g in enumerate(per)]
+    if classed and shared is None:
+        for r in replicas:
+            r.waiting.on_expire = r.expired
     for r in replicas:
         r.coalesce = coalesce
         r.max_waiting = max_waiting
@@ -177,10 +188,14 @@ def _route(router, replicas, out, rng, arr: np.ndarray) -> np.ndarray:
         # counts and outstanding tokens are read without touching a run of decode steps; KV use needs its blocks
         runs = [r for r in replicas if hasattr(r, "sync")] if router.reads_kv else []
 
+        expiring = [r for r in replicas if getattr(r, "expiring", False)]
+
         def record(sid, a):
             for r in runs:  # the router reads every replica as of the arrival instant
                 if r.in_run:
                     r.sync(a)
+            for r in expiring:  # ... after the clients who gave up by then have left its queue
+                r.waiting.expire(a)
             routed[sid] = i = choose(sid, a)
             return i
         Fleet(replicas, record).run(arr.tolist())
@@ -207,6 +222,8 @@ def _continuous_log(reqs: LlmRequests, replicas: list, per: list, assign) -> Llm
     log.step_count = s["n"]
     log.step_kv_peak = s["peak"]
     log.rejected = np.asarray(reqs.rejected, bool)
+    log.timed_out = np.asarray(reqs.timed_out, bool)
+    log.admitted_s = np.asarray(reqs.admitted_s, float)
     return log
 
 

@@ -154,6 +154,8 @@ def run_shared_llm(replicas: list, waiting, reqs, arrival_s) -> None:
         if not fits_any[sid]:
             reqs.refused[sid] = True
             continue
+        if replicas[0].expiring:
+            waiting.expire(a)
         cap = replicas[0].max_waiting
         if cap is not None and len(waiting) >= cap:
             reqs.rejected[sid] = True  # the shared waiting queue is full

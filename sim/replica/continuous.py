@@ -54,6 +54,8 @@ class LlmRequests:
         self.replica = [-1] * n    # the replica that last held it
         self.refused = [False] * n
         self.rejected = [False] * n  # turned away by a full waiting queue (server.queue.max_waiting)
+        self.timed_out = [False] * n  # the client gave up waiting for admission (workload.client_timeout_ms)
+        self.admitted_s = [nan] * n  # when it was first admitted (its prefill began)
         self.below = [False] * n   # token-aware routing: still under the mean output length
 
 
@@ -78,6 +80,8 @@ class ContinuousReplica:
         self.fits = policy.fits(reqs.prompt, reqs.out).tolist()
         self.kv = KvCache(policy.kv_blocks, policy.block_size)
         self.waiting: deque = deque() if waiting is None else waiting
+        # priorities or client timeouts: sim.replica.waiting.ClassWaiting; expire() drops those who gave up
+        self.expiring = getattr(self.waiting, "timeout_s", None) is not None
         self.prefilling: list[int] = []
         self.admitted: list[int] = []  # admission order, for last-in-first-out preemption
         self.dec_heap: list = []       # (decode step of the last token, epoch, sid)
@@ -172,6 +176,8 @@ class ContinuousReplica:
         if not self.fits[sid]:
             r.refused[sid] = True
             return False
+        if self.expiring:
+            self.waiting.expire(r.arrival[sid])
         if self.max_waiting is not None and len(self.waiting) >= self.max_waiting:
             r.rejected[sid] = True
             return False
@@ -182,6 +188,13 @@ class ContinuousReplica:
             self.pend_prefill += r.prompt[sid]
             self.rem_fixed += self._est(sid)
         return True
+
+    def expired(self, sid: int) -> None:
+        """Takes a request whose client gave up while it waited here out of the counts routers read."""
+        self.out.dec(self.index)
+        if self.track:
+            self.pend_prefill -= self.r.prompt[sid]
+            self.rem_fixed -= self._est(sid)
 
     def accept(self, sid: int, arrival_s: float, push) -> None:
         if not self.admit_arrival(sid):
@@ -223,6 +236,8 @@ class ContinuousReplica:
     # ---- one engine step ----
     def _start_step(self, t: float) -> Optional[float]:
         self.now = t
+        if self.expiring:
+            self.waiting.expire(t)
         while True:
             if not self.waiting and not self.prefilling and self.n_dec == 0:
                 return None
@@ -560,6 +575,8 @@ class ContinuousReplica:
             if grow > kv.free:
                 break  # no KV room: wait for sequences to finish
             waiting.popleft()
+            if r.admitted_s[sid] != r.admitted_s[sid]:
+                r.admitted_s[sid] = self.now
             target[sid] = need
             done[sid] = c
             blocks[sid] = grow

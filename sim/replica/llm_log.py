@@ -38,6 +38,9 @@ class LlmLog:
     step_count: Optional[np.ndarray] = None  # per row: engine steps it stands for (a run of decode steps; else 1)
     step_kv_peak: Optional[np.ndarray] = None  # per row: the most KV tokens held during it
     rejected: Optional[np.ndarray] = None    # per request: turned away by a full waiting queue
+    timed_out: Optional[np.ndarray] = None   # per request: its client gave up waiting for admission
+    classes: Optional[np.ndarray] = None     # per request: its class (workload.classes)
+    admitted_s: Optional[np.ndarray] = None  # per request: first admission, its prefill's start (continuous)
 
     @property
     def steps(self) -> np.ndarray:
