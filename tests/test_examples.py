@@ -43,3 +43,26 @@ def test_vision_story_dynamic_beats_none_and_static_on_p99():
         s = sim.run(sim.load_scenario(ROOT / f"scenarios/vision-{pol}.yaml", ["requests=30000"])).summary
         p99[pol] = s["latency_s"]["p99"]
     assert p99["dynamic"] < p99["none"] and p99["dynamic"] < p99["static"]
+
+
+def test_perf_analyzer_story_saturates_at_capacity():
+    out = {}
+    for n in (1, 8, 32, 64):
+        s = sim.run(sim.load_scenario(ROOT / "scenarios/vision-perf-analyzer.yaml",
+                                      [f"workload.clients.count={n}", "requests=5000", "outputs.plots=false"])).summary
+        out[n] = s
+    cap = 32 / 0.010
+    assert out[1]["throughput_rps"] < out[8]["throughput_rps"] < out[32]["throughput_rps"]
+    assert out[32]["throughput_rps"] == pytest.approx(cap, rel=0.03) and out[64]["throughput_rps"] == pytest.approx(cap, rel=0.03)
+    # past saturation every extra client only queues: latency doubles from 32 to 64 clients
+    assert out[64]["latency_s"]["p50"] == pytest.approx(2 * out[32]["latency_s"]["p50"], rel=1e-9)
+    assert all(s["closed_loop"]["law_rel_error"] < 0.01 for s in out.values())
+
+
+def test_priority_story_protects_the_interactive_class():
+    over = ["duration_s=3600", "warmup_s=60", "workload.arrival.peak_at_s=1800", "outputs.plots=false"]
+    path = ROOT / "scenarios/vision-priority-diurnal.yaml"
+    prio = sim.run(sim.load_scenario(path, over)).summary["classes"]
+    fifo = sim.run(sim.load_scenario(path, over + ["workload.classes.1.priority=1"])).summary["classes"]
+    assert prio["interactive"]["latency_s"]["p99"] < fifo["interactive"]["latency_s"]["p99"]
+    assert prio["interactive"]["rejected"]["count"] <= fifo["interactive"]["rejected"]["count"]
