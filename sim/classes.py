@@ -74,7 +74,7 @@ def class_sections(classes, reps: list[dict], slo_of: Callable[[object], dict]) 
             vals = [v[np.isfinite(v)] for v in full[key]]
             sec[key] = with_ci(vals) if sum(v.size for v in vals) else None
         targets = slo_of(klass)
-        if targets and n:
+        if targets:
             sec.update(_class_slo(targets, sec, full, keys[0]))
         out[klass.name] = sec
     return out
@@ -89,9 +89,13 @@ def _class_slo(targets: dict, sec: dict, full: dict, served_key: str) -> dict:
     for key, by_q in targets.items():
         for q, ms in by_q.items():
             stats = sec.get(key)
-            if stats is None or stats[q] != stats[q]:
-                continue
             name = q if key == "latency_s" else f"{key.removesuffix('_s')}_{q}"
+            if stats is None or stats[q] != stats[q]:
+                # no value: nobody was served (a miss), or no answer had a second token (TPOT: nothing to miss)
+                none_served = sec[served_key] is None
+                checks[name] = {"target_ms": ms, "achieved_ms": None, "met": not none_served,
+                                "verdict": "missed" if none_served else "n/a"}
+                continue
             checks[name] = slo_verdict(ms, stats[q], stats["ci95"].get(q))
         top = max(by_q, key=lambda q: -1 if q == "mean" else int(q[1:]))
         limits[key] = by_q[top] / 1000

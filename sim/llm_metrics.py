@@ -285,7 +285,7 @@ def _class_rep(r: _LlmRep, n_classes: int) -> dict:
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(ok & (out > 1), (e2e - ttft) / (out - 1), np.nan)
     return {"cls": log.classes[m], "values": {"e2e_s": e2e, "ttft_s": ttft, "tpot_s": tpot},
-            "rejected": r.turned[m] | log.refused[m], "timed_out": r.gave_up[m],
+            "rejected": r.turned[m], "timed_out": r.gave_up[m],
             "completed": np.bincount(log.classes[r.done_in_window], minlength=n_classes), "span_s": r.span_s}
 
 

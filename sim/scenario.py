@@ -405,6 +405,11 @@ def _check_workload_source(scenario: Scenario) -> list[tuple[str, str]]:
         problems.append(("server.router.policy", "closed-loop clients with several replicas need queues of their own "
                          "(round_robin, join_shortest_queue, power_of_two, random); one queue shared by several "
                          "replicas is simulated for open-loop arrivals only"))
+    think = wl.clients.think_time_ms
+    if srv.queue.max_queue_size is not None and getattr(think, "dist", "") == "fixed" and think.value_ms == 0:
+        problems.append(("workload.clients.think_time_ms", "with server.queue.max_queue_size a rejected client "
+                         "sends again after its think time: give one above 0 ms (with 0 it would retry at the same "
+                         "instant forever)"))
     if srv.queue.timeout_ms is not None:
         problems.append(("server.queue.timeout_ms", "closed-loop clients with queue timeouts are not simulated; "
                          "use max_queue_size (a rejected client thinks and sends again)"))
@@ -766,6 +771,10 @@ def _model_at(loc: list, raw: Any) -> Optional[type[BaseModel]]:
     cls: Any = Scenario
     node = raw
     for part in loc:
+        if isinstance(part, int) and get_origin(cls) is list:  # an item of a list (server.groups.0, classes.1)
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            cls = _pick(get_args(cls)[0], node)
+            continue
         if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or part not in cls.model_fields:
             return None
         node = node.get(part) if isinstance(node, dict) else None
@@ -782,6 +791,8 @@ def _pick(ann: Any, node: Any) -> Any:
         members = [a for a in get_args(ann) if a is not type(None)]
         for m in members:
             m = _pick(m, node)
+            if get_origin(m) is list:  # Optional[list[Model]]: _model_at steps into the item
+                return m
             if isinstance(m, type) and issubclass(m, BaseModel):
                 tag = next((t for t in _TAGS if t in m.model_fields), None)
                 if tag is None or (isinstance(node, dict) and node.get(tag) == m.model_fields[tag].default):

@@ -118,6 +118,46 @@ def test_a_prioritised_queue_with_everyone_in_one_level_is_fcfs(policy):
         assert np.array_equal(getattr(fcfs, key), getattr(one_level, key)), key
 
 
+def test_a_same_instant_higher_priority_arrival_takes_the_place_and_the_limit_holds():
+    from sim.fleet.build import _batch_replicas
+    from sim.fleet.fleet import Fleet
+    from sim.fleet.routers import SharedQueue
+
+    s = prioritised(100.0, requests=10, server={"batching": {"policy": "none"}, "queue": {"max_queue_size": 0}})
+    g = s.fleet_groups[0]
+    spec = (g.batching.rule(g.cost_model.batch_limit()), g.cost_model)
+    out = SharedQueue().counts(1)
+    (r,) = _batch_replicas([spec], out, 0, 0, 0, None, [1, 0, 0], 2)
+    Fleet([r], lambda sid, a: 0).run([0.0, 0.0, 0.0])
+    # the high-priority request 1 is served; 0 lost its place at that instant and 2 found the level full
+    assert r.served == [1] and sorted(r.rejected) == [0, 2]
+    assert out.n[0] == 0
+
+
+def test_a_class_nobody_served_misses_its_slo():
+    s = sim.validate(scenario_dict(
+        requests=400, workload={"arrival": {"process": "poisson", "rate_rps": 2},
+                                "prompt_tokens": {"dist": "fixed", "value": 100},
+                                "output_tokens": {"dist": "fixed", "value": 20},
+                                "classes": [{"name": "small", "share": 0.5},
+                                            {"name": "huge", "share": 0.5, "prompt_tokens": {"dist": "fixed", "value": 9000}}]},
+        cost_model={"kind": "llm", "base_ms": 10.0, "prefill_token_ms": 0.05, "decode_seq_ms": 0.05},
+        server={"batching": {"policy": "continuous", "max_num_seqs": 8, "max_num_batched_tokens": 16384,
+                             "kv_cache_tokens": 4000}},
+        slo={"ttft_p99_ms": 1000}))
+    c = sim.run(s).summary["classes"]
+    assert c["huge"]["requests"] == 0 and c["huge"]["slo_attainment"] == 0 and c["huge"]["slo"]["met"] is False
+    assert c["huge"]["rejected"]["count"] == 0 and c["huge"]["unserved"] > 0  # refused, not turned away by a limit
+    assert c["small"]["slo_attainment"] == 1
+
+
+def test_an_unknown_class_key_lists_the_allowed_ones(write_yaml):
+    raw = scenario_dict(workload={"arrival": {"process": "poisson", "rate_rps": 10},
+                                  "classes": [{"name": "a", "share": 1, "bogus": 1}]})
+    proc = run_cli("check", write_yaml(raw))
+    assert proc.returncode == 2 and "workload.classes.0.bogus" in proc.stderr and "priority" in proc.stderr, proc.stderr
+
+
 @pytest.mark.parametrize("classes,server,key,text", [
     ([{"name": "a", "share": 0.5}, {"name": "b", "share": 0.4}], None, "workload.classes", "sum to 0.9"),
     ([], None, "workload.classes", "is empty"),

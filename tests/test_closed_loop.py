@@ -123,6 +123,8 @@ def test_duration_bounds_the_sending():
      "server.batching.max_batch_size", "never fill"),
     ({"workload": {"clients": {"count": 4}}, "server": {"queue": {"timeout_ms": 5}}}, "server.queue.timeout_ms",
      "not simulated"),
+    ({"workload": {"clients": {"count": 4}}, "server": {"queue": {"max_queue_size": 1}}},
+     "workload.clients.think_time_ms", "retry at the same instant"),
 ])
 def test_bad_closed_loop_input(write_yaml, change, key, text):
     raw = scenario_dict(**change)
@@ -130,3 +132,10 @@ def test_bad_closed_loop_input(write_yaml, change, key, text):
     assert proc.returncode == 2, proc.stderr
     assert f": {key}: " in proc.stderr and text in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_plan_refuses_a_closed_loop_with_the_sweep_to_run(write_yaml, tmp_path):
+    raw = scenario_dict(workload={"clients": {"count": 4}}, slo={"latency_p99_ms": 20})
+    proc = run_cli("plan", write_yaml(raw), "--out", str(tmp_path / "p"))
+    assert proc.returncode == 2 and ": workload.clients: " in proc.stderr and "--grid workload.clients.count" in proc.stderr
+    assert not (tmp_path / "p").exists()

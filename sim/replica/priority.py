@@ -84,6 +84,21 @@ class PriorityBatchReplica(BatchReplica):
                 return in_level + 1 - taken > self.max_queue
         return in_level >= self.max_queue
 
+    def _turn_away_excess(self, t: float) -> None:
+        """A request admitted at t because the batch starting at t would take it may have lost its place to a
+        higher-priority arrival of the same instant: past its level's limit now, it is turned away at t, the
+        newest first (what an FCFS queue would have rejected on arrival)."""
+        for lv in range(len(self.qa)):
+            qa, qi = self.qa[lv], self.qi[lv]
+            while len(qa) - self.qh[lv] > self.max_queue and qa[-1] == t:
+                qa.pop()
+                sid = qi.pop()
+                self.waiting -= 1
+                self.out.dec(self.index)
+                self.rejected.append(sid)
+                if self.notify is not None:
+                    self.notify((sid,), t)
+
     def _schedule(self, push) -> None:
         if not self.waiting:
             return
@@ -113,6 +128,8 @@ class PriorityBatchReplica(BatchReplica):
                 if not left:
                     break
         self.waiting -= k
+        if self.max_queue is not None:
+            self._turn_away_excess(t)
         self.inflight = k
         self.sizes.append(k)
         self.dispatch.append(t)

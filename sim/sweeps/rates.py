@@ -12,7 +12,7 @@ def rate_key(scenario, source: str) -> tuple[str, float, float]:
     arr = scenario.workload.arrival
     if arr is None:
         raise ScenarioError(source, "workload.clients", "closed-loop clients have no arrival rate to scale: sweep "
-                            "workload.clients.count with `servesim sweep` (grid: {workload.clients.count: [...]})")
+                            "workload.clients.count instead: servesim sweep SCENARIO --grid workload.clients.count=1,2,4,8 --out DIR")
     fields = type(arr).model_fields
     if "rate_rps" in fields:
         return "workload.arrival.rate_rps", float(arr.rate_rps), float(arr.rate_rps)
