@@ -31,65 +31,90 @@ class Clients(StrictModel):
 
 
 class ClientLoop:
-    """Issues the requests of `clients` in time order: `next_time()` is when the next one is sent (inf:
-    none is due, or the run is over), `pop()` sends it and returns (request id, time), `done(ids, t)`
-    ends those requests' cycles at t (answered, rejected or given up), after which each client thinks
-    and sends again. The run stops issuing after `requests` requests, or at `until_s`."""
+    """Issues the requests of `clients` in the order they reach the batcher: `next_time()` is when the next
+    one does (inf: none is due, or the run is over), `pop()` hands it over and returns (request id, time),
+    `done(ids, t, answered)` ends those requests' cycles: answered by the GPU at t (then through the
+    postprocess pool and the pipeline latency, `stages`), or rejected at t. Each client then thinks and
+    sends again. With a preprocess pool a request reaches the batcher when it leaves the pool; sends are
+    put through the pool in time order, and a request is handed over only once no earlier send could still
+    overtake it. The run stops sending after `requests` requests, or at `until_s`."""
 
     def __init__(self, clients: Clients, rng: np.random.Generator, requests: Optional[int] = None,
-                 until_s: Optional[float] = None, classes=None):
+                 until_s: Optional[float] = None, classes=None, stages=None):
         n = clients.count
-        self.heap = [(i * clients.ramp_up_s / n, i) for i in range(n)]
-        heapify(self.heap)
+        self.sends = [(i * clients.ramp_up_s / n, i) for i in range(n)]  # (send time, client)
+        heapify(self.sends)
+        self.ready: list = []  # (time it reaches the batcher, sequence, client, send time, preprocess wait)
+        self.seq = 0
         self.think = Sampler(clients.think_time_ms, rng)
         self.limit = requests if requests is not None else math.inf
         self.until = until_s if until_s is not None else math.inf
-        self.arrival: list[float] = []   # per request id, in time order
+        self.stages = stages
+        self.pre = stages.pre if stages is not None else None
+        self.arrival: list[float] = []   # per request id: when it reached the batcher (time order)
+        self.sent: list[float] = []      # when its client sent it
+        self.pre_wait: list[float] = []
         self.client: list[int] = []
         self.think_s: list[float] = []   # the think time after each request's cycle (NaN: cycle not ended)
-        self.cycle_end: list[float] = []
-        self.classes = classes  # sim.classes.ClassDraws or None: each request's class, drawn as it is sent
+        self.cycle_end: list[float] = []  # when the client had the answer (or the rejection)
+        self.post_wait: list[float] = []
+        self.classes = classes  # sim.classes.ClassDraws or None: each request's class, drawn as it is handed over
         self.level = classes.level if classes is not None else None  # priority level per request id
 
+    def _release_sends(self) -> None:
+        """Puts every send that could reach the batcher before the earliest ready request through the pool."""
+        sends, ready = self.sends, self.ready
+        while sends and self.seq < self.limit and sends[0][0] < self.until and (not ready or sends[0][0] <= ready[0][0]):
+            a, c = heappop(sends)
+            b, wait = self.pre.serve(a) if self.pre is not None else (a, 0.0)
+            heappush(ready, (b, self.seq, c, a, wait))
+            self.seq += 1
+
     def next_time(self) -> float:
-        if not self.heap or len(self.arrival) >= self.limit:
-            return math.inf
-        t = self.heap[0][0]
-        return t if t < self.until else math.inf
+        self._release_sends()
+        return self.ready[0][0] if self.ready else math.inf
 
     def pop(self) -> tuple[int, float]:
-        t, c = heappop(self.heap)
+        b, _, c, a, wait = heappop(self.ready)
         sid = len(self.arrival)
-        self.arrival.append(t)
+        self.arrival.append(b)
+        self.sent.append(a)
+        self.pre_wait.append(wait)
         self.client.append(c)
         self.think_s.append(math.nan)
         self.cycle_end.append(math.nan)
+        self.post_wait.append(math.nan)
         if self.classes is not None and sid >= len(self.level):
             self.classes.upto(sid + 1)
-        return sid, t
+        return sid, b
 
-    def done(self, ids, t: float) -> None:
-        think, heap, client = self.think, self.heap, self.client
+    def done(self, ids, t: float, answered: bool = True) -> None:
+        think, sends, client = self.think, self.sends, self.client
         for sid in ids:
+            end, wait = self.stages.answer(t) if answered and self.stages is not None else (t, math.nan)
             z = think()
             self.think_s[sid] = z
-            self.cycle_end[sid] = t
-            heappush(heap, (t + z, client[sid]))
+            self.cycle_end[sid] = end
+            self.post_wait[sid] = wait
+            heappush(sends, (end + z, client[sid]))
 
     def columns(self) -> dict:
-        """Returns numpy columns per request: arrival_s, client, think_s (after its cycle), cycle_end_s, and
-        class (None without classes)."""
+        """Returns numpy columns per request id: arrival_s (at the batcher), sent_s, pre_wait_s, client, think_s
+        (after its cycle), cycle_end_s, post_wait_s, and class (None without classes)."""
         n = len(self.arrival)
-        return {"arrival_s": np.asarray(self.arrival, float), "client": np.asarray(self.client, np.int32),
+        return {"arrival_s": np.asarray(self.arrival, float), "sent_s": np.asarray(self.sent, float),
+                "pre_wait_s": np.asarray(self.pre_wait, float), "client": np.asarray(self.client, np.int32),
                 "think_s": np.asarray(self.think_s, float), "cycle_end_s": np.asarray(self.cycle_end, float),
+                "post_wait_s": np.asarray(self.post_wait, float),
                 "class": self.classes.upto(n) if self.classes is not None else None}
 
 
 def law_check(clients: Clients, runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], warmup_s: float) -> dict:
     """Returns the interactive response-time law check over the measured window of each replication.
 
-    `runs` holds (arrival_s, cycle_end_s, think_s) per replication. A cycle is a request sent at or after
-    warmup_s and before the last request was sent: X = cycles / window (rejected and timed-out cycles
+    `runs` holds (sent_s, cycle_end_s, think_s) per replication (sent_s sorted: without a preprocess pool
+    requests reach the batcher in the order they were sent; with one, sort). A cycle is a request sent at or
+    after warmup_s and before the last request was sent: X = cycles / window (rejected and timed-out cycles
     included), R their mean response time (send to answer or rejection), Z their mean realised think time.
     N = X (R + Z) holds up to edge effects of about one cycle per client over the window, so the relative
     error shrinks like clients / cycles."""
@@ -98,6 +123,8 @@ def law_check(clients: Clients, runs: list[tuple[np.ndarray, np.ndarray, np.ndar
     for arrival, end, think in runs:
         if arrival.size < 2:
             continue
+        order = np.argsort(arrival, kind="stable")
+        arrival, end, think = arrival[order], end[order], think[order]
         t0 = warmup_s if warmup_s > 0 else float(arrival[0])
         t1 = float(arrival[-1])
         sel = (arrival >= t0) & (arrival < t1) & np.isfinite(end)

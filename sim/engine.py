@@ -45,6 +45,9 @@ class BatchLog:
     timed_out: Optional[np.ndarray] = None  # bool per request: left the queue unserved after the timeout
     clients: Optional[dict] = None  # closed loop: per request client, think_s, cycle_end_s (sim.clients)
     classes: Optional[np.ndarray] = None  # class index per request (workload.classes)
+    # server stages (sim.stages): per request sent_s (by the client; arrival_s is when it reached the batcher),
+    # pre_wait_s, answered_s (NaN: not answered) and post_wait_s
+    stages: Optional[dict] = None
 
     def request_batch(self) -> np.ndarray:
         """Returns, per request in arrival order, the index of the batch that served it (-1: never served)."""
@@ -57,6 +60,14 @@ class BatchLog:
         else:
             batch[self.order] = of
         return batch
+
+    def request_times(self, key: str) -> np.ndarray:
+        """Returns per request, in arrival order, the dispatch_s or completion_s of its batch (NaN: never served)."""
+        batch = self.request_batch()
+        ok = batch >= 0
+        out = np.full(batch.size, np.nan)
+        out[ok] = getattr(self, key)[batch[ok]]
+        return out
 
     @property
     def served(self) -> int:

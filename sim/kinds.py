@@ -46,19 +46,38 @@ class BatchKind(EngineKind):
 
     def simulate(self, scenario, workload, replication):
         from .fleet.build import run_batch_closed, run_batch_fleet
+        from .stages import Stages, has_stages
 
+        srv, wl = scenario.server, scenario.workload
         if workload.clients is not None:
-            log = run_batch_closed(scenario.fleet_groups, scenario.server.router, workload.clients, scenario.seed,
-                                   replication, scenario.server.queue.max_queue_size, scenario.workload.priority_levels)
-            cols = workload.clients.columns()
-            log.clients = {k: cols[k] for k in ("client", "think_s", "cycle_end_s")}
+            src = workload.clients
+            log = run_batch_closed(scenario.fleet_groups, srv.router, src, scenario.seed, replication,
+                                   srv.queue.max_queue_size, wl.priority_levels)
+            cols = src.columns()
+            log.clients = {k: cols[k] for k in ("client", "sent_s", "think_s", "cycle_end_s")}
             log.classes = cols["class"]
+            if src.stages is not None:
+                answered = np.where(np.isfinite(log.request_times("completion_s")), cols["cycle_end_s"], np.nan)
+                log.stages = {"sent_s": cols["sent_s"], "pre_wait_s": cols["pre_wait_s"], "answered_s": answered,
+                              "post_wait_s": cols["post_wait_s"]}
             return log
-        log = run_batch_fleet(scenario.fleet_groups, scenario.server.router, workload.arrival_s, scenario.seed,
-                              replication, scenario.server.queue.max_queue_size,
-                              None if scenario.server.queue.timeout_ms is None else scenario.server.queue.timeout_ms / 1000,
-                              workload.levels, scenario.workload.priority_levels)
-        log.classes = workload.classes
+        stages = Stages(srv, scenario.seed, replication) if has_stages(srv) else None
+        a = workload.arrival_s
+        perm, b = None, a
+        if stages is not None and stages.pre is not None:
+            b, pre_wait = stages.pre.run(a)
+            perm = np.argsort(b, kind="stable")  # several workers may finish out of order
+            b = b[perm]
+        levels = workload.levels if perm is None or workload.levels is None else [workload.levels[i] for i in perm]
+        log = run_batch_fleet(scenario.fleet_groups, srv.router, b, scenario.seed, replication, srv.queue.max_queue_size,
+                              None if srv.queue.timeout_ms is None else srv.queue.timeout_ms / 1000, levels,
+                              wl.priority_levels, srv.instances_per_gpu, srv.instance_contention)
+        log.classes = workload.classes if perm is None or workload.classes is None else workload.classes[perm]
+        if stages is not None:
+            answered, post_wait = stages.answers(log.request_times("completion_s"))
+            log.stages = {"sent_s": a[perm] if perm is not None else a,
+                          "pre_wait_s": pre_wait[perm] if perm is not None else np.zeros(a.size),
+                          "answered_s": answered, "post_wait_s": post_wait}
         return log
 
     def summarize(self, scenario, logs, source):

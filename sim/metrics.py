@@ -58,6 +58,13 @@ def request_columns(log: BatchLog, replication: int = 0, groups=None, class_name
     }
     if groups is not None:
         cols["group"] = group_column(groups, replica)
+    st = log.stages
+    if st is not None:  # sim.stages: the client's send and answer around the batcher's arrival and completion
+        cols["sent_s"] = st["sent_s"]
+        cols["preprocess_s"] = log.arrival_s - st["sent_s"]
+        cols["answered_s"] = st["answered_s"]
+        cols["postprocess_s"] = st["answered_s"] - completion
+        cols["latency_s"] = st["answered_s"] - st["sent_s"]
     if class_names is not None and log.classes is not None:
         cols["class"] = pd.Categorical.from_codes(log.classes.astype(np.int64), categories=class_names)
     if log.rejected is not None:
@@ -84,7 +91,7 @@ class _Rep:
     arrival, while traffic flows: the drain after the last arrival (a final partial batch waiting out a
     long queue delay, say) would otherwise dilute them."""
 
-    def __init__(self, log: BatchLog, warmup_s: float, replicas: int):
+    def __init__(self, log: BatchLog, warmup_s: float, replicas: int, instances: int = 1):
         self.log = log
         a_all = log.arrival_s
         first = self._first = int(np.searchsorted(a_all, warmup_s, side="left"))
@@ -108,6 +115,12 @@ class _Rep:
             self._mb, self._served = mb, served
         self.latency = log.completion_s[idx] - self.arrival
         self.wait = log.dispatch_s[idx] - self.arrival
+        st = log.stages
+        if st is not None:  # latency runs from the client's send to its answer (sim.stages); wait is the batcher's
+            ids = (np.arange(first, log.served) if log.order is None else first + np.flatnonzero(self._served))
+            self.latency = st["answered_s"][ids] - st["sent_s"][ids]
+            self.departure = st["answered_s"].copy()
+            self.stage_ids = ids
         self.n = self.arrival.size
         # measured requests turned away by a full queue, and those that never formed a batch (static, no timeout)
         self.rejected = int(log.rejected[first:].sum()) if log.rejected is not None else 0
@@ -118,7 +131,7 @@ class _Rep:
                          else slice(None))
         self.start_s = warmup_s if warmup_s > 0 else (float(a_all[0]) if a_all.size else 0.0)
         last_arrival = float(a_all[-1]) if a_all.size else self.start_s
-        last_done = float((self.arrival + self.latency).max()) if self.n else self.start_s
+        last_done = float(np.nanmax(self.departure)) if self.n else self.start_s
         # one request, or all at one instant: no window of flowing traffic, so rates run to the last completion
         self.end_s = last_arrival if last_arrival > self.start_s else last_done
         self.span_s = max(self.end_s - self.start_s, 1e-300)
@@ -126,7 +139,8 @@ class _Rep:
         self.batch_sizes = log.size[log.dispatch_s >= warmup_s]
         d = np.clip(log.dispatch_s, self.start_s, self.end_s)
         c = np.clip(log.completion_s, self.start_s, self.end_s)
-        self.busy_per_replica = np.bincount(log.replica, weights=c - d, minlength=replicas)
+        # with several instances per GPU their steps overlap: a replica's busy share is per instance
+        self.busy_per_replica = np.bincount(log.replica, weights=c - d, minlength=replicas) / instances
         self.busy_s = float(self.busy_per_replica.sum())
         self.utilization = self.busy_s / (replicas * self.span_s)
         done = (log.completion_s >= self.start_s) & (log.completion_s <= self.end_s)
@@ -164,11 +178,12 @@ class _Rep:
 def littles_law(rep: _Rep) -> dict[str, float]:
     """Checks L = lambda W over [start, last arrival] of one replication.
 
-    L is the time-average number in system from the counting processes alone (arrivals in, batch
-    completions out, counted per batch), lambda the arrival rate in the window, and W the mean latency
-    of the measured requests from the per-request records. The two sides are computed independently,
-    so a wrong request-to-batch mapping or a wrong completion time shows up as a mismatch; edge effects
-    make the relative error shrink like W / window.
+    L is the time-average number in system from the counting processes alone (admitted arrivals in, batch
+    completions out, counted per batch; with server stages, each request's answer out), lambda the arrival
+    rate in the window, and W the mean latency of the measured requests from the per-request records. The
+    two sides are computed independently, so a wrong request-to-batch mapping or a wrong completion time
+    shows up as a mismatch; edge effects make the relative error shrink like W / window. Requests turned away
+    or timed out never count as in the system.
     """
     log = rep.log
     a = log.arrival_s
@@ -177,15 +192,20 @@ def littles_law(rep: _Rep) -> dict[str, float]:
     t0, t1 = rep.start_s, float(a[-1])
     if t1 <= t0:
         return {"L": math.nan, "lambda_W": math.nan, "rel_error": math.nan}
+    st = log.stages
+    came = (st["sent_s"] if st is not None else a)[rep.admitted]
     # integral of N(t) over [t0, t1] = integral of A(t) - integral of D(t), each a sum over its jumps
-    ta = np.clip(a, t0, t1)
-    area_in = float((t1 - ta).sum())
-    tc = np.clip(log.completion_s, t0, t1)
-    area_out = float(((t1 - tc) * log.size).sum())
+    area_in = float((t1 - np.clip(came, t0, t1)).sum())
+    if st is None:
+        area_out = float(((t1 - np.clip(log.completion_s, t0, t1)) * log.size).sum())
+    else:
+        left = st["answered_s"][np.isfinite(st["answered_s"])]
+        area_out = float((t1 - np.clip(left, t0, t1)).sum())
     # requests already in system at t0 contribute from t0 on: included by clipping both jump times at t0
     L = (area_in - area_out) / (t1 - t0)
-    in_window = rep.arrival <= t1
-    lam = float(np.count_nonzero((a >= t0) & (a <= t1))) / (t1 - t0)
+    measured_came = st["sent_s"][rep.stage_ids] if st is not None else rep.arrival
+    in_window = measured_came <= t1
+    lam = float(np.count_nonzero((came >= t0) & (came <= t1))) / (t1 - t0)
     W = float(rep.latency[in_window].mean())
     lw = lam * W
     return {"L": L, "lambda_W": lw, "rel_error": abs(L - lw) / lw if lw > 0 else math.nan}
@@ -223,7 +243,7 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
     Raises ScenarioError when nothing could be measured (warm-up past the last arrival, static batches
     that never fill); sim.runner.preflight catches those before simulating."""
     replicas = scenario.total_replicas
-    reps = [_Rep(log, scenario.warmup_s, replicas) for log in logs]
+    reps = [_Rep(log, scenario.warmup_s, replicas, scenario.server.instances_per_gpu) for log in logs]
     n = sum(r.n for r in reps)
     if n == 0:
         raise ScenarioError(source, "server.batching.max_batch_size",
@@ -312,11 +332,13 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
         "confidence": confidence(len(reps)),
         "warnings": warnings,
     }
+    if any(r.log.stages is not None for r in reps):
+        summary["stages"] = _stage_sections(scenario.server, reps)
     if closed:
         from .clients import law_check
 
         summary["closed_loop"] = law_check(scenario.workload.clients, [
-            (r.log.arrival_s, r.log.clients["cycle_end_s"], r.log.clients["think_s"]) for r in reps], scenario.warmup_s)
+            (r.log.clients["sent_s"], r.log.clients["cycle_end_s"], r.log.clients["think_s"]) for r in reps], scenario.warmup_s)
         summary["load_definition"] = LOAD_CLOSED
     elif limited:
         summary["load_definition"] = LOAD_FINITE
@@ -334,6 +356,26 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
     return summary
 
 
+def _stage_sections(server, reps: list[_Rep]) -> dict:
+    """Returns the summary's `stages`: per pool its workers, time in the stage (wait + work) and wait, over the
+    measured served requests; the pipeline latency's realised mean."""
+    out = {}
+    pre = [r.log.arrival_s[r.stage_ids] - r.log.stages["sent_s"][r.stage_ids] for r in reps]
+    pre_wait = [r.log.stages["pre_wait_s"][r.stage_ids] for r in reps]
+    done = [r.log.request_times("completion_s")[r.stage_ids] for r in reps]
+    post = [r.log.stages["answered_s"][r.stage_ids] - d for r, d in zip(reps, done)]
+    post_wait = [r.log.stages["post_wait_s"][r.stage_ids] for r in reps]
+    if server.preprocess is not None:
+        out["preprocess"] = {"workers": server.preprocess.workers, "time_s": with_ci(pre), "wait_s": with_ci(pre_wait)}
+    if server.postprocess is not None:
+        out["postprocess"] = {"workers": server.postprocess.workers, "wait_s": with_ci(post_wait)}
+    if server.postprocess is not None or server.pipeline_latency_ms is not None:
+        out["after_gpu_s"] = with_ci(post)  # postprocess wait and work, then the pipeline latency
+    out["pipeline_latency_ms"] = (server.pipeline_latency_ms.mean_s * 1000 if server.pipeline_latency_ms is not None
+                                  else 0.0)
+    return out
+
+
 def _class_rep(r: _Rep, n_classes: int) -> dict:
     """Returns the per-request arrays of one replication that sim.classes.class_sections reads."""
     log, first = r.log, r._first
@@ -346,7 +388,8 @@ def _class_rep(r: _Rep, n_classes: int) -> dict:
     a = log.arrival_s
     done = (completion >= r.start_s) & (completion <= r.end_s)
     none = np.zeros(a.size - first, bool)
-    return {"cls": log.classes[first:], "values": {"latency_s": (completion - a)[first:], "queue_wait_s": (dispatch - a)[first:]},
+    latency = (completion - a) if log.stages is None else log.stages["answered_s"] - log.stages["sent_s"]
+    return {"cls": log.classes[first:], "values": {"latency_s": latency[first:], "queue_wait_s": (dispatch - a)[first:]},
             "rejected": log.rejected[first:] if log.rejected is not None else none,
             "timed_out": log.timed_out[first:] if log.timed_out is not None else none,
             "completed": np.bincount(log.classes[done], minlength=n_classes), "span_s": r.span_s}

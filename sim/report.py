@@ -259,10 +259,30 @@ def format_summary(summary: dict, batching: str = "") -> str:
                          + (", within the confidence interval: run longer or add replications)" if verdict == "UNCERTAIN" else ")"))
         lines.append(f"  SLO attainment {_num(s.get('slo_attainment'), '.3%')} of requests within the "
                      f"{_txt(s['slo'].get('attainment_target'))} target")
+    lines += _stages(s)
     lines += _classes(s)
     lines += _fleet(s)
     lines += _warnings(s)
     return "\n".join(lines)
+
+
+def _stages(s: dict) -> list[str]:
+    """Returns a line for the time spent outside the GPU (sim.stages)."""
+    st = s.get("stages") if isinstance(s.get("stages"), dict) else None
+    if not st:
+        return []
+    parts = []
+    pre = st.get("preprocess") if isinstance(st.get("preprocess"), dict) else None
+    if pre:
+        parts.append(f"preprocess {_txt(pre.get('workers'))} worker(s): mean {_ms(_stats(pre, 'time_s').get('mean'))} "
+                     f"(waiting {_ms(_stats(pre, 'wait_s').get('mean'))})")
+    post = st.get("postprocess") if isinstance(st.get("postprocess"), dict) else None
+    if post:
+        parts.append(f"postprocess {_txt(post.get('workers'))} worker(s): waiting {_ms(_stats(post, 'wait_s').get('mean'))}")
+    if isinstance(st.get("after_gpu_s"), dict):
+        parts.append(f"after the GPU mean {_ms(_stats(st, 'after_gpu_s').get('mean'))}"
+                     + (f" (pipeline {fmt_duration_ms(st.get('pipeline_latency_ms'))})" if st.get("pipeline_latency_ms") else ""))
+    return ["  stages       " + "; ".join(parts)]
 
 
 def format_llm_summary(s: dict, batching: str = "") -> str:

@@ -94,8 +94,11 @@ def generate_workload(scenario: Scenario, replication: int = 0) -> Workload:
     if wl.clients is not None:
         from .clients import ClientLoop
 
+        from .stages import Stages, has_stages
+
+        stages = Stages(scenario.server, scenario.seed, replication) if has_stages(scenario.server) else None
         return Workload(None, clients=ClientLoop(wl.clients, component_rng(scenario.seed, replication, "workload.clients.think"),
-                                                 scenario.closed_requests(), scenario.duration_s, draws))
+                                                 scenario.closed_requests(), scenario.duration_s, draws, stages))
     arr_rng = component_rng(scenario.seed, replication, "workload.arrival")
     arrivals = wl.arrival.arrival_times_s(arr_rng, **scenario.horizon())
     cls = draws.upto(arrivals.size) if draws is not None else None

@@ -19,12 +19,14 @@ from typing import Annotated, Any, Iterable, Literal, Optional, Union, get_args,
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
 
 from . import arrivals, batching, cost, durations, sizes
 from .fleet import routers
 from .batching.base import MAX_QUEUE_DELAY_MS
 from .clients import Clients
+from .durations import DurationDist, number_is_fixed
+from .stages import Stage
 from .config import StrictModel, load_yaml, read_yaml_mapping
 from .errors import ScenarioError, shown
 
@@ -107,6 +109,22 @@ class Server(StrictModel):
                                           "router, instead of replicas; default: none")
     gpus_per_replica: int = Field(default=1, ge=1, le=1024, description="GPUs one replica uses (prices it; not with "
                                   "groups)")
+    preprocess: Optional[Stage] = Field(default=None, description="CPU workers every request passes before the "
+                                        "batcher (decoding, resizing, tokenizing), first come first served; default: "
+                                        "none")
+    postprocess: Optional[Stage] = Field(default=None, description="CPU workers every answered request passes after "
+                                         "the GPU, in completion order; default: none")
+    pipeline_latency_ms: Optional[DurationDist] = Field(default=None, description="latency that occupies nothing "
+                                                        "(overlapped copies, the network), added to every answer: a "
+                                                        "number of milliseconds or a distribution; default 0")
+    instances_per_gpu: int = Field(default=1, ge=1, le=64, description="model instances on each replica's GPU (Triton's "
+                                   "instance group count), each forming batches from the shared queue; default 1")
+    instance_contention: Optional[list[float]] = Field(default=None, min_length=1, max_length=64, description="how much "
+                                                       "slower a step runs while k instances run at once, one entry per "
+                                                       "k = 1..instances_per_gpu: [1, 1.6, 2.3]; default: k (the GPU's "
+                                                       "throughput is shared)")
+
+    _pipeline_number = field_validator("pipeline_latency_ms", mode="before")(number_is_fixed)
     cost_per_hour: Optional[float] = Field(default=None, ge=0, le=1e6, description="USD per replica-hour; default: "
                                            "gpus_per_replica x the GPU's on-demand price (sim.prices); not with groups")
 
@@ -252,8 +270,11 @@ class Scenario(StrictModel):
     def capacity_rps(self) -> float:
         """Returns the saturated throughput of the whole fleet (all replicas, full batches), requests/s.
         (LLM scenarios estimate theirs from the sampled token counts: sim.llm_metrics.)"""
-        return sum(g.replicas * g.cost_model.capacity_rps(g.batching.rule(g.cost_model.batch_limit()).max_batch_size)
-                   for g in self.fleet_groups)
+        k = self.server.instances_per_gpu
+        # k instances all running slow down by s(k): the GPU does k / s(k) solo steps at once (default s(k) = k)
+        per_gpu = k / self.server.instance_contention[k - 1] if self.server.instance_contention else 1.0
+        return per_gpu * sum(g.replicas * g.cost_model.capacity_rps(g.batching.rule(g.cost_model.batch_limit()).max_batch_size)
+                             for g in self.fleet_groups)
 
 
 def _group_description(g) -> str:
@@ -291,6 +312,7 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
     wl = scenario.workload
     problems += _check_workload_source(scenario)
     problems += _check_classes(scenario)
+    problems += _check_stages(scenario)
     fleet_problems = _check_fleet(scenario)
     problems += fleet_problems
     llm_policy = scenario.is_llm
@@ -382,6 +404,38 @@ def _check_classes(scenario: Scenario) -> list[tuple[str, str]]:
         if llm and not all(p.batching.policy == "continuous" for p in _pairs(scenario)):
             problems.append(("workload.classes", "priorities apply to continuous batching (admission order); "
                              "llm_static batches first come, first served: give every class the same priority"))
+    return problems
+
+
+def _check_stages(scenario: Scenario) -> list[tuple[str, str]]:
+    """Returns problems with server stages and instance groups."""
+    srv, problems = scenario.server, []
+    if scenario.is_llm:
+        for key in ("preprocess", "postprocess", "pipeline_latency_ms"):
+            if getattr(srv, key) is not None:
+                problems.append((f"server.{key}", "applies to request-level batching (none, static, dynamic); LLM "
+                                 "engines' tokenization and streaming are not simulated yet"))
+        if srv.instances_per_gpu > 1:
+            problems.append(("server.instances_per_gpu", "applies to request-level batching; an LLM engine owns its GPU"))
+    elif srv.instances_per_gpu > 1:
+        wl = scenario.workload
+        why = ("a router other than shared_queue" if srv.router.policy != "shared_queue" else
+               "server.queue limits" if srv.queue.max_queue_size is not None or srv.queue.timeout_ms is not None else
+               "closed-loop clients" if wl.clients is not None else
+               "request priorities" if wl.priority_levels > 1 else None)
+        if why:
+            problems.append(("server.instances_per_gpu", f"instances share their model's one queue (Triton's instance "
+                             f"groups); with {why} they are not simulated yet"))
+    if srv.instance_contention is not None:
+        c = srv.instance_contention
+        if srv.instances_per_gpu == 1:
+            problems.append(("server.instance_contention", "needs server.instances_per_gpu above 1"))
+        elif len(c) != srv.instances_per_gpu:
+            problems.append(("server.instance_contention", f"gives {len(c)} slowdowns; give one for each k = 1.."
+                             f"{srv.instances_per_gpu} instances running at once"))
+        elif c[0] != 1 or any(x < 1 for x in c) or any(b < a for a, b in zip(c, c[1:])):
+            problems.append(("server.instance_contention", f"{c}: the slowdown with k instances running must start at "
+                             "1 (one instance alone), never fall below 1 and never fall as k grows"))
     return problems
 
 

@@ -38,13 +38,19 @@ def _batch_replicas(specs: list, out, seed: int, replication: int, max_queue, ti
 
 def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, seed: int, replication: int,
                     max_queue: Optional[int] = None, timeout_s: Optional[float] = None,
-                    level: Optional[list] = None, levels: int = 1) -> BatchLog:
+                    level: Optional[list] = None, levels: int = 1, instances: int = 1,
+                    slowdown: Optional[list] = None) -> BatchLog:
     """Runs request-level replicas behind `router`; returns the BatchLog (with `order` and `routed` when
     replicas have queues of their own). `level[sid]` is each request's priority level (0: highest) when the
     request classes have `levels` > 1 distinct priorities."""
     per = _per_replica(groups)
     specs = [(g.batching.rule(g.cost_model.batch_limit()), g.cost_model) for g in per]
     limited = max_queue is not None or timeout_s is not None or levels > 1
+    if instances > 1:  # instance groups behind the shared queue (scenario.check refuses the rest)
+        from ..instances import simulate_instances
+
+        return simulate_instances(specs, instances, slowdown or [float(k) for k in range(1, instances + 1)], arrival_s,
+                                  noise_rng=component_rng(seed, replication, "cost_model.noise"))
     if router.policy == "shared_queue" and not limited:
         return simulate_shared(specs, arrival_s, noise_rng=component_rng(seed, replication, "cost_model.noise"))
     arrivals = np.ascontiguousarray(arrival_s, dtype=float)

@@ -44,7 +44,7 @@ class PriorityBatchReplica(BatchReplica):
         if self.max_queue is not None and self._full_level(arrival_s, lv):
             self.rejected.append(sid)
             if self.notify is not None:
-                self.notify((sid,), arrival_s)
+                self.notify((sid,), arrival_s, False)
             return
         self.qa[lv].append(arrival_s)
         self.qi[lv].append(sid)
@@ -97,7 +97,7 @@ class PriorityBatchReplica(BatchReplica):
                 self.out.dec(self.index)
                 self.rejected.append(sid)
                 if self.notify is not None:
-                    self.notify((sid,), t)
+                    self.notify((sid,), t, False)
 
     def _schedule(self, push) -> None:
         if not self.waiting:

@@ -25,7 +25,7 @@ class QueuedReplica:
         self.rejected: list[int] = []
         self.timed_out: list[int] = []
         self.served: list[int] = []  # request ids in the order batches took them
-        self.notify = None  # closed loop: notify(ids, t) when requests finish or are rejected at t
+        self.notify = None  # closed loop: notify(ids, t, answered) when requests finish (True) or are rejected at t
         self.rule = rule
         self.out = out          # the fleet's outstanding counts; this replica owns out[index]
         self.arr: list[float] = []
@@ -46,7 +46,7 @@ class QueuedReplica:
         if self.max_queue is not None and self._full(arrival_s):
             self.rejected.append(sid)
             if self.notify is not None:
-                self.notify((sid,), arrival_s)
+                self.notify((sid,), arrival_s, False)
             return
         self.arr.append(arrival_s)
         self.ids.append(sid)
@@ -101,7 +101,7 @@ class QueuedReplica:
         """Completes the running batch (DONE) or starts the next one (START; stale starts are ignored)."""
         if kind == DONE:
             if self.notify is not None:
-                self.notify(self.served[len(self.served) - self.inflight:], t)
+                self.notify(self.served[len(self.served) - self.inflight:], t, True)
             self.out.dec(self.index, self.inflight)
             self.inflight = 0
             self.free_s = t

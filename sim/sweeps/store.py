@@ -16,8 +16,8 @@ from typing import Any, Optional
 from ..errors import ScenarioError
 
 SUMMARY_FORMAT = "servesim-summary"
-SUMMARY_VERSION = 2          # bump when summary.json's keys or their meaning change
-RESULTS_VERSION = 1          # bump when the simulator computes any result differently (part of every point's hash)
+SUMMARY_VERSION = 3          # bump when summary.json's keys or their meaning change
+RESULTS_VERSION = 2          # bump when the simulator computes any result differently (part of every point's hash)
 POINT_FORMAT = "servesim-point"
 _FILE_KEYS = ("path", "profile", "paths", "model_stats_from")
 

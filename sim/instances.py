@@ -1,0 +1,136 @@
+"""Several model instances on one GPU (Triton's instance groups: `server.instances_per_gpu`), all taking
+batches from one shared FCFS queue, their steps slowing each other down while they overlap.
+
+Contention is processor sharing with a slowdown: while k steps run on a GPU each advances at 1 / s(k) of its
+solo speed (`server.instance_contention` gives s(1..K); the default s(k) = k shares the GPU's throughput, so
+two overlapping steps each take twice as long). A step's remaining work is rescaled whenever a step starts or
+ends on its GPU, so completion times are exact. How an instance picks its batch is the shared queue's rule
+(sim.engine.simulate_shared): when it is free it claims the next requests under its DispatchRule, looking at
+the arrivals known ahead. One event per batch start and end; a step's end is rescheduled when its GPU's
+concurrency changes (stale ends carry an old version and are skipped).
+"""
+from __future__ import annotations
+
+import math
+from array import array
+from bisect import bisect_right
+from heapq import heappop, heappush
+from typing import Optional
+
+import numpy as np
+
+from .engine import BatchLog
+
+FREE, DONE, START = 0, 1, 2  # same-instant order: an instance frees, a step ends, a step starts
+
+
+class _Gpu:
+    """The steps running on one GPU: remaining solo work, last update, and the slowdown table."""
+
+    def __init__(self, slowdown: list[float]):
+        self.slowdown = slowdown  # s(k) for k = 1..K (index k - 1)
+        self.running: dict = {}   # instance -> [remaining solo seconds, version]
+        self.t = 0.0
+
+    def rate(self) -> float:
+        k = len(self.running)
+        return 1.0 / self.slowdown[k - 1] if k else 0.0
+
+    def advance(self, t: float) -> None:
+        """Counts the work done since the last change, at the rate of the steps that were running."""
+        if self.running and t > self.t:
+            done = (t - self.t) * self.rate()
+            for step in self.running.values():
+                step[0] -= done
+        self.t = t
+
+    def ends(self, t: float) -> list[tuple[float, int, int]]:
+        """Returns (end time, instance, version) of every running step at the current rate, bumping versions."""
+        r = self.rate()
+        out = []
+        for inst, step in self.running.items():
+            step[1] += 1
+            out.append((t + max(step[0], 0.0) / r, inst, step[1]))
+        return out
+
+
+def simulate_instances(specs: list, instances: int, slowdown: list[float], arrival_s: np.ndarray,
+                       noise_rng: Optional[np.random.Generator] = None) -> BatchLog:
+    """Runs `instances` model instances on each GPU of `specs` ((DispatchRule, CostModel) per GPU), all sharing
+    one FCFS queue, over sorted arrival times (seconds); returns the BatchLog (its `replica` is the GPU, its
+    `step_s` each step's wall time under contention)."""
+    arr = np.ascontiguousarray(arrival_s, dtype=float).tolist()
+    n = len(arr)
+    gpus = [_Gpu(slowdown) for _ in specs]
+    tables, jitters = {}, {}
+    for rule, cost in specs:
+        key = (id(cost), rule.max_batch_size)
+        if key not in tables:
+            tables[key] = cost.step_table_s(rule.max_batch_size).tolist()
+        if id(cost) not in jitters:
+            if cost.is_noisy() and noise_rng is None:
+                raise ValueError("the cost model has noise: pass noise_rng")
+            jitters[id(cost)] = cost.jitter(noise_rng) if noise_rng is not None else None
+    heap: list = []
+    n_inst = len(specs) * instances
+    for inst in range(n_inst):
+        heappush(heap, (0.0, FREE, inst, 0, 0))
+    head = 0
+    sizes, dispatch, completion, who = array("i"), array("d"), array("d"), array("i")
+    pending: dict = {}  # instance -> (dispatch time, size, claim number) of its batch
+    claims, claim = 0, array("q")
+    inf = math.inf
+    while heap:
+        t, kind, inst, a1, a2 = heappop(heap)
+        g = inst // instances
+        rule, cost = specs[g]
+        if kind == FREE:
+            # the shared queue's rule (sim.engine.simulate_shared), for this instance
+            if head >= n:
+                continue
+            first, j = arr[head], head + rule.smallest - 1
+            due = first + rule.delay_s
+            full = arr[j] if j < n else inf
+            d = max(min(full, due), t)
+            if d == inf:
+                continue
+            k = bisect_right(arr, d, head, min(head + rule.max_batch_size, n)) - head
+            if d < due and not rule.plain:
+                k = rule._floor[k]
+            head += k
+            heappush(heap, (d, START, inst, k, claims))
+            claims += 1
+        elif kind == START:
+            gpu = gpus[g]
+            work = tables[(id(cost), rule.max_batch_size)][a1]
+            jitter = jitters[id(cost)]
+            if jitter is not None:
+                work *= jitter(a1)
+            gpu.advance(t)
+            gpu.running[inst] = [work, 0]
+            pending[inst] = (t, a1, a2)
+            for e in gpu.ends(t):
+                heappush(heap, (e[0], DONE, e[1], e[2], 0))
+        else:  # DONE: skip ends computed before the GPU's concurrency last changed
+            gpu = gpus[g]
+            step = gpu.running.get(inst)
+            if step is None or step[1] != a1:
+                continue
+            gpu.advance(t)
+            del gpu.running[inst]
+            d, k, seq = pending.pop(inst)
+            claim.append(seq)
+            sizes.append(k)
+            dispatch.append(d)
+            completion.append(t)
+            who.append(g)
+            for e in gpu.ends(t):
+                heappush(heap, (e[0], DONE, e[1], e[2], 0))
+            heappush(heap, (t, FREE, inst, 0, 0))
+    size = np.frombuffer(sizes, dtype=np.int32).copy()
+    d = np.frombuffer(dispatch, dtype=np.float64).copy()
+    c = np.frombuffer(completion, dtype=np.float64).copy()
+    # batches in the order they claimed requests, each taking the next `size` of them (BatchLog's contract)
+    order = np.argsort(np.frombuffer(claim, dtype=np.int64), kind="stable")
+    return BatchLog(arrival_s=np.asarray(arrival_s, float), size=size[order], dispatch_s=d[order], completion_s=c[order],
+                    replica=np.frombuffer(who, dtype=np.int32).copy()[order], step_s=(c - d)[order])
