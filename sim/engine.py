@@ -43,6 +43,7 @@ class BatchLog:
     routed: Optional[np.ndarray] = None
     rejected: Optional[np.ndarray] = None  # bool per request: turned away by a full queue (server.queue)
     timed_out: Optional[np.ndarray] = None  # bool per request: left the queue unserved after the timeout
+    delayed: Optional[np.ndarray] = None  # bool per request: timed out and waited behind the others (timeout_action delay)
     clients: Optional[dict] = None  # closed loop: per request client, think_s, cycle_end_s (sim.clients)
     classes: Optional[np.ndarray] = None  # class index per request (workload.classes)
     # server stages (sim.stages): per request sent_s (by the client; arrival_s is when it reached the batcher),

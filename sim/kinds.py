@@ -71,7 +71,8 @@ class BatchKind(EngineKind):
         levels = workload.levels if perm is None or workload.levels is None else [workload.levels[i] for i in perm]
         log = run_batch_fleet(scenario.fleet_groups, srv.router, b, scenario.seed, replication, srv.queue.max_queue_size,
                               None if srv.queue.timeout_ms is None else srv.queue.timeout_ms / 1000, levels,
-                              wl.priority_levels, srv.instances_per_gpu, srv.instance_contention)
+                              wl.priority_levels, srv.instances_per_gpu, srv.instance_contention,
+                              delay=srv.queue.timeout_ms is not None and srv.queue.timeout_action == "delay")
         log.classes = workload.classes if perm is None or workload.classes is None else workload.classes[perm]
         if stages is not None:
             answered, post_wait = stages.answers(log.request_times("completion_s"))

@@ -70,6 +70,7 @@ def request_columns(log: BatchLog, replication: int = 0, groups=None, class_name
     if log.rejected is not None:
         cols["rejected"] = log.rejected
         cols["timed_out"] = log.timed_out
+        cols["delayed"] = log.delayed if log.delayed is not None else np.zeros(n, bool)
     if log.clients is not None:
         cols["client"] = log.clients["client"]
         cols["think_s"] = log.clients["think_s"]
@@ -267,6 +268,7 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
     measured = sum(r.n + r.unserved + r.rejected + r.timed_out for r in reps)
     rejected = sum(r.rejected for r in reps)
     timed_out = sum(r.timed_out for r in reps)
+    delayed = sum(int(r.log.delayed[r._first:].sum()) if r.log.delayed is not None else 0 for r in reps)
     if limited:  # a finite queue, or one that times requests out, cannot grow without bound
         if not a_priori:
             warnings[-1] = (f"offered load {offered:.6g} rps is {load:.0%} of capacity {capacity:.6g} rps: the queue "
@@ -308,6 +310,7 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
         "unserved": unserved,
         "rejected": {"count": rejected, "fraction": rejected / measured if measured else 0.0},
         "timed_out": {"count": timed_out, "fraction": timed_out / measured if measured else 0.0},
+        "delayed": {"count": delayed, "fraction": delayed / measured if measured else 0.0},
         "warmup_s": scenario.warmup_s,
         "duration_s": float(np.mean([r.horizon_s for r in reps])),
         "measured_window_s": span / len(reps),

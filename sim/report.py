@@ -248,6 +248,10 @@ def format_summary(summary: dict, batching: str = "") -> str:
     tmo = s.get("timed_out") if isinstance(s.get("timed_out"), dict) else {}
     if tmo.get("count"):
         lines.append(f"  timed out    {_txt(tmo.get('count'))} ({_num(tmo.get('fraction'), '.2%')}) in the queue")
+    dly = s.get("delayed") if isinstance(s.get("delayed"), dict) else {}
+    if dly.get("count"):
+        lines.append(f"  delayed      {_txt(dly.get('count'))} ({_num(dly.get('fraction'), '.2%')}) timed out and waited "
+                     "behind the others")
     b = _stats(s, "batch_size")
     lines.append(f"  batch size   mean {_num(b.get('mean'), '.3g')}   p50 {_num(b.get('p50'), '.3g')}   "
                  f"max {_txt(b.get('max'))}   ({_txt(b.get('batches'))} batches)")

@@ -92,8 +92,9 @@ class QueuePolicy(StrictModel):
                                        "unlimited")
     timeout_ms: Optional[float] = Field(default=None, gt=0, le=MAX_QUEUE_DELAY_MS, description="a request still "
                                         "waiting this long leaves the queue unserved (timed out); default: none")
-    timeout_action: Literal["reject", "delay"] = Field(default="reject", description="what a timeout does; "
-                                                       "reject (Triton's default): the request is dropped")
+    timeout_action: Literal["reject", "delay"] = Field(default="reject", description="what a timeout does: reject "
+                                                       "(Triton's default) drops the request; delay keeps it, behind "
+                                                       "every request of its priority and above that has not timed out")
 
 
 class Server(StrictModel):
@@ -531,9 +532,7 @@ def _check_fleet(scenario: Scenario) -> list[tuple[str, str]]:
         if any(kinds):
             problems.append(("server.queue.timeout_ms", "applies to request-level batching; LLM clients' timeouts are "
                              "not simulated yet"))
-        elif q.timeout_action != "reject":
-            problems.append(("server.queue.timeout_action", "only reject is simulated; allowed: reject"))
-        else:
+        elif q.timeout_action == "reject":
             for pair in pairs:
                 delay_ms = pair.batching.rule(pair.cost_model.batch_limit()).delay_s * 1000
                 if delay_ms >= q.timeout_ms:
@@ -609,6 +608,9 @@ def scenario_warnings(scenario: Scenario) -> list[str]:
     arr = scenario.workload.arrival
     if hasattr(arr, "warnings"):
         out += arr.warnings()
+    if scenario.server.queue.max_queue_size == 0:
+        out.append("server.queue.max_queue_size: 0 lets no request wait (an arrival finding its replica busy is "
+                   "rejected); in Triton's model configuration 0 means unlimited: leave the key out for that")
     seen = set()
     for pair in _pairs(scenario):
         if (pair.cost_key, pair.batching_key) in seen:

@@ -67,7 +67,6 @@ def test_no_served_request_waited_past_the_timeout_and_timeouts_are_reported():
 @pytest.mark.parametrize("queue,batching,words", [
     ({"timeout_ms": 1.0}, {"policy": "dynamic", "max_batch_size": 8, "max_queue_delay_ms": 2}, "give a queue delay below"),
     ({"timeout_ms": 10.0}, {"policy": "static", "max_batch_size": 8}, "give a queue delay below"),
-    ({"timeout_ms": 10.0, "timeout_action": "delay"}, {"policy": "none"}, "only reject is simulated"),
 ])
 def test_timeouts_a_policy_cannot_honour_are_refused(queue, batching, words, write_yaml):
     proc = run_cli("check", write_yaml(scenario_dict(server={"batching": batching, "queue": queue})))
@@ -88,3 +87,52 @@ def test_an_llm_waiting_queue_limit_rejects_the_excess(router):
     assert log.step_waiting.max() <= 5  # every step saw at most the limit waiting (shared: the one queue)
     assert s["requests"] + s["rejected"]["count"] + s["unfinished"] + s["refused"] == 3000 - int(
         (log.arrival_s < raw.get("warmup_s", 0.0)).sum())
+
+
+def naive_delay(arrival, step_s, timeout_s):
+    """Batch 1: whenever the server frees, the oldest request that has not timed out goes first, else the oldest
+    timed-out one (Triton's timeout_action DELAY); returns dispatch times."""
+    n, free, i = arrival.size, 0.0, 0
+    waiting, dispatch = [], np.full(n, np.nan)
+    while i < n or waiting:
+        t = free if waiting else max(free, arrival[i])
+        while i < n and arrival[i] <= t:
+            waiting.append(i)
+            i += 1
+        fresh = [j for j in waiting if arrival[j] >= t - timeout_s]
+        j = fresh[0] if fresh else waiting[0]
+        waiting.remove(j)
+        dispatch[j] = t
+        free = t + step_s
+    return dispatch
+
+
+@pytest.mark.parametrize("rate_rps", [900.0, 1200.0])
+def test_timeout_action_delay_serves_timed_out_requests_last(rate_rps):
+    s = sim.validate(scenario_dict(requests=6000, seed=3, workload={"arrival": {"process": "poisson", "rate_rps": rate_rps}},
+                                   cost_model={"kind": "affine", "base_ms": 1.0, "per_item_ms": 0.0},
+                                   server={"batching": {"policy": "none"},
+                                           "queue": {"timeout_ms": 3.0, "timeout_action": "delay"}},
+                                   outputs={"records": True, "plots": False}))
+    res = sim.run(s)
+    df = res.requests
+    ref = naive_delay(df["arrival_s"].to_numpy(), 0.001, 0.003)
+    assert np.array_equal(df["dispatch_s"].to_numpy(), ref)
+    summary = res.summary
+    assert summary["delayed"]["count"] > 0 and summary["timed_out"]["count"] == 0 and summary["unserved"] == 0
+
+
+def test_delay_with_priorities_and_a_batching_delay_longer_than_the_timeout():
+    classes = [{"name": "hi", "share": 0.4, "priority": 1}, {"name": "lo", "share": 0.6, "priority": 2}]
+    s = sim.validate(scenario_dict(requests=8000, workload={"arrival": {"process": "poisson", "rate_rps": 1500.0},
+                                                            "classes": classes},
+                                   cost_model={"kind": "affine", "base_ms": 2.0, "per_item_ms": 0.5},
+                                   server={"batching": {"policy": "dynamic", "max_batch_size": 4, "max_queue_delay_ms": 5},
+                                           "queue": {"timeout_ms": 2.0, "timeout_action": "delay", "max_queue_size": 50}},
+                                   outputs={"records": True, "plots": False}))
+    res = sim.run(s)
+    c = res.summary["classes"]
+    assert res.summary["delayed"]["count"] > 0
+    assert c["hi"]["latency_s"]["mean"] < c["lo"]["latency_s"]["mean"]
+    df = res.requests
+    assert (df["delayed"] & df["dispatch_s"].notna()).sum() > 0  # delayed requests are served, late

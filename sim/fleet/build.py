@@ -25,13 +25,14 @@ def _noise_rng(seed: int, replication: int, i: int):
     return component_rng(seed, replication, f"cost_model.noise.replica.{i}")
 
 
-def _batch_replicas(specs: list, out, seed: int, replication: int, max_queue, timeout_s, level, levels: int) -> list:
+def _batch_replicas(specs: list, out, seed: int, replication: int, max_queue, timeout_s, level, levels: int,
+                    delay: bool = False) -> list:
     """Returns one request-level replica per (rule, cost) spec; with several priority levels, each with a
     prioritised queue (sim.replica.priority)."""
     def jitter(i, cost):
         return cost.jitter(_noise_rng(seed, replication, i)) if cost.is_noisy() else None
     if levels > 1:
-        return [PriorityBatchReplica(i, rule, cost, out, level, levels, jitter(i, cost), max_queue, timeout_s)
+        return [PriorityBatchReplica(i, rule, cost, out, level, levels, jitter(i, cost), max_queue, timeout_s, delay)
                 for i, (rule, cost) in enumerate(specs)]
     return [BatchReplica(i, rule, cost, out, jitter(i, cost), max_queue, timeout_s) for i, (rule, cost) in enumerate(specs)]
 
@@ -39,12 +40,15 @@ def _batch_replicas(specs: list, out, seed: int, replication: int, max_queue, ti
 def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, seed: int, replication: int,
                     max_queue: Optional[int] = None, timeout_s: Optional[float] = None,
                     level: Optional[list] = None, levels: int = 1, instances: int = 1,
-                    slowdown: Optional[list] = None) -> BatchLog:
+                    slowdown: Optional[list] = None, delay: bool = False) -> BatchLog:
     """Runs request-level replicas behind `router`; returns the BatchLog (with `order` and `routed` when
     replicas have queues of their own). `level[sid]` is each request's priority level (0: highest) when the
     request classes have `levels` > 1 distinct priorities."""
     per = _per_replica(groups)
     specs = [(g.batching.rule(g.cost_model.batch_limit()), g.cost_model) for g in per]
+    if delay:  # timeout_action delay: each priority gets a queue for its delayed requests (sim.replica.priority)
+        level = [2 * x for x in level] if level is not None else [0] * len(arrival_s)
+        levels *= 2
     limited = max_queue is not None or timeout_s is not None or levels > 1
     if instances > 1:  # instance groups behind the shared queue (scenario.check refuses the rest)
         from ..instances import simulate_instances
@@ -68,7 +72,7 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
                                     ("size", "dispatch_s", "completion_s", "replica", "step_s")),
                         order=np.concatenate(orders).astype(np.int64), routed=assign)
     out = router.counts(len(per))
-    replicas = _batch_replicas(specs, out, seed, replication, max_queue, timeout_s, level, levels)
+    replicas = _batch_replicas(specs, out, seed, replication, max_queue, timeout_s, level, levels, delay)
     if isinstance(out, BucketCounts) and not limited:
         run_least_loaded(replicas, out, rng, arrivals.tolist())
     elif router.reads_state:
@@ -122,11 +126,13 @@ def _replica_log(replicas: list, arrivals: np.ndarray, limited: bool) -> BatchLo
     routed = np.empty(arrivals.size, np.int32)
     rejected = np.zeros(arrivals.size, bool)
     timed_out = np.zeros(arrivals.size, bool)
+    delayed = np.zeros(arrivals.size, bool)
     for r in replicas:
         routed[r.accepted_ids()] = r.index
         routed[r.rejected] = r.index
         rejected[r.rejected] = True
         timed_out[r.timed_out] = True
+        delayed[getattr(r, "delayed", [])] = True
     cols = {"size": [], "dispatch_s": [], "completion_s": [], "replica": [], "step_s": []}
     for r in replicas:
         cols["size"].append(np.frombuffer(r.sizes, np.int32))
@@ -136,7 +142,8 @@ def _replica_log(replicas: list, arrivals: np.ndarray, limited: bool) -> BatchLo
         cols["step_s"].append(np.asarray(r.steps, np.float64))
     order = np.concatenate([np.asarray(r.served, np.int64) for r in replicas])
     return BatchLog(arrivals, *(np.concatenate(cols[k]).copy() for k in cols), order=order, routed=routed,
-                    rejected=rejected if limited else None, timed_out=timed_out if limited else None)
+                    rejected=rejected if limited else None, timed_out=timed_out if limited else None,
+                    delayed=delayed if delayed.any() else None)
 
 
 def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, output_tokens, seed: int,

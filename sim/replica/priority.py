@@ -21,8 +21,13 @@ class PriorityBatchReplica(BatchReplica):
 
     def __init__(self, index: int, rule: DispatchRule, cost: CostModel, out: list, level: list, levels: int,
                  jitter: Optional[Callable[[int], float]] = None, max_queue: Optional[int] = None,
-                 timeout_s: Optional[float] = None):
+                 timeout_s: Optional[float] = None, delay: bool = False):
         super().__init__(index, rule, cost, out, jitter, max_queue, timeout_s)
+        # timeout_action delay (Triton): a request past its timeout waits behind every request of its level and the
+        # levels above that has not timed out. Levels then come in pairs: 2p holds priority p's requests, 2p + 1 its
+        # delayed ones (the caller maps priority p to level 2p)
+        self.delay = delay
+        self.delayed: list[int] = []
         self.level = level
         self.qa: list[list[float]] = [[] for _ in range(levels)]  # arrival times per level, FCFS
         self.qi: list[list[int]] = [[] for _ in range(levels)]    # request ids per level
@@ -58,6 +63,9 @@ class PriorityBatchReplica(BatchReplica):
 
     def _purge(self, now: float) -> None:
         limit = now - self.timeout_s
+        if self.delay:
+            self._delay(limit)
+            return
         for lv, arr in enumerate(self.qa):
             h0 = h = self.qh[lv]
             while h < len(arr) and arr[h] < limit:
@@ -68,10 +76,29 @@ class PriorityBatchReplica(BatchReplica):
                 self.waiting -= h - h0
                 self.qh[lv] = h
 
+    def _delay(self, limit: float) -> None:
+        """Moves every request of a priority that arrived before `limit` to the back of its delayed queue
+        (arrival order is kept: they time out in the order they arrived)."""
+        for lv in range(0, len(self.qa), 2):
+            arr, ids = self.qa[lv], self.qi[lv]
+            h0 = h = self.qh[lv]
+            while h < len(arr) and arr[h] < limit:
+                h += 1
+            if h != h0:
+                self.qa[lv + 1].extend(arr[h0:h])
+                self.qi[lv + 1].extend(ids[h0:h])
+                self.delayed.extend(ids[h0:h])
+                self.qh[lv] = h
+
+    def _count(self, lv: int) -> int:
+        """Returns the requests waiting at priority level lv (its delayed ones too)."""
+        n = len(self.qa[lv]) - self.qh[lv]
+        return n + len(self.qa[lv + 1]) - self.qh[lv + 1] if self.delay else n
+
     def _full_level(self, a: float, lv: int) -> bool:
         """Returns whether an arrival at `a` of level `lv` finds max_queue requests of its level waiting (those
         a batch starting at this very instant takes are not waiting)."""
-        in_level = len(self.qa[lv]) - self.qh[lv]
+        in_level = self._count(lv)
         rule = self.rule
         if not self.inflight:
             oldest = min(self._oldest(), a)
@@ -79,7 +106,7 @@ class PriorityBatchReplica(BatchReplica):
             ready = self.last_a if rule.smallest <= self.waiting else a if rule.smallest == k else math.inf
             if rule.start_s(self.free_s, oldest, ready) <= a:
                 take = rule.take(k, a < oldest + rule.delay_s)
-                higher = sum(len(self.qa[u]) - self.qh[u] for u in range(lv))
+                higher = sum(len(self.qa[u]) - self.qh[u] for u in range(lv))  # sub-levels taken first
                 taken = min(max(take - higher, 0), in_level + 1)
                 return in_level + 1 - taken > self.max_queue
         return in_level >= self.max_queue
@@ -88,9 +115,9 @@ class PriorityBatchReplica(BatchReplica):
         """A request admitted at t because the batch starting at t would take it may have lost its place to a
         higher-priority arrival of the same instant: past its level's limit now, it is turned away at t, the
         newest first (what an FCFS queue would have rejected on arrival)."""
-        for lv in range(len(self.qa)):
+        for lv in range(0, len(self.qa), 2 if self.delay else 1):
             qa, qi = self.qa[lv], self.qi[lv]
-            while len(qa) - self.qh[lv] > self.max_queue and qa[-1] == t:
+            while self._count(lv) > self.max_queue and len(qa) > self.qh[lv] and qa[-1] == t:
                 qa.pop()
                 sid = qi.pop()
                 self.waiting -= 1
@@ -115,6 +142,8 @@ class PriorityBatchReplica(BatchReplica):
         if t != self.pending:
             return
         self.pending = None
+        if self.delay:
+            self._purge(t)  # a request may time out while its batch waits to fill: it now waits behind the others
         k = self.rule.take(self.waiting, t < self._oldest() + self.rule.delay_s)
         k, end = self.run_batch(t, 0, k)
         left = k
