@@ -35,9 +35,9 @@ class ClientLoop:
     one does (inf: none is due, or the run is over), `pop()` hands it over and returns (request id, time),
     `done(ids, t, answered)` ends those requests' cycles: answered by the GPU at t (then through the
     postprocess pool and the pipeline latency, `stages`), or rejected at t. Each client then thinks and
-    sends again. With a preprocess pool a request reaches the batcher when it leaves the pool; sends are
-    put through the pool in time order, and a request is handed over only once no earlier send could still
-    overtake it. The run stops sending after `requests` requests, or at `until_s`."""
+    sends again. A send is an event of its own: the fleet's clock reaches it before it enters the preprocess
+    pool (first come, first served), and the request reaches the batcher when it leaves the pool. The run stops
+    sending after `requests` requests, or at `until_s`."""
 
     def __init__(self, clients: Clients, rng: np.random.Generator, requests: Optional[int] = None,
                  until_s: Optional[float] = None, classes=None, stages=None):
@@ -61,20 +61,28 @@ class ClientLoop:
         self.classes = classes  # sim.classes.ClassDraws or None: each request's class, drawn as it is handed over
         self.level = classes.level if classes is not None else None  # priority level per request id
 
-    def _release_sends(self) -> None:
-        """Puts every send that could reach the batcher before the earliest ready request through the pool."""
-        sends, ready = self.sends, self.ready
-        while sends and self.seq < self.limit and sends[0][0] < self.until and (not ready or sends[0][0] <= ready[0][0]):
-            a, c = heappop(sends)
-            b, wait = self.pre.serve(a) if self.pre is not None else (a, 0.0)
-            heappush(ready, (b, self.seq, c, a, wait))
-            self.seq += 1
+    def _send_due(self) -> bool:
+        """Returns whether the next event is a client's send (not a request reaching the batcher)."""
+        sends = self.sends
+        return (bool(sends) and self.seq < self.limit and sends[0][0] < self.until
+                and (not self.ready or sends[0][0] <= self.ready[0][0]))
 
     def next_time(self) -> float:
-        self._release_sends()
+        """Returns the time of the next send or batcher arrival (inf: none)."""
+        if self._send_due():
+            return self.sends[0][0]
         return self.ready[0][0] if self.ready else math.inf
 
-    def pop(self) -> tuple[int, float]:
+    def pop(self) -> Optional[tuple[int, float]]:
+        """Handles the next event: a send goes into the preprocess pool (returns None: nothing reaches the
+        batcher yet; the pool serves sends in the order they happen, so the fleet's clock must have reached
+        them); a request reaching the batcher gets its id (returns (request id, time))."""
+        if self._send_due():
+            a, c = heappop(self.sends)
+            b, wait = self.pre.serve(a) if self.pre is not None else (a, 0.0)
+            heappush(self.ready, (b, self.seq, c, a, wait))
+            self.seq += 1
+            return None
         b, _, c, a, wait = heappop(self.ready)
         sid = len(self.arrival)
         self.arrival.append(b)

@@ -29,11 +29,11 @@ class _Gpu:
 
     def __init__(self, slowdown: list[float]):
         self.slowdown = slowdown  # s(k) for k = 1..K (index k - 1)
-        self.running: dict = {}   # instance -> [remaining solo seconds, version]
+        self.running: dict = {}   # instance -> [remaining solo seconds, version of its live end event]
         self.t = 0.0
 
-    def rate(self) -> float:
-        k = len(self.running)
+    def rate(self, k: Optional[int] = None) -> float:
+        k = len(self.running) if k is None else k
         return 1.0 / self.slowdown[k - 1] if k else 0.0
 
     def advance(self, t: float) -> None:
@@ -43,15 +43,6 @@ class _Gpu:
             for step in self.running.values():
                 step[0] -= done
         self.t = t
-
-    def ends(self, t: float) -> list[tuple[float, int, int]]:
-        """Returns (end time, instance, version) of every running step at the current rate, bumping versions."""
-        r = self.rate()
-        out = []
-        for inst, step in self.running.items():
-            step[1] += 1
-            out.append((t + max(step[0], 0.0) / r, inst, step[1]))
-        return out
 
 
 def simulate_instances(specs: list, instances: int, slowdown: list[float], arrival_s: np.ndarray,
@@ -77,9 +68,21 @@ def simulate_instances(specs: list, instances: int, slowdown: list[float], arriv
         heappush(heap, (0.0, FREE, inst, 0, 0))
     head = 0
     sizes, dispatch, completion, who = array("i"), array("d"), array("d"), array("i")
-    pending: dict = {}  # instance -> (dispatch time, size, claim number) of its batch
+    pending: dict = {}  # instance -> (dispatch time, size, claim number, solo work) of its batch
     claims, claim = 0, array("q")
+    version = 0  # one counter for every end event: an end computed before its GPU's concurrency changed is stale
     inf = math.inf
+
+    def reschedule(gpu: _Gpu, t: float, only=None) -> None:
+        """Pushes fresh end events: for every running step when the rate changed, else for `only`."""
+        nonlocal version
+        r = gpu.rate()
+        for inst, step in gpu.running.items():
+            if only is None or inst == only:
+                version += 1
+                step[1] = version
+                heappush(heap, (t + max(step[0], 0.0) / r, DONE, inst, version, 0))
+
     while heap:
         t, kind, inst, a1, a2 = heappop(heap)
         g = inst // instances
@@ -98,34 +101,36 @@ def simulate_instances(specs: list, instances: int, slowdown: list[float], arriv
             if d < due and not rule.plain:
                 k = rule._floor[k]
             head += k
-            heappush(heap, (d, START, inst, k, claims))
+            work = tables[(id(cost), rule.max_batch_size)][k]
+            jitter = jitters[id(cost)]
+            if jitter is not None:  # drawn in claim order, as the shared-queue engine draws them
+                work *= jitter(k)
+            pending[inst] = (d, k, claims, work)
             claims += 1
+            heappush(heap, (d, START, inst, 0, 0))
         elif kind == START:
             gpu = gpus[g]
-            work = tables[(id(cost), rule.max_batch_size)][a1]
-            jitter = jitters[id(cost)]
-            if jitter is not None:
-                work *= jitter(a1)
+            before = gpu.rate()
             gpu.advance(t)
-            gpu.running[inst] = [work, 0]
-            pending[inst] = (t, a1, a2)
-            for e in gpu.ends(t):
-                heappush(heap, (e[0], DONE, e[1], e[2], 0))
+            gpu.running[inst] = [pending[inst][3], 0]
+            # a step alone, or joining at an unchanged rate, leaves the other ends where they are (and exact)
+            reschedule(gpu, t, None if before and gpu.rate() != before else inst)
         else:  # DONE: skip ends computed before the GPU's concurrency last changed
             gpu = gpus[g]
             step = gpu.running.get(inst)
             if step is None or step[1] != a1:
                 continue
+            before = gpu.rate()
             gpu.advance(t)
             del gpu.running[inst]
-            d, k, seq = pending.pop(inst)
+            d, k, seq, _ = pending.pop(inst)
             claim.append(seq)
             sizes.append(k)
             dispatch.append(d)
             completion.append(t)
             who.append(g)
-            for e in gpu.ends(t):
-                heappush(heap, (e[0], DONE, e[1], e[2], 0))
+            if gpu.running and gpu.rate() != before:
+                reschedule(gpu, t)
             heappush(heap, (t, FREE, inst, 0, 0))
     size = np.frombuffer(sizes, dtype=np.int32).copy()
     d = np.frombuffer(dispatch, dtype=np.float64).copy()

@@ -140,8 +140,11 @@ class _Rep:
         self.batch_sizes = log.size[log.dispatch_s >= warmup_s]
         d = np.clip(log.dispatch_s, self.start_s, self.end_s)
         c = np.clip(log.completion_s, self.start_s, self.end_s)
-        # with several instances per GPU their steps overlap: a replica's busy share is per instance
-        self.busy_per_replica = np.bincount(log.replica, weights=c - d, minlength=replicas) / instances
+        if instances == 1:
+            self.busy_per_replica = np.bincount(log.replica, weights=c - d, minlength=replicas)
+        else:  # instance groups: a GPU is busy while any of its instances' steps runs (steps overlap)
+            self.busy_per_replica = np.array([_gpu_busy(d[log.replica == g], c[log.replica == g])
+                                              for g in range(replicas)])
         self.busy_s = float(self.busy_per_replica.sum())
         self.utilization = self.busy_s / (replicas * self.span_s)
         done = (log.completion_s >= self.start_s) & (log.completion_s <= self.end_s)
@@ -276,8 +279,11 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
                             f"{timed_out / max(measured, 1):.1%} timed out)")
         a_priori = True
     # rejected requests never entered the system: the growth test sees the admitted ones
-    stable, growth = stability(a_priori, [(r.log.arrival_s[r.admitted], r.departure[r.admitted], r.start_s)
-                                          for r in reps], warnings)
+    pools_ok = _pools_keep_up(scenario.server, offered, warnings)  # CPU pools have no queue limit
+    # with stages the system runs from the client's send to its answer
+    stable, growth = stability(a_priori and pools_ok, [
+        (r.log.arrival_s[r.admitted] if r.log.stages is None else np.sort(r.log.stages["sent_s"][r.admitted]),
+         r.departure[r.admitted], r.start_s) for r in reps], warnings)
     unserved = sum(r.unserved for r in reps)
     if unserved:
         warnings.append(f"{unserved} measured request(s) were never dispatched (a static batch that never filled); "
@@ -357,6 +363,36 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
 
     summary.update(fleet_sections(scenario.fleet_groups, [r.view() for r in reps], throughput, lat))
     return summary
+
+
+def _pools_keep_up(server, offered_rps, warnings: list[str]) -> bool:
+    """Returns False (with a loud warning) when the offered rate is at or beyond a CPU pool's capacity
+    (workers / mean time): every request passes preprocess, every answer postprocess."""
+    ok = True
+    for key in ("preprocess", "postprocess"):
+        stage = getattr(server, key)
+        if stage is None or offered_rps is None or stage.time_ms.mean_s <= 0:
+            continue
+        cap = stage.workers / stage.time_ms.mean_s
+        if offered_rps >= cap:
+            ok = False
+            warnings.insert(0, f"UNSTABLE: server.{key} has {stage.workers} worker(s) of {stage.time_ms.mean_s * 1000:.4g} "
+                               f"ms on average: {cap:.6g} rps at most, below the offered {offered_rps:.6g} rps; its queue "
+                               "grows without bound (add workers)")
+    return ok
+
+
+def _gpu_busy(dispatch: np.ndarray, completion: np.ndarray) -> float:
+    """Returns the time (s) at least one of the given (possibly overlapping) steps runs: their union's length."""
+    if dispatch.size == 0:
+        return 0.0
+    order = np.argsort(dispatch, kind="stable")
+    d, c = dispatch[order], np.maximum.accumulate(completion[order])
+    # a new busy period starts where a step begins after every earlier one ended
+    starts = np.concatenate([[True], d[1:] > c[:-1]])
+    first = np.flatnonzero(starts)
+    ends = np.concatenate([c[first[1:] - 1], [c[-1]]])
+    return float((ends - d[first]).sum())
 
 
 def _stage_sections(server, reps: list[_Rep]) -> dict:

@@ -95,3 +95,28 @@ def test_llm_stages_are_refused(write_yaml):
                                 "preprocess": {"workers": 2, "time_ms": 1}})
     proc = run_cli("check", write_yaml(raw))
     assert proc.returncode == 2 and ": server.preprocess: " in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_closed_loop_sends_pass_the_pool_first_come_first_served(workers):
+    # a GPU answer can create a send earlier than sends already waiting: it must not queue behind them
+    s = sim.validate(scenario_dict(requests=600, workload={"clients": {"count": 5, "ramp_up_s": 3.0,
+                                                                      "think_time_ms": {"dist": "uniform", "low_ms": 0,
+                                                                                        "high_ms": 400}}},
+                                   cost_model={"kind": "affine", "base_ms": 200.0, "per_item_ms": 0.0},
+                                   server={"batching": {"policy": "none"},
+                                           "preprocess": {"workers": workers, "time_ms": 1500}},
+                                   outputs={"records": True, "plots": False}))
+    df = sim.run(s).requests.sort_values(["sent_s", "request_id"])
+    free = [0.0] * workers
+    for sent, leave in zip(df["sent_s"], df["arrival_s"]):  # a naive FCFS pool over the sends in time order
+        start = max(sent, min(free))
+        free[free.index(min(free))] = start + 1.5
+        assert leave == pytest.approx(start + 1.5, abs=1e-9)
+
+
+def test_an_overloaded_pool_is_unstable():
+    s = sim.run(staged({"preprocess": {"workers": 1, "time_ms": 2.0}}, rate_rps=600.0, requests=20000)).summary
+    assert not s["stable"] and any("server.preprocess" in w and "add workers" in w for w in s["warnings"])
+    assert sim.run(staged({"preprocess": {"workers": 2, "time_ms": 2.0}}, rate_rps=600.0,
+                          requests=20000)).summary["stable"]

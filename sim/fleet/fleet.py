@@ -75,8 +75,10 @@ class Fleet:
                 key = (a, START)
             if a == math.inf:
                 return
-            sid, a = pop()
-            replicas[choose(sid, a)].accept(sid, a, push)
+            got = pop()
+            if got is not None:  # else a client's send went into the preprocess pool: nothing to route yet
+                sid, a = got
+                replicas[choose(sid, a)].accept(sid, a, push)
 
 
 def run_least_loaded(replicas: list, counts, rng, arrival_s) -> np.ndarray:
