@@ -127,9 +127,17 @@ class LlmKind(EngineKind):
     needs_tokens = True
 
     def simulate(self, scenario, workload, replication):
-        from .fleet.build import run_llm_fleet
+        from .fleet.build import run_llm_closed, run_llm_fleet
 
         wl = scenario.workload
+        if workload.clients is not None:
+            src = workload.clients
+            log = run_llm_closed(scenario.fleet_groups, scenario.server.router, src, workload.tokens, scenario.seed,
+                                 replication, scenario.server.queue.max_waiting, wl.priority_levels)
+            cols = src.columns()
+            log.clients = {k: cols[k] for k in ("client", "sent_s", "think_s", "cycle_end_s")}
+            log.classes = cols["class"]
+            return log
         log = run_llm_fleet(scenario.fleet_groups, scenario.server.router, workload.arrival_s, workload.prompt_tokens,
                             workload.output_tokens, scenario.seed, replication,
                             max_waiting=scenario.server.queue.max_waiting, level=workload.levels,
@@ -155,6 +163,8 @@ class LlmKind(EngineKind):
         return write_llm_plots(result, out_dir)
 
     def unmeasurable(self, scenario, workload, first_measured):
+        if workload.clients is not None:
+            return None  # clients send as they are answered (a request that fits nowhere is refused and sent again)
         prompt, output = workload.prompt_tokens[first_measured:], workload.output_tokens[first_measured:]
         fits = np.zeros(prompt.size, bool)
         for g in scenario.fleet_groups:

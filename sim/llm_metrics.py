@@ -152,7 +152,8 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
                             "refused or never completed")
     warnings: list[str] = []
     capacity = capacity_rps(scenario, logs)
-    offered, load = offered_load(scenario, logs, capacity, warnings)
+    closed = scenario.workload.clients is not None
+    offered, load = (None, None) if closed else offered_load(scenario, logs, capacity, warnings)
     a_priori = load is None or load < 1.0
     if not a_priori:
         warnings.append(f"UNSTABLE: offered {offered:.6g} rps is {load:.0%} of the engine's estimated capacity "
@@ -256,13 +257,22 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
         summary["slo"] = {"targets": targets, "met": all(t["met"] for t in targets.values()), "attainment_target": "ttft+tpot"}
         summary["slo_attainment"] = ok_n / (n + unfinished + rejected + queue_full + timed_out)  # unserved: misses
         summary["goodput_rps"] = throughput * ok_n / n  # the share of finished requests that met both targets
+    if closed:  # no offered rate: the load is what the clients' answers let them send
+        from .clients import law_check
+        from .metrics import LOAD_CLOSED
+
+        summary["offered_load"] = throughput / capacity if capacity and math.isfinite(capacity) else None
+        summary["closed_loop"] = law_check(scenario.workload.clients, [
+            (r.log.clients["sent_s"], r.log.clients["cycle_end_s"], r.log.clients["think_s"]) for r in reps],
+            scenario.warmup_s)
+        summary["load_definition"] = LOAD_CLOSED
     if scenario.workload.classes:
         from .classes import class_sections, llm_targets, pick_slo
 
         classes = scenario.workload.classes
         summary["classes"] = class_sections(classes, [_class_rep(r, len(classes)) for r in reps],
                                             lambda c: pick_slo(c, scenario.slo, llm_targets))
-    if limited:
+    if limited and not closed:
         from .metrics import LOAD_FINITE
 
         summary["load_definition"] = LOAD_FINITE

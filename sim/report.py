@@ -232,15 +232,7 @@ def format_summary(summary: dict, batching: str = "") -> str:
         return format_llm_summary(summary, batching)
     s = summary
     lines = _header(s, batching)
-    cl = s.get("closed_loop") if isinstance(s.get("closed_loop"), dict) else None
-    if cl:
-        lines.append(f"  clients      {_txt(cl.get('clients'))} closed-loop, think {_ms(cl.get('think_time_s'))}: "
-                     f"load {_num(s.get('offered_load'), '.1%')} of capacity {_num(s.get('capacity_rps'))} rps  [{_state(s)}]")
-        lines.append(f"  law          R = N/X - Z = {_ms(cl.get('law_response_time_s'))} vs measured "
-                     f"{_ms(cl.get('response_time_s'))} ({_num(cl.get('law_rel_error'), '.2%')} apart)")
-    else:
-        lines.append(f"  offered      {_num(s.get('offered_rps'))} rps = {_num(s.get('offered_load'), '.1%')} "
-                     f"of capacity {_num(s.get('capacity_rps'))} rps  [{_state(s)}]")
+    lines += _load_lines(s, "capacity")
     lines.append(f"  throughput   {_num(s.get('throughput_rps'))} rps    utilization {_num(s.get('utilization'), '.3f')}")
     rej = s.get("rejected") if isinstance(s.get("rejected"), dict) else {}
     if rej.get("count"):
@@ -270,6 +262,18 @@ def format_summary(summary: dict, batching: str = "") -> str:
     return "\n".join(lines)
 
 
+def _load_lines(s: dict, capacity: str) -> list[str]:
+    """Returns the offered-load line, or for closed-loop clients their line and the response-time law's."""
+    cl = s.get("closed_loop") if isinstance(s.get("closed_loop"), dict) else None
+    if not cl:
+        return [f"  offered      {_num(s.get('offered_rps'))} rps = {_num(s.get('offered_load'), '.1%')} "
+                f"of {capacity} {_num(s.get('capacity_rps'))} rps  [{_state(s)}]"]
+    return [f"  clients      {_txt(cl.get('clients'))} closed-loop, think {_ms(cl.get('think_time_s'))}: "
+            f"load {_num(s.get('offered_load'), '.1%')} of {capacity} {_num(s.get('capacity_rps'))} rps  [{_state(s)}]",
+            f"  law          R = N/X - Z = {_ms(cl.get('law_response_time_s'))} vs measured "
+            f"{_ms(cl.get('response_time_s'))} ({_num(cl.get('law_rel_error'), '.2%')} apart)"]
+
+
 def _stages(s: dict) -> list[str]:
     """Returns a line for the time spent outside the GPU (sim.stages)."""
     st = s.get("stages") if isinstance(s.get("stages"), dict) else None
@@ -293,8 +297,7 @@ def format_llm_summary(s: dict, batching: str = "") -> str:
     """Returns the table for an LLM summary: TTFT, TPOT, ITL, E2EL, tokens/s, KV cache, preemptions (null values
     print as '-'; `batching` defaults to the summary's own "batching" text)."""
     lines = _header(s, batching)
-    lines.append(f"  offered      {_num(s.get('offered_rps'))} rps = {_num(s.get('offered_load'), '.1%')} of estimated "
-                 f"capacity {_num(s.get('capacity_rps'))} rps  [{_state(s)}]")
+    lines += _load_lines(s, "estimated capacity")
     lines.append(f"  throughput   {_num(s.get('throughput_rps'))} rps, {_num(s.get('output_tokens_per_s'))} output tokens/s"
                  + (f", goodput {_num(s.get('goodput_rps'))} rps" if "goodput_rps" in s else ""))
     b = _stats(s, "batch_size")

@@ -80,6 +80,7 @@ class Workload:
     clients: Optional[object] = None  # closed loop: the sim.clients.ClientLoop that sends the requests
     classes: Optional[np.ndarray] = None  # class index per request (workload.classes)
     levels: Optional[list] = None  # priority level per request (0: highest)
+    tokens: Optional[object] = None  # closed-loop LLM clients: tokens(n0, n1) -> (prompt, output) of ids n0..n1-1
 
 
 def generate_workload(scenario: Scenario, replication: int = 0) -> Workload:
@@ -97,8 +98,10 @@ def generate_workload(scenario: Scenario, replication: int = 0) -> Workload:
         from .stages import Stages, has_stages
 
         stages = Stages(scenario.server, scenario.seed, replication) if has_stages(scenario.server) else None
-        return Workload(None, clients=ClientLoop(wl.clients, component_rng(scenario.seed, replication, "workload.clients.think"),
-                                                 scenario.closed_requests(), scenario.duration_s, draws, stages))
+        loop = ClientLoop(wl.clients, component_rng(scenario.seed, replication, "workload.clients.think"),
+                          scenario.closed_requests(), scenario.duration_s, draws, stages)
+        tokens = _TokenDraws(scenario, replication, draws) if engine_kind(scenario).needs_tokens else None
+        return Workload(None, clients=loop, tokens=tokens)
     arr_rng = component_rng(scenario.seed, replication, "workload.arrival")
     arrivals = wl.arrival.arrival_times_s(arr_rng, **scenario.horizon())
     cls = draws.upto(arrivals.size) if draws is not None else None
@@ -107,6 +110,33 @@ def generate_workload(scenario: Scenario, replication: int = 0) -> Workload:
         return Workload(arrivals, classes=cls, levels=levels)
     prompt, output = _tokens(scenario, replication, arrivals.size, cls)
     return Workload(arrivals, prompt, output, classes=cls, levels=levels)
+
+
+class _TokenDraws:
+    """Token counts of request ids drawn block by block as closed-loop clients send (the streams of `_tokens`:
+    one for every request, or one per class that gives sizes of its own)."""
+
+    def __init__(self, scenario: Scenario, replication: int, draws):
+        self.scenario, self.draws = scenario, draws
+        wl = scenario.workload
+        self.per_class = draws is not None and any(c.prompt_tokens or c.output_tokens for c in wl.classes)
+        names = [c.name for c in wl.classes] if self.per_class else [None]
+        self.rngs = [component_rng(scenario.seed, replication, f"workload.tokens.{n}" if n else "workload.tokens")
+                     for n in names]
+
+    def __call__(self, n0: int, n1: int) -> tuple[np.ndarray, np.ndarray]:
+        from .sizes import sample_pair
+
+        wl = self.scenario.workload
+        if not self.per_class:
+            return sample_pair(wl.prompt_tokens, wl.output_tokens, wl.token_correlation, self.rngs[0], n1 - n0)
+        cls = self.draws.upto(n1)[n0:n1]
+        prompt, output = np.empty(n1 - n0, np.int64), np.empty(n1 - n0, np.int64)
+        for i, c in enumerate(wl.classes):
+            idx = np.flatnonzero(cls == i)
+            prompt[idx], output[idx] = sample_pair(c.prompt_tokens or wl.prompt_tokens, c.output_tokens or wl.output_tokens,
+                                                   wl.token_correlation, self.rngs[i], idx.size)
+        return prompt, output
 
 
 def _tokens(scenario: Scenario, replication: int, n: int, cls: Optional[np.ndarray]) -> tuple:

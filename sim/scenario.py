@@ -452,17 +452,21 @@ def _check_workload_source(scenario: Scenario) -> list[tuple[str, str]]:
     if wl.clients is None:
         return []
     problems = []
-    if scenario.is_llm:
-        problems.append(("workload.clients", "closed-loop clients drive request-level batching (none, static, "
-                         "dynamic) for now; LLM engines take an arrival process"))
+    if scenario.is_llm and not all(p.batching.policy == "continuous" for p in _pairs(scenario)):
+        problems.append(("workload.clients", "closed-loop LLM clients drive continuous batching; llm_static takes an "
+                         "arrival process"))
+    if wl.client_timeout_ms is not None:
+        problems.append(("workload.client_timeout_ms", "closed-loop clients that give up are not simulated yet; leave "
+                         "client_timeout_ms out"))
     replicas = sum(g.replicas for g in srv.groups) if srv.groups else srv.replicas
-    if srv.router.policy == "shared_queue" and replicas > 1:
+    if srv.router.policy == "shared_queue" and replicas > 1 and not scenario.is_llm:
         problems.append(("server.router.policy", "closed-loop clients with several replicas need queues of their own "
                          "(round_robin, join_shortest_queue, power_of_two, random); one queue shared by several "
                          "replicas is simulated for open-loop arrivals only"))
     think = wl.clients.think_time_ms
-    if srv.queue.max_queue_size is not None and getattr(think, "dist", "") == "fixed" and think.value_ms == 0:
-        problems.append(("workload.clients.think_time_ms", "with server.queue.max_queue_size a rejected client "
+    limit = srv.queue.max_queue_size if srv.queue.max_queue_size is not None else srv.queue.max_waiting
+    if limit is not None and getattr(think, "dist", "") == "fixed" and think.value_ms == 0:
+        problems.append(("workload.clients.think_time_ms", "with a queue limit a rejected client "
                          "sends again after its think time: give one above 0 ms (with 0 it would retry at the same "
                          "instant forever)"))
     if srv.queue.timeout_ms is not None:

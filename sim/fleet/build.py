@@ -193,6 +193,63 @@ def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, 
     return _continuous_log(reqs, replicas, per, assign)
 
 
+def run_llm_closed(groups: list[ReplicaGroup], router, source, tokens, seed: int, replication: int,
+                   max_waiting: Optional[int] = None, levels: int = 1, block: int = 4096) -> LlmLog:
+    """Runs continuous-batching replicas behind `router` for closed-loop clients (`source`: sim.clients.ClientLoop);
+    `tokens(n0, n1)` returns the (prompt, output) token counts of request ids n0..n1-1, drawn in blocks as the
+    clients send. Returns the fleet's LlmLog over the requests sent."""
+    per = _per_replica(groups)
+    reqs = LlmRequests([], [], [])
+    prompt, output = tokens(0, block)
+    reqs.extend(prompt, output)
+    rng = component_rng(seed, replication, "server.router")
+    out = router.counts(len(per))
+    classed = levels > 1
+
+    def queue():
+        return ClassWaiting(reqs, source.level, levels, None) if classed else deque()
+    shared = queue() if router.policy == "shared_queue" else None
+    replicas = [ContinuousReplica(i, g.batching, g.cost_model, reqs, out, waiting=shared if shared is not None else queue(),
+                                  track_tokens=router.policy == "least_outstanding_tokens",
+                                  mean_output=float(np.mean(output)), oracle=getattr(router, "oracle", False))
+                for i, g in enumerate(per)]
+    for r in replicas:
+        r.max_waiting = max_waiting
+        r.notify = source.done
+
+    class Growing:  # hands requests over, extending the per-request state a block at a time
+        next_time = source.next_time
+
+        @staticmethod
+        def pop():
+            got = source.pop()
+            if got is not None:
+                sid, b = got
+                if sid >= reqs.n:
+                    p, o = tokens(reqs.n, reqs.n + block)
+                    reqs.extend(p, o)
+                    for r, g in zip(replicas, per):
+                        r.fits.extend(g.batching.fits(np.asarray(p), np.asarray(o)).tolist())
+                reqs.arrival[sid] = b
+            return got
+    routed: list = []
+    if shared is not None:
+        run_shared_llm(replicas, shared, reqs, None, source=Growing)
+    else:
+        choose = router.chooser(replicas, out, rng) if router.reads_state else _Split(router, len(per), rng).choose
+        runs = [r for r in replicas if router.reads_kv]
+
+        def record(sid, a):
+            for r in runs:  # the router reads every replica as of the arrival instant
+                if r.in_run:
+                    r.sync(a)
+            routed.append(choose(sid, a))
+            return routed[-1]
+        Fleet(replicas, record).run_closed(Growing)
+    reqs.trim(len(source.arrival))
+    return _continuous_log(reqs, replicas, per, np.asarray(routed, np.int32) if shared is None else None)
+
+
 def _route(router, replicas, out, rng, arr: np.ndarray) -> np.ndarray:
     """Runs the fleet with `router`; returns the replica each request was routed to."""
     if router.reads_state:

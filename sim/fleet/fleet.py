@@ -62,23 +62,30 @@ class Fleet:
         created by any replica event (a completion or rejection ends a client's cycle); replicas report
         through their `notify` hook, which the caller points at `source.done`."""
         replicas, choose = self.replicas, self.choose
-        heap: list = []
-        push = partial(heappush, heap)
-        next_time, pop = source.next_time, source.pop
-        while True:
+        drive_closed(replicas, source, lambda sid, a, push: replicas[choose(sid, a)].accept(sid, a, push))
+
+
+def drive_closed(replicas: list, source, arrive, heap: Optional[list] = None) -> None:
+    """The closed-loop event loop: runs replica events in time order and hands each request the source sends
+    to `arrive(sid, a, push)` at its arrival instant. A replica event may make the source send earlier than
+    its next pending arrival (a completion at t with no think time sends again at t), so the next arrival is
+    looked up again after every event. `heap` is the event heap replicas already push to, if any."""
+    heap = [] if heap is None else heap
+    push = partial(heappush, heap)
+    next_time, pop = source.next_time, source.pop
+    while True:
+        a = next_time()
+        key = (a, START)
+        while heap and heap[0] < key:
+            t, kind, rid = heappop(heap)
+            replicas[rid].on_event(t, kind, push)
             a = next_time()
             key = (a, START)
-            while heap and heap[0] < key:
-                t, kind, rid = heappop(heap)
-                replicas[rid].on_event(t, kind, push)
-                a = next_time()  # a completion at t with no think time sends again at t
-                key = (a, START)
-            if a == math.inf:
-                return
-            got = pop()
-            if got is not None:  # else a client's send went into the preprocess pool: nothing to route yet
-                sid, a = got
-                replicas[choose(sid, a)].accept(sid, a, push)
+        if a == math.inf:
+            return
+        got = pop()
+        if got is not None:  # else a client's send went into the preprocess pool: nothing arrives yet
+            arrive(got[0], got[1], push)
 
 
 def run_least_loaded(replicas: list, counts, rng, arrival_s) -> np.ndarray:
@@ -136,36 +143,43 @@ def drain(replicas: list, heap: list, push) -> None:
         replicas[rid].on_event(t, kind, push)
 
 
-def run_shared_llm(replicas: list, waiting, reqs, arrival_s) -> None:
+def run_shared_llm(replicas: list, waiting, reqs, arrival_s, source=None) -> None:
     """Drives continuous-batching replicas that share one waiting queue: each arrival joins it and wakes
     the idle replicas; a replica admits from it at each step start. A request that fits no replica's KV
-    cache is refused on arrival."""
+    cache is refused on arrival. With `source` (closed-loop clients) requests come from it instead of
+    `arrival_s`, and turned-away ones end their clients' cycles."""
     heap: list = []
     push = partial(heappush, heap)
-    fits_any = np.zeros(reqs.n, bool)
-    for r in replicas:
-        fits_any |= np.asarray(r.fits, bool)
-    fits_any = fits_any.tolist()
     for r in replicas:
         r.peers, r.push = replicas, push
+    notify = replicas[0].notify
+
+    def arrive(sid: int, a: float, push) -> None:
+        if not any(r.fits[sid] for r in replicas):
+            reqs.refused[sid] = True
+        else:
+            if replicas[0].expiring:
+                waiting.expire(a)
+            cap = replicas[0].max_waiting
+            if cap is None or len(waiting) < cap:
+                waiting.append(sid)
+                for r in replicas:
+                    if r.running_step is None:
+                        push((a, START, r.index))
+                    elif r.in_run:
+                        r.cut(a, push)  # any replica may admit it at its next step
+                return
+            reqs.rejected[sid] = True  # the shared waiting queue is full
+        if notify is not None:
+            notify((sid,), a, False)
+
+    if source is not None:
+        drive_closed(replicas, source, arrive, heap)
+        return
     for sid, a in enumerate(arrival_s):
         key = (a, START)
         while heap and heap[0] < key:
             t, kind, rid = heappop(heap)
             replicas[rid].on_event(t, kind, push)
-        if not fits_any[sid]:
-            reqs.refused[sid] = True
-            continue
-        if replicas[0].expiring:
-            waiting.expire(a)
-        cap = replicas[0].max_waiting
-        if cap is not None and len(waiting) >= cap:
-            reqs.rejected[sid] = True  # the shared waiting queue is full
-            continue
-        waiting.append(sid)
-        for r in replicas:
-            if r.running_step is None:
-                push((a, START, r.index))
-            elif r.in_run:
-                r.cut(a, push)  # any replica may admit it at its next step
+        arrive(sid, a, push)
     drain(replicas, heap, push)

@@ -58,6 +58,28 @@ class LlmRequests:
         self.admitted_s = [nan] * n  # when it was first admitted (its prefill began)
         self.below = [False] * n   # token-aware routing: still under the mean output length
 
+    def extend(self, prompt_tokens, output_tokens) -> None:
+        """Adds requests (closed-loop clients: ids are handed out as the clients send); their arrival times
+        are set when they arrive."""
+        m = len(prompt_tokens)
+        nan = math.nan
+        self.arrival += [nan] * m
+        self.prompt += np.asarray(prompt_tokens, np.int64).tolist()
+        self.out += np.asarray(output_tokens, np.int64).tolist()
+        for name, value in (("first", nan), ("finish", nan), ("preempt", 0), ("recomputed", 0), ("generated", 0),
+                            ("target", 0), ("done", 0), ("blocks", 0), ("base", 0), ("join", 0), ("last_tok", nan),
+                            ("epoch", 0), ("state", WAITING), ("replica", -1), ("refused", False), ("rejected", False),
+                            ("timed_out", False), ("admitted_s", nan), ("below", False)):
+            getattr(self, name).extend([value] * m)
+        self.n += m
+
+    def trim(self, n: int) -> None:
+        """Keeps the first n requests (the ones clients actually sent)."""
+        for name, value in vars(self).items():
+            if isinstance(value, list):
+                del value[n:]
+        self.n = n
+
 
 class ContinuousReplica:
     """One vLLM-like engine: FCFS admission under max_num_seqs, a token budget and the KV cache;
@@ -96,6 +118,7 @@ class ContinuousReplica:
         # a run of identical decode steps advanced as one event (see _plan_run); `coalesce` off: one event per step
         self.coalesce = True
         self.max_waiting: Optional[int] = None  # server.queue.max_waiting; set by the fleet
+        self.notify = None  # closed loop: notify(ids, t, answered) when requests finish (True) or are turned away
         self.in_run = False
         self.run_bounds: list = []
         self.run_h0 = self.run_dh = 0.0
@@ -175,11 +198,15 @@ class ContinuousReplica:
         r = self.r
         if not self.fits[sid]:
             r.refused[sid] = True
+            if self.notify is not None:
+                self.notify((sid,), r.arrival[sid], False)
             return False
         if self.expiring:
             self.waiting.expire(r.arrival[sid])
         if self.max_waiting is not None and len(self.waiting) >= self.max_waiting:
             r.rejected[sid] = True
+            if self.notify is not None:
+                self.notify((sid,), r.arrival[sid], False)
             return False
         self.waiting.append(sid)
         r.replica[sid] = self.index
@@ -392,6 +419,7 @@ class ContinuousReplica:
     def _finish_step(self, end: float) -> None:
         _, dec_tokens, completed = self.running_step
         self.running_step = None
+        finished: list = []  # closed loop: the clients answered at `end`
         r = self.r
         epoch, state, last_tok = r.epoch, r.state, r.last_tok
         if self.in_run:
@@ -412,6 +440,8 @@ class ContinuousReplica:
                 r.finish[sid] = end
                 state[sid] = FINISHED
                 self.out.dec(self.index)
+                if self.notify is not None:
+                    finished.append(sid)
         for sid in completed:
             self.prefilling.remove(sid)
             if self.track:
@@ -425,6 +455,8 @@ class ContinuousReplica:
             if r.generated[sid] >= r.out[sid]:
                 r.generated[sid] = r.out[sid]
                 r.finish[sid] = end
+                if self.notify is not None:
+                    finished.append(sid)
                 self.kv.free += r.blocks[sid]
                 r.blocks[sid] = 0
                 epoch[sid] += 1
@@ -432,6 +464,8 @@ class ContinuousReplica:
                 self.out.dec(self.index)
             else:
                 self._start_decoding(sid, self.d, end)
+        if finished:
+            self.notify(finished, end, True)
 
     def _start_decoding(self, sid: int, d_next: int, t_tok: float) -> None:
         r = self.r

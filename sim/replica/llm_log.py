@@ -41,6 +41,7 @@ class LlmLog:
     timed_out: Optional[np.ndarray] = None   # per request: its client gave up waiting for admission
     classes: Optional[np.ndarray] = None     # per request: its class (workload.classes)
     admitted_s: Optional[np.ndarray] = None  # per request: first admission, its prefill's start (continuous)
+    clients: Optional[dict] = None           # closed loop: per request client, sent_s, think_s, cycle_end_s
 
     @property
     def steps(self) -> np.ndarray:
