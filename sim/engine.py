@@ -84,27 +84,59 @@ def simulate(rule: DispatchRule, cost: CostModel, arrival_s: np.ndarray, *, repl
     return simulate_shared([(rule, cost)] * replicas, arrival_s, noise_rng=noise_rng)
 
 
-def simulate_shared(specs: list, arrival_s: np.ndarray, *, noise_rng: Optional[np.random.Generator] = None) -> BatchLog:
+def simulate_shared(specs: list, arrival_s: Optional[np.ndarray], *, noise_rng: Optional[np.random.Generator] = None,
+                    chunks=None, sink=None, flush_batches: int = 1 << 18) -> Optional[BatchLog]:
     """Runs one replica per (DispatchRule, CostModel) in `specs`, all sharing one FCFS queue, over the
     sorted arrival times (seconds); returns the BatchLog. Replicas may differ (heterogeneous groups):
     whichever is free first takes the head of the queue under its own rule. One jitter sampler per
-    distinct cost model, all drawn from `noise_rng` in batch order."""
-    arrivals = np.ascontiguousarray(arrival_s, dtype=float)
-    arr = arrivals.tolist()
-    n = len(arr)
+    distinct cost model, all drawn from `noise_rng` in batch order.
+
+    Streaming (sim.sinks): with `chunks`, an iterator of sorted arrival-time arrays that continue one another,
+    instead of `arrival_s`, arrivals are loaded as the queue's head needs them, and every `flush_batches`
+    batches the finished ones go to `sink.take` with the requests they served and are forgotten, so memory
+    does not grow with the run; returns None."""
+    arr: list = []
+    state = {"head": 0, "n": 0, "more": chunks is not None}
+    if chunks is None:
+        arrivals = np.ascontiguousarray(arrival_s, dtype=float)
+        arr = arrivals.tolist()
+        state["n"] = len(arr)
     inf = math.inf
     sizes = array("i")
     dispatch = array("d")
     completion = array("d")
     steps = array("d")
     who = array("i")
-    state = {"head": 0}
+    flush_at = flush_batches if sink is not None else inf
     prepared: dict = {}
     for rule, cost in specs:
         if id(cost) not in prepared:
             if cost.is_noisy() and noise_rng is None:
                 raise ValueError("the cost model has noise: pass noise_rng")
             prepared[id(cost)] = cost.jitter(noise_rng) if noise_rng is not None else None
+
+    def load(upto: int) -> int:
+        """Appends chunks until `upto` arrivals are loaded or none are left; returns how many are loaded."""
+        while len(arr) <= upto and state["more"]:
+            chunk = next(chunks, None)
+            if chunk is None:
+                state["more"] = False
+            else:
+                arr.extend(np.asarray(chunk, float).tolist())
+        state["n"] = len(arr)
+        return state["n"]
+
+    def flush() -> None:
+        """Hands the batches recorded so far, and the requests they took (the first `head` loaded), to the sink."""
+        h = state["head"]
+        sink.take(np.asarray(arr[:h], float), np.frombuffer(sizes, np.int32).copy(),
+                  np.frombuffer(dispatch, np.float64).copy(), np.frombuffer(completion, np.float64).copy(),
+                  np.frombuffer(who, np.int32).copy(), np.frombuffer(steps, np.float64).copy(),
+                  arr[-1] if arr else -inf)
+        del arr[:h]
+        state["head"], state["n"] = 0, len(arr)
+        for a in (sizes, dispatch, completion, steps, who):
+            del a[:]
 
     def replica(env: simpy.Environment, rid: int, rule: DispatchRule, table: list, jitter):
         # hot path: DispatchRule.start_s and .take inlined (one batch per loop, no call per request)
@@ -113,6 +145,9 @@ def simulate_shared(specs: list, arrival_s: np.ndarray, *, noise_rng: Optional[n
         pmin = rule.smallest - 1  # offset of the request whose arrival completes the smallest preferred batch
         while True:
             h = state["head"]
+            n = state["n"]
+            if h + limit >= n and state["more"]:  # streaming: the batch may reach past the loaded arrivals
+                n = load(h + limit)
             if h >= n:
                 return
             t = env.now
@@ -138,6 +173,8 @@ def simulate_shared(specs: list, arrival_s: np.ndarray, *, noise_rng: Optional[n
             completion.append(end)
             steps.append(step)
             who.append(rid)
+            if len(sizes) >= flush_at:
+                flush()
             yield timeout(end - t)
 
     env = simpy.Environment()
@@ -148,6 +185,10 @@ def simulate_shared(specs: list, arrival_s: np.ndarray, *, noise_rng: Optional[n
             tables[key] = cost.step_table_s(rule.max_batch_size).tolist()
         env.process(replica(env, rid, rule, tables[key], prepared[id(cost)]))
     env.run()
+    if sink is not None:
+        flush()
+        sink.finish(np.asarray(arr, float))  # arrivals no batch ever took (a static batch that never filled)
+        return None
     return BatchLog(
         arrival_s=arrivals,
         size=np.frombuffer(sizes, dtype=np.int32).copy(),

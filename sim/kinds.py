@@ -31,6 +31,10 @@ class EngineKind:
     def write_plots(self, result, out_dir) -> list:
         raise NotImplementedError
 
+    def window_rows(self, scenario, logs: list) -> list[dict]:
+        """Returns windows.parquet's rows (outputs.window_s) from the replications' logs."""
+        raise NotImplementedError
+
     def unmeasurable(self, scenario, workload, first_measured: int) -> Optional[tuple[str, str]]:
         """Returns (key path, message) when no measured request could ever be served, else None."""
         return None
@@ -97,6 +101,11 @@ class BatchKind(EngineKind):
 
         return write_plots(result, out_dir)
 
+    def window_rows(self, scenario, logs):
+        from .metrics import window_rows
+
+        return window_rows(scenario, logs)
+
     def unmeasurable(self, scenario, workload, first_measured):
         a = workload.arrival_s
         if workload.clients is not None:
@@ -161,6 +170,11 @@ class LlmKind(EngineKind):
         from .plots import write_llm_plots
 
         return write_llm_plots(result, out_dir)
+
+    def window_rows(self, scenario, logs):
+        from .llm_metrics import window_rows
+
+        return window_rows(scenario, logs)
 
     def unmeasurable(self, scenario, workload, first_measured):
         if workload.clients is not None:

@@ -327,3 +327,38 @@ def request_frame(logs: list[LlmLog], groups=None, class_names=None) -> pd.DataF
                 from .metrics import group_column
                 frames[-1]["group"] = group_column(groups, replica)
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def window_rows(scenario, logs: list[LlmLog]) -> list[dict]:
+    """Returns windows.parquet's rows for LLM replications: latency is the end-to-end latency, `queue_mean` the
+    requests waiting for admission, `utilization` the engines' busy time; TTFT p99 per window besides."""
+    from .windows import WindowStats
+
+    rows = []
+    slo = scenario.slo
+    for rep, log in enumerate(logs):
+        a = log.arrival_s
+        horizon = scenario.duration_s or (float(a[-1]) if a.size else 0.0)
+        ws = WindowStats(scenario.outputs.window_s, max(horizon, 1e-9), scenario.total_replicas,
+                         slo.ttft_p99_ms / 1000 if slo is not None and slo.ttft_p99_ms else None, sketches=False)
+        e2e = log.finish_s - a
+        ttft = log.first_token_s - a
+        admitted = log.admitted_s if log.admitted_s is not None else log.first_token_s
+        turned = log.refused.copy()
+        for flags in (log.rejected, log.timed_out):
+            if flags is not None:
+                turned |= flags
+        # the SLO per window counts TTFT (the LLM summary's attainment also needs TPOT: see summary.json)
+        ws.add_requests(a, e2e, admitted, turned)
+        if ws.slo is not None:
+            ws.hits[:] = 0
+            hit = np.isfinite(ttft) & (ttft <= ws.slo)
+            ws.hits += np.bincount(ws._w(a[hit]), minlength=ws.n)
+        ws.add_busy(log.step_start_s, log.step_start_s + log.step_s)
+        ws.add_completions(log.finish_s[np.isfinite(log.finish_s)])
+        w = ws._w(a)
+        for r in ws.rows():
+            mine = (w == r["window"]) & np.isfinite(ttft)
+            r["ttft_p99_s"] = float(np.percentile(ttft[mine], 99)) if mine.any() else float("nan")
+            rows.append({"replication": rep, **r})
+    return rows

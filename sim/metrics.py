@@ -465,3 +465,28 @@ def queue_length_series(log: BatchLog, points: int = 2000) -> tuple[np.ndarray, 
     cum = np.concatenate([[0], np.cumsum(log.size[order], dtype=np.int64)])
     dispatched = cum[np.searchsorted(log.dispatch_s[order], grid, side="right")]
     return grid, arrived - dispatched
+
+
+def window_rows(scenario, logs: list[BatchLog]) -> list[dict]:
+    """Returns windows.parquet's rows (sim.windows) for request-level replications, one set per replication."""
+    from .windows import WindowStats
+
+    rows = []
+    targets = scenario.slo.targets_ms() if scenario.slo is not None else {}
+    top = max(targets, key=lambda q: -1 if q == "mean" else int(q[1:])) if targets else None
+    for rep, log in enumerate(logs):
+        horizon = scenario.duration_s or float(log.arrival_s[-1]) if log.arrival_s.size else 0.0
+        ws = WindowStats(scenario.outputs.window_s, max(horizon, 1e-9), scenario.total_replicas,
+                         targets[top] / 1000 if top else None, sketches=False)
+        completion, dispatch = log.request_times("completion_s"), log.request_times("dispatch_s")
+        st = log.stages
+        sent = st["sent_s"] if st is not None else log.arrival_s
+        latency = (st["answered_s"] if st is not None else completion) - sent
+        turned = np.zeros(sent.size, bool)
+        for flags in (log.rejected, log.timed_out):
+            if flags is not None:
+                turned |= flags
+        ws.add_requests(sent, latency, dispatch, turned)
+        ws.add_batches(log.size.astype(float), log.dispatch_s, log.completion_s)
+        rows += [{"replication": rep, **r} for r in ws.rows()]
+    return rows

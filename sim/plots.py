@@ -349,3 +349,52 @@ def _lines(ax, grid: np.ndarray, series: np.ndarray, labels: list[str]) -> None:
     ax.fill_between(grid, lo, hi, alpha=0.3, label=f"min..max of {series.shape[0]} replicas")
     ax.plot(grid, med, lw=1, label="median replica")
     ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
+
+
+def plot_windows(frame, scenario, path: Path) -> Path:
+    """Writes windows.png: per window of the run (replication 0), p50 and p99 latency with their intervals,
+    throughput and utilisation, and SLO attainment when the scenario has a target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    f = frame[frame["replication"] == 0].sort_values("window")
+    hours = scenario.outputs.window_s >= 3600 or f["end_s"].max() >= 4 * 3600
+    div, unit = (3600.0, "h") if hours else (1.0, "s")
+    mid = (f["start_s"] + f["end_s"]).to_numpy() / 2 / div
+    has_slo = f["slo_attainment"].notna().any()
+    fig, axes = plt.subplots(3 if has_slo else 2, 1, figsize=(8, 7.5 if has_slo else 5.6), sharex=True)
+    ax = axes[0]
+    p99 = f["latency_p99_s"].to_numpy()
+    lat_unit, div_ms = time_unit(float(np.nanmax(p99)) * 1000 if np.isfinite(p99).any() else 1.0)
+    for q, style in (("p50", "-"), ("p99", "-")):
+        y = f[f"latency_{q}_s"].to_numpy() * 1000 / div_ms
+        ax.plot(mid, y, style, marker="o", ms=3, lw=1.4, label=q)
+        lo, hi = f[f"latency_{q}_lo_s"].to_numpy(), f[f"latency_{q}_hi_s"].to_numpy()
+        ok = np.isfinite(lo) & np.isfinite(hi)
+        if ok.any():
+            ax.fill_between(mid[ok], lo[ok] * 1000 / div_ms, hi[ok] * 1000 / div_ms, alpha=0.25)
+    ax.set_ylabel(f"latency ({lat_unit})")
+    ax.legend(loc="upper left", framealpha=0.9)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{scenario.name}: per {fmt_sig(scenario.outputs.window_s, 4)} s window (replication 0)")
+    ax = axes[1]
+    ax.plot(mid, f["throughput_rps"], marker="o", ms=3, lw=1.4, label="throughput")
+    ax.set_ylabel("requests/s")
+    ax.set_ylim(bottom=0)
+    ax2 = ax.twinx()
+    ax2.plot(mid, f["utilization"], color="C2", lw=1.2, ls="--", label="utilisation")
+    ax2.set_ylabel("utilisation")
+    ax2.set_ylim(0, max(1.05, float(f["utilization"].max()) * 1.05))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", framealpha=0.9)
+    ax2.legend(loc="upper right", framealpha=0.9)
+    if has_slo:
+        ax = axes[2]
+        ax.plot(mid, f["slo_attainment"] * 100, marker="o", ms=3, lw=1.4, color="C3")
+        ax.set_ylabel("SLO attainment (%)")
+        ax.set_ylim(min(90.0, float(f["slo_attainment"].min()) * 100 - 2), 100.5)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel(f"time ({unit})")
+    return _save(fig, path)

@@ -20,8 +20,12 @@ from .scenario import Scenario, blame, check, scenario_warnings
 
 def output_names(scenario: Scenario, records: bool, plots: bool) -> list[str]:
     """Returns the file names a run of `scenario` writes into its output folder."""
-    names = ["summary.json", "scenario.json"] + (["requests.parquet"] if records else [])
-    return names + (list(engine_kind(scenario).plots) if plots else [])
+    windows = scenario.outputs.window_s is not None
+    names = ["summary.json", "scenario.json"] + (["windows.parquet"] if windows else [])
+    names += ["windows.png"] if windows and plots else []
+    if scenario.streaming:  # no per-request records to write or plot
+        return names
+    return names + (["requests.parquet"] if records else []) + (list(engine_kind(scenario).plots) if plots else [])
 
 
 @dataclass
@@ -31,6 +35,14 @@ class Result:
     scenario: Scenario
     summary: dict
     logs: list = field(repr=False)  # BatchLog per replication (LlmLog for LLM policies)
+    window_list: Optional[list] = field(default=None, repr=False)  # streaming: windows.parquet's rows
+
+    @cached_property
+    def windows(self) -> pd.DataFrame:
+        """One row per window (outputs.window_s) and replication: sim.windows."""
+        rows = (self.window_list if self.window_list is not None
+                else engine_kind(self.scenario).window_rows(self.scenario, self.logs))
+        return pd.DataFrame(rows)
 
     @cached_property
     def requests(self) -> pd.DataFrame:
@@ -45,12 +57,19 @@ class Result:
         plots = self.scenario.outputs.plots if plots is None else plots
         out = out_dir if isinstance(out_dir, OutputDir) else OutputDir(out_dir)
         out.prepare(output_names(self.scenario, records, plots))
+        streaming = self.scenario.streaming  # statistics only: sim.sinks
         with out.staging() as tmp:
             (tmp / "summary.json").write_text(json.dumps(_jsonable(self.summary), indent=2) + "\n")
             (tmp / "scenario.json").write_text(self.scenario.model_dump_json(indent=2) + "\n")
-            if records:
+            if self.scenario.outputs.window_s is not None:
+                self.windows.to_parquet(tmp / "windows.parquet", index=False)
+                if plots:
+                    from .plots import plot_windows
+
+                    plot_windows(self.windows, self.scenario, tmp / "windows.png")
+            if records and not streaming:
                 self.requests.to_parquet(tmp / "requests.parquet", index=False)
-            if plots:
+            if plots and not streaming:
                 engine_kind(self.scenario).write_plots(self, tmp)
             return out.commit(tmp)
 
@@ -196,6 +215,8 @@ def run(scenario: Scenario, source: str = "<scenario>") -> Result:
 
     Raises ScenarioError (naming `source`) for input that passes the schema but cannot be simulated."""
     check(scenario, source)
+    if scenario.streaming:
+        return _run_streaming(scenario, source)
     first = generate_workload(scenario, 0)
     preflight(scenario, first, source)
     kind = engine_kind(scenario)
@@ -206,4 +227,65 @@ def run(scenario: Scenario, source: str = "<scenario>") -> Result:
                **kind.summarize(scenario, logs, source)}
     summary["batching"] = scenario.batching_description()
     summary["warnings"] = summary["warnings"] + scenario_warnings(scenario)
-    return Result(scenario=scenario, summary=summary, logs=logs)
+    result = Result(scenario=scenario, summary=summary, logs=logs)
+    if scenario.outputs.window_s is not None:
+        summary["windows"] = window_headline(result.windows, scenario)
+    return result
+
+
+def window_headline(frame: pd.DataFrame, scenario: Scenario) -> dict:
+    """Returns the summary's `windows` section: the window length and count, and the worst window."""
+    by = frame.groupby("window")
+    p99 = by["latency_p99_s"].mean()
+    out = {"window_s": scenario.outputs.window_s, "windows": int(p99.size), "file": "windows.parquet",
+           "worst_p99_s": float(p99.max()) if p99.notna().any() else None,
+           "worst_p99_window": int(p99.idxmax()) if p99.notna().any() else None}
+    att = by["slo_attainment"].mean()
+    if att.notna().any():
+        out["min_slo_attainment"] = float(att.min())
+        out["min_slo_attainment_window"] = int(att.idxmin())
+    return out
+
+
+def _run_streaming(scenario: Scenario, source: str) -> Result:
+    """Runs every replication through the shared-queue engine in chunks into fixed-memory sinks (sim.sinks);
+    returns a Result with the summary and no per-request logs."""
+    from .engine import simulate_shared
+    from .sinks import StreamingSink
+    from .stream_summary import summarize_stream
+    from .sweeps.store import SUMMARY_FORMAT, SUMMARY_VERSION, scenario_hash
+
+    groups = scenario.fleet_groups
+    specs = [(g.batching.rule(g.cost_model.batch_limit()), g.cost_model) for g in groups for _ in range(g.replicas)]
+    targets = scenario.slo.targets_ms() if scenario.slo is not None else {}
+    top = max(targets, key=lambda q: -1 if q == "mean" else int(q[1:])) if targets else None
+    sinks = []
+    for rep in range(scenario.replications):
+        sink = StreamingSink(len(specs), scenario.warmup_s, max(rule.max_batch_size for rule, _ in specs),
+                             targets[top] / 1000 if top else None)
+        if scenario.outputs.window_s is not None:
+            from .windows import WindowStats
+
+            sink.windows = WindowStats(scenario.outputs.window_s, scenario.duration_s or scenario.outputs.window_s,
+                                       len(specs), targets[top] / 1000 if top else None, sketches=True)
+        chunks = scenario.workload.arrival.arrival_chunks(component_rng(scenario.seed, rep, "workload.arrival"),
+                                                          **scenario.horizon())
+        simulate_shared(specs, None, noise_rng=component_rng(scenario.seed, rep, "cost_model.noise"),
+                        chunks=iter(chunks), sink=sink)
+        sinks.append(sink)
+    summary = {"format": SUMMARY_FORMAT, "version": SUMMARY_VERSION, "scenario_hash": scenario_hash(scenario),
+               **summarize_stream(scenario, sinks, source)}
+    summary["batching"] = scenario.batching_description()
+    notes = scenario_warnings(scenario)
+    if scenario.outputs.streaming is None:
+        notes.append(f"about {scenario._expected_requests:,.0f} requests: too many to keep per-request records, so this "
+                     "run streamed (fixed-memory statistics, percentiles within 0.25%; no requests.parquet or plots); "
+                     "set outputs.streaming: false to keep records")
+    summary["warnings"] = summary["warnings"] + notes
+    rows = None
+    if scenario.outputs.window_s is not None:
+        rows = [{"replication": rep, **r} for rep, sink in enumerate(sinks) for r in sink.windows.rows()]
+    result = Result(scenario=scenario, summary=summary, logs=[], window_list=rows)
+    if rows is not None:
+        summary["windows"] = window_headline(result.windows, scenario)
+    return result

@@ -33,6 +33,8 @@ from .errors import ScenarioError, shown
 DEFAULT_REQUESTS = 100_000
 # Memory is ~150-200 bytes per simulated request: keep one run well inside a 24 GiB machine.
 MAX_TOTAL_REQUESTS = 100_000_000
+RECORDS_MAX = 20_000_000          # beyond this many requests a run streams (outputs.streaming) unless told not to
+MAX_STREAMING_REQUESTS = 2_000_000_000
 _TAGS = ("process", "policy", "kind", "dist")
 
 ArrivalSpec = arrivals.REGISTRY.union()
@@ -170,6 +172,12 @@ class PlanSpec(StrictModel):
 class Outputs(StrictModel):
     records: bool = Field(default=True, description="write requests.parquet")
     plots: bool = Field(default=True, description="write PNG plots")
+    streaming: Optional[bool] = Field(default=None, description="keep fixed-memory statistics instead of per-request "
+                                      "records (no requests.parquet or plots; percentiles within 0.25%); default: "
+                                      f"records, switching to streaming with a notice beyond {20_000_000:,} requests")
+    window_s: Optional[float] = Field(default=None, gt=0, le=1e7, description="cut the run into windows of this "
+                                      "many seconds of arrival time: windows.parquet (p50/p90/p99, throughput, "
+                                      "utilisation, SLO attainment per window) and windows.png; default: none")
 
 
 Workload.model_rebuild()
@@ -195,6 +203,15 @@ class Scenario(StrictModel):
     # dotted key -> "--set KEY=VALUE" for keys a command-line override set, so errors name the flag
     _overrides: dict = PrivateAttr(default_factory=dict)
     _groups_cache: Optional[tuple] = PrivateAttr(default=None)
+    _expected_requests: float = PrivateAttr(default=0.0)
+
+    @property
+    def streaming(self) -> bool:
+        """True when the run keeps fixed-memory statistics instead of records: asked for, or (by default) when
+        it is too long for records and nothing in it needs them (sim.scenario.streaming_unsupported)."""
+        if self.outputs.streaming is not None:
+            return self.outputs.streaming
+        return self._expected_requests > RECORDS_MAX and not streaming_unsupported(self)
 
     @property
     def is_llm(self) -> bool:
@@ -348,11 +365,22 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
     else:
         expected = (float(scenario.requests) if scenario.requests is not None else
                     arr.rate_rps * scenario.duration_s if scenario.duration_s is not None else DEFAULT_REQUESTS)
-    if expected * scenario.replications > MAX_TOTAL_REQUESTS:
+    total = expected * scenario.replications
+    scenario._expected_requests = total
+    why_not = streaming_unsupported(scenario)
+    out = scenario.outputs
+    if out.streaming and why_not:
+        problems.append(("outputs.streaming", f"streaming runs support {why_not}"))
+    elif out.streaming and out.records and "records" in out.model_fields_set:
+        problems.append(("outputs.records", "a streaming run keeps no per-request records: leave records out (or "
+                         "set it false)"))
+    limit = MAX_STREAMING_REQUESTS if scenario.streaming else MAX_TOTAL_REQUESTS
+    if total > limit:
+        hint = ("; a streaming run (outputs.streaming: true) takes up to " f"{MAX_STREAMING_REQUESTS:,}"
+                if not scenario.streaming and not why_not else "")
         problems.append(("requests" if scenario.requests is not None else "duration_s",
-                         f"about {expected * scenario.replications:.3g} requests in all (x{scenario.replications} "
-                         f"replications) is beyond one run's limit of {MAX_TOTAL_REQUESTS:,}; shorten the run "
-                         "or split it into several seeds"))
+                         f"about {total:.3g} requests in all (x{scenario.replications} replications) is beyond one "
+                         f"run's limit of {limit:,}{hint}; shorten the run or split it into several seeds"))
     if not fleet_problems:
         for g in _pairs(scenario):
             _check_pair(scenario, g, problems)
@@ -361,6 +389,28 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
         where = scenario._overrides
         raise ScenarioError(blame(source, path, where), path, msg, [f"{blame(source, p, where)}: {p}: {m}" for p, m in rest])
     return scenario
+
+
+def streaming_unsupported(scenario: Scenario) -> str:
+    """Returns what streaming runs support when `scenario` needs something else ('' when it can stream)."""
+    srv, wl = scenario.server, scenario.workload
+    needs = []
+    if scenario.is_llm:
+        needs.append("LLM engines")
+    if srv.router.policy != "shared_queue" and scenario.total_replicas > 1:
+        needs.append(f"router {srv.router.policy}")
+    if srv.queue.max_queue_size is not None or srv.queue.timeout_ms is not None:
+        needs.append("queue limits")
+    if wl.clients is not None or wl.classes:
+        needs.append("closed-loop clients" if wl.clients is not None else "request classes")
+    if srv.preprocess is not None or srv.postprocess is not None or srv.pipeline_latency_ms is not None:
+        needs.append("server stages")
+    if srv.instances_per_gpu > 1:
+        needs.append("instance groups")
+    if not needs:
+        return ""
+    return ("request-level batching behind the shared queue (open-loop arrivals, any batching policy, groups); this "
+            "scenario has " + ", ".join(needs) + ": use records (outputs.streaming: false) and a shorter run")
 
 
 def _check_classes(scenario: Scenario) -> list[tuple[str, str]]:

@@ -47,7 +47,7 @@ def growth_test(runs: Iterable[tuple[np.ndarray, np.ndarray, float]], sections: 
     "sections", "backlog_growth": mean N(end) - N(start) in requests, "net_inflow_rps": mean growth per
     second of window, "method"}.
     """
-    incs, growth, rates, measured = [], [], [], 0
+    incs, spans, measured = [], [], 0
     for arrival_s, departure_s, start_s in runs:
         if arrival_s.size == 0:
             continue
@@ -55,10 +55,16 @@ def growth_test(runs: Iterable[tuple[np.ndarray, np.ndarray, float]], sections: 
         measured += int(np.count_nonzero(arrival_s >= start_s))
         if end_s <= start_s:
             continue
-        d = net_inflow(arrival_s, departure_s, start_s, end_s, sections)
-        incs.append(d)
-        growth.append(float(d.sum()))
-        rates.append(float(d.sum()) / (end_s - start_s))
+        incs.append(net_inflow(arrival_s, departure_s, start_s, end_s, sections))
+        spans.append(end_s - start_s)
+    return growth_verdict(incs, spans, measured, sections)
+
+
+def growth_verdict(incs: list, spans: list, measured: int, sections: int = SECTIONS) -> dict:
+    """Returns growth_test's dict from each run's net inflow per section (`incs`), its window length and the
+    number of measured arrivals (streaming runs compute the increments from time histograms)."""
+    growth = [float(d.sum()) for d in incs]
+    rates = [g / span for g, span in zip(growth, spans)]
     out = {"method": f"net inflow (arrivals - departures) over {sections} time sections of the measured window, "
                      "one-sided t test", "sections": sections, "threshold": THRESHOLD, "t": None,
            "backlog_growth": float(np.mean(growth)) if growth else None,

@@ -30,22 +30,38 @@ class ArrivalProcess(StrictModel):
         raise NotImplementedError
 
     def arrival_times_s(self, rng: np.random.Generator, *, requests: int | None = None,
-                until_s: float | None = None) -> np.ndarray:
+                        until_s: float | None = None) -> np.ndarray:
         """Returns sorted arrival times in seconds: the first `requests`, or all before `until_s`."""
+        chunks = list(self.arrival_chunks(rng, requests=requests, until_s=until_s))
+        return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+
+    def arrival_chunks(self, rng: np.random.Generator, *, requests: int | None = None,
+                       until_s: float | None = None):
+        """Yields the arrival times of `arrival_times_s` in sorted chunks of at most about a million (streaming
+        runs hold one chunk at a time; the concatenation is exactly arrival_times_s, draw for draw)."""
         if requests is not None:
-            return np.cumsum(self.gaps_s(rng, requests))
+            t0, left = 0.0, requests
+            while True:
+                n = min(_CHUNK, left)
+                # one sequential sum from the previous chunk's last time: the same floats as a single cumsum
+                t = np.cumsum(np.concatenate([[t0], self.gaps_s(rng, n)]))[1:]
+                yield t
+                left -= n
+                if left <= 0:
+                    return
+                t0 = float(t[-1])
         assert until_s is not None
-        chunks, t0 = [], 0.0
+        t0, first = 0.0, True
         expected = max(16, int(until_s / self.mean_gap_s * 1.02) + 16)
         while True:
-            n = min(_CHUNK, expected) if not chunks else _CHUNK
+            n = min(_CHUNK, expected) if first else _CHUNK
+            first = False
             t = t0 + np.cumsum(self.gaps_s(rng, n))
             if t[-1] >= until_s:
-                chunks.append(t[: np.searchsorted(t, until_s, side="left")])
-                break
-            chunks.append(t)
+                yield t[: np.searchsorted(t, until_s, side="left")]
+                return
+            yield t
             t0 = float(t[-1])
-        return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
 
     def offered_rps(self, times_s: np.ndarray) -> float:
         """Returns the offered arrival rate in requests/s (analytic here; traces measure the replayed times)."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ArrivalProcess
+from .base import _CHUNK, ArrivalProcess
 
 
 class TimeVaryingArrivals(ArrivalProcess):
@@ -13,22 +13,29 @@ class TimeVaryingArrivals(ArrivalProcess):
     def window(self, rng: np.random.Generator, t0: float, t1: float) -> np.ndarray:
         raise NotImplementedError
 
-    def arrival_times_s(self, rng: np.random.Generator, *, requests: int | None = None,
-                        until_s: float | None = None) -> np.ndarray:
-        """Returns sorted arrival times in seconds: the first `requests`, or all before `until_s`."""
+    def arrival_chunks(self, rng: np.random.Generator, *, requests: int | None = None,
+                       until_s: float | None = None):
+        """Yields sorted arrival times window by window: the first `requests`, or all before `until_s` (in
+        windows of about a million expected arrivals, so a streaming run holds one at a time)."""
         if until_s is not None:
-            return self.window(rng, 0.0, until_s)
+            step = max(_CHUNK / self.rate_rps, 1e-9)
+            t0 = 0.0
+            while t0 < until_s:
+                t1 = min(t0 + step, until_s)
+                yield self.window(rng, t0, t1)
+                t0 = t1
+            return
         assert requests is not None
-        chunks, t0, have, empty = [], 0.0, 0, 0
-        span = max(requests / self.rate_rps, 1e-9)
+        t0, have, empty = 0.0, 0, 0
+        span = max(min(requests, _CHUNK) / self.rate_rps, 1e-9)
         while have < requests and empty < 50:  # 50 empty windows: the rate has fallen to 0 for good
             t = self.window(rng, t0, t0 + span)
-            chunks.append(t)
+            t = t[: requests - have]
             have += t.size
             empty = empty + 1 if t.size == 0 else 0
+            yield t
             t0 += span
-            span = max((requests - have) / self.rate_rps * 1.1, span / 4)
-        return np.concatenate(chunks)[:requests]
+            span = max(min(requests - have, _CHUNK) / self.rate_rps * 1.1, span / 4)
 
     @property
     def var_gap_s2(self) -> float:

@@ -157,6 +157,11 @@ class TraceArrivals(ArrivalProcess):
         t = self.load()
         return float(np.var(np.diff(t))) if t.size > 2 else 0.0
 
+    def arrival_chunks(self, rng: np.random.Generator, *, requests: int | None = None,
+                       until_s: float | None = None):
+        """Yields the replay in one chunk (the trace is in memory already)."""
+        yield self.arrival_times_s(rng, requests=requests, until_s=until_s)
+
     def arrival_times_s(self, rng: np.random.Generator, *, requests: int | None = None,
                 until_s: float | None = None) -> np.ndarray:
         t = self.load()

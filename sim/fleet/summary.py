@@ -37,13 +37,18 @@ def _rates(views: list[ReplicaView], members, n_replicas: int) -> dict:
             "utilization": busy / (n_replicas * span) if span > 0 else math.nan}
 
 
-def fleet_sections(groups, views: list[ReplicaView], throughput_rps: float, overall: Optional[dict] = None) -> dict:
+def fleet_sections(groups, views: list[ReplicaView], throughput_rps: float, overall: Optional[dict] = None,
+                   sketches: Optional[list] = None) -> dict:
     """Returns the summary keys `replicas`, `groups`, `fleet_cost_per_hour`, `cost_per_million_requests`
     and `cost_note` (why a cost is null, or where the prices came from). With one replica its latency is the
-    fleet's (`overall`, the summary's latency statistics), so nothing per request is recomputed."""
+    fleet's (`overall`, the summary's latency statistics), so nothing per request is recomputed. Streaming
+    runs give each replica's latency as a sketch (`sketches`, sim.sketch) instead of per-request views."""
     index = replica_index(groups)
     c = len(index)
-    if c == 1 and overall is not None:
+    if sketches is not None:
+        requests = [sk.n for sk in sketches]
+        lat_of = [sk.stats() for sk in sketches]
+    elif c == 1 and overall is not None:
         lat_of = [{k: overall[k] for k in ("mean", "p50", "p90", "p95", "p99", "max")}]
         requests = [sum(v.requests for v in views)]
     else:
@@ -64,6 +69,10 @@ def fleet_sections(groups, views: list[ReplicaView], throughput_rps: float, over
             lat = {k: overall[k] for k in ("mean", "p50", "p90", "p95", "p99", "max")}
         elif c == 1:
             lat = lat_of[0]
+        elif sketches is not None:
+            from ..sketch import merged
+
+            lat = merged(sketches[i] for i in members).stats()
         else:
             chosen = np.concatenate([per[i] for i in members])
             lat = point_stats(chosen[np.isfinite(chosen)])

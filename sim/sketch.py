@@ -1,0 +1,102 @@
+"""A mergeable quantile sketch for positive durations in fixed memory (DDSketch's logarithmic buckets).
+
+Bucket i holds the values in (g^(i-1), g^i] with g = (1 + a) / (1 - a), and reports 2 g^i / (g + 1) for
+them, which is within relative accuracy a of every value in the bucket. Exact zeros (a queue wait of 0)
+have a bucket of their own; count, sum, min and max are exact. Buckets are a dense numpy array over
+[MIN_S, MAX_S] (values beyond are clamped into the edge buckets; min and max stay exact), so adding a
+block of values is one `np.bincount` and merging is one addition.
+
+Why not the `ddsketch` package: it adds one value per Python call, about a microsecond each, which is a
+minute and a half per metric for a day at 1,000 rps; this one adds a block of a million values in a few
+milliseconds.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+ACCURACY = 0.0025          # relative accuracy of every reported quantile's bucket
+MIN_S, MAX_S = 1e-7, 1e6   # 0.1 microsecond to 11.6 days
+_GAMMA = (1 + ACCURACY) / (1 - ACCURACY)
+_LOG_G = math.log(_GAMMA)
+_OFFSET = math.floor(math.log(MIN_S) / _LOG_G)
+_BUCKETS = math.ceil(math.log(MAX_S) / _LOG_G) - _OFFSET + 1
+
+
+class LogSketch:
+    """Counts of values by logarithmic bucket, plus exact count, sum, min, max and zeros."""
+
+    __slots__ = ("counts", "zeros", "n", "total", "lo", "hi")
+
+    def __init__(self):
+        self.counts = np.zeros(_BUCKETS, np.int64)
+        self.zeros = 0
+        self.n = 0
+        self.total = 0.0
+        self.lo = math.inf
+        self.hi = -math.inf
+
+    def add(self, values: np.ndarray) -> None:
+        """Adds a block of values in seconds (>= 0; NaN values are ignored)."""
+        v = np.asarray(values, float)
+        v = v[~np.isnan(v)]
+        if v.size == 0:
+            return
+        self.n += int(v.size)
+        self.total += float(v.sum())
+        self.lo = min(self.lo, float(v.min()))
+        self.hi = max(self.hi, float(v.max()))
+        pos = v[v > 0]
+        self.zeros += int(v.size - pos.size)
+        if pos.size:
+            idx = np.ceil(np.log(np.clip(pos, MIN_S, MAX_S)) / _LOG_G).astype(np.int64) - _OFFSET
+            self.counts += np.bincount(np.clip(idx, 0, _BUCKETS - 1), minlength=_BUCKETS)
+
+    def merge(self, other: "LogSketch") -> "LogSketch":
+        """Adds `other` into this sketch; returns self."""
+        self.counts += other.counts
+        self.zeros += other.zeros
+        self.n += other.n
+        self.total += other.total
+        self.lo = min(self.lo, other.lo)
+        self.hi = max(self.hi, other.hi)
+        return self
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n if self.n else math.nan
+
+    def quantile(self, q: float) -> float:
+        """Returns the q-quantile (0 <= q <= 1) in seconds, within ACCURACY of the value at that rank (the
+        rank as numpy's default percentile takes it, q (n - 1)); NaN when empty."""
+        if self.n == 0:
+            return math.nan
+        rank = q * (self.n - 1)
+        if rank < self.zeros:
+            return 0.0
+        if q >= 1:
+            return self.hi
+        if q <= 0:
+            return self.lo
+        cum = np.cumsum(self.counts)
+        i = int(np.searchsorted(cum, rank - self.zeros, side="right"))
+        i = min(i, _BUCKETS - 1)
+        value = 2 * _GAMMA ** (i + _OFFSET) / (_GAMMA + 1)
+        return min(max(value, self.lo), self.hi)
+
+    def stats(self) -> dict:
+        """Returns mean, p50, p90, p95, p99 and max, as sim.stats.point_stats does for raw values."""
+        out = {"mean": self.mean}
+        for p in (50, 90, 95, 99):
+            out[f"p{p}"] = self.quantile(p / 100)
+        out["max"] = self.hi if self.n else math.nan
+        return out
+
+
+def merged(sketches) -> LogSketch:
+    """Returns a new sketch holding every value of `sketches`."""
+    out = LogSketch()
+    for s in sketches:
+        out.merge(s)
+    return out

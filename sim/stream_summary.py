@@ -1,0 +1,161 @@
+"""summary.json for streaming runs (sim.sinks.StreamingSink): the same keys as sim.metrics.summarize, from
+sketches and running sums instead of per-request records.
+
+Counts, means, throughput, utilisation, batch sizes, SLO attainment and Little's law are exact; percentiles
+are within the sketch's relative accuracy (sim.sketch.ACCURACY, 0.25%) of the records' values; confidence
+intervals come from the same kind of sections (replications, or 5 to 10 contiguous groups of measured requests
+in arrival order, whose boundaries fall on the sink's fine sections); the growth test reads the number in
+system at its 21 edges from time histograms (linear within a bin of at most 1/2048 of the run).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .sketch import ACCURACY, merged
+from .stability import SECTIONS, growth_verdict
+from .stats import BATCH_MEANS, KEYS, MIN_SECTIONS, _half_width, confidence, min_section_size, scalar_ci, slo_verdict
+
+
+def sketch_with_ci(sinks: list, attr: str) -> dict:
+    """Returns sim.stats.with_ci's dict for the latency or wait sketches (`attr`) of the sinks' sections."""
+    out = merged(getattr(s.overall(), attr) for s in sinks).stats()
+    ci, used, missing = {}, {}, {}
+    for key in KEYS:
+        need = min_section_size(key)
+        if len(sinks) > 1:
+            smallest = min(s.measured for s in sinks)
+            if smallest < need:
+                ci[key] = used[key] = None
+                missing[key] = (f"needs {need:,} measured requests in each of the {len(sinks)} replications; "
+                                f"the smallest has {smallest:,}: lengthen the run")
+                continue
+            estimates = [getattr(s.overall(), attr).stats()[key] for s in sinks]
+            k = len(sinks)
+        else:
+            groups = sinks[0].sections_for(need, BATCH_MEANS, MIN_SECTIONS)
+            if groups is None:
+                ci[key] = used[key] = None
+                missing[key] = (f"needs {MIN_SECTIONS * need:,} measured requests ({MIN_SECTIONS} sections of "
+                                f"{need:,}); {sinks[0].measured:,} were measured: lengthen the run or add replications")
+                continue
+            estimates = [getattr(g, attr).stats()[key] for g in groups]
+            k = len(groups)
+        # sections whose percentiles fall in one bucket agree exactly: no interval is narrower than a bucket
+        half = max(_half_width(estimates), ACCURACY * abs(out[key]) if key != "mean" else 0.0)
+        ci[key], used[key] = [out[key] - half, out[key] + half], k
+    out["ci95"], out["ci95_sections"] = ci, used
+    if missing:
+        out["ci95_missing"] = missing
+    return out
+
+
+def _growth(sinks: list) -> dict:
+    incs, spans, measured = [], [], 0
+    for s in sinks:
+        w = s.window()
+        measured += s.measured + s.unserved_measured
+        if s.last_arrival <= w["start_s"]:
+            continue
+        edges = np.linspace(w["start_s"], s.last_arrival, SECTIONS + 1)
+        in_system = s.arrivals.cumulative(edges) - s.departures.cumulative(edges)
+        incs.append(np.diff(in_system))
+        spans.append(s.last_arrival - w["start_s"])
+    test = growth_verdict(incs, spans, measured)
+    test["method"] += " (streaming: counts at the section edges from time histograms)"
+    return test
+
+
+def _littles_law(s) -> dict:
+    """L from the counting processes' areas (exact sums), lambda W from the measured requests."""
+    w = s.window()
+    t0, t1 = w["start_s"], s.last_arrival
+    if s.measured < 2 or t1 <= t0:
+        return {"L": math.nan, "lambda_W": math.nan, "rel_error": math.nan}
+    area_in = s.generated * t1 - s.sum_arrival_after
+    L = (area_in - w["out_area"]) / (t1 - t0)
+    lam = s.after_warmup / (t1 - t0)
+    lw = lam * s.overall().latency.mean
+    return {"L": L, "lambda_W": lw, "rel_error": abs(L - lw) / lw if lw > 0 else math.nan}
+
+
+def summarize_stream(scenario, sinks: list, source: str = "<scenario>") -> dict:
+    """Returns summary.json's dict for a streaming run of `scenario` (one sink per replication)."""
+    from .errors import ScenarioError
+    from .fleet.summary import ReplicaView, fleet_sections
+    from .metrics import HIGH_UTILIZATION
+
+    replicas = scenario.total_replicas
+    n = sum(s.measured for s in sinks)
+    if n == 0:
+        raise ScenarioError(source, "server.batching.max_batch_size", "no measured request was ever dispatched")
+    warnings: list[str] = []
+    capacity = scenario.capacity_rps()
+    arr = scenario.workload.arrival
+    offered = float(arr.rate_rps) if getattr(arr, "rate_rps", None) else None
+    load = offered / capacity if offered is not None and capacity else None
+    a_priori = load is None or load < 1.0
+    if not a_priori:
+        warnings.append(f"UNSTABLE: offered load {offered:.6g} rps is {load:.0%} of capacity {capacity:.6g} rps "
+                        f"({replicas} replica(s) x full batches); the queue grows without bound")
+    growth = _growth(sinks)
+    growth["a_priori_stable"] = a_priori
+    stable = a_priori and growth["verdict"] != "growing"
+    if growth["verdict"] == "growing":
+        from .stability import describe_growth
+
+        warnings.insert(0, describe_growth(growth))
+    windows = [s.window() for s in sinks]
+    span = sum(w["span_s"] for w in windows)
+    completed = sum(int(w["completed"].sum()) for w in windows)
+    throughput = completed / span
+    busy = sum(float(w["busy_s"].sum()) for w in windows)
+    utilization = busy / (replicas * span)
+    sizes = sum(s.batch_sizes for s in sinks)
+    batches = int(sizes.sum())
+    values = np.arange(sizes.size)
+    cum = np.cumsum(sizes)
+    unserved = sum(s.unserved_measured for s in sinks)
+    if unserved:
+        warnings.append(f"{unserved} measured request(s) were never dispatched (a static batch that never filled); "
+                        "they count as SLO misses; set server.batching.max_queue_delay_ms to flush partial batches")
+    if stable and load is not None and load >= HIGH_UTILIZATION:
+        warnings.append(f"the offered load is {load:.0%} of capacity: queues and tail latency grow steeply with "
+                        "any more traffic (or burstier traffic); leave headroom")
+    lat = sketch_with_ci(sinks, "latency")
+    summary = {
+        "scenario": scenario.name, "seed": scenario.seed, "replications": len(sinks), "requests": n,
+        "requests_generated": int(sum(s.generated for s in sinks)), "unserved": unserved,
+        "rejected": {"count": 0, "fraction": 0.0}, "timed_out": {"count": 0, "fraction": 0.0},
+        "delayed": {"count": 0, "fraction": 0.0},
+        "warmup_s": scenario.warmup_s, "duration_s": float(np.mean([s.horizon_s for s in sinks])),
+        "measured_window_s": span / len(sinks), "offered_rps": offered, "capacity_rps": capacity,
+        "offered_load": load, "stable": stable, "stability": growth,
+        "throughput_rps": throughput,
+        "throughput_rps_ci95": scalar_ci([int(w["completed"].sum()) / w["span_s"] for w in windows], throughput),
+        "latency_s": lat, "queue_wait_s": sketch_with_ci(sinks, "wait"),
+        "batch_size": {"mean": float((values * sizes).sum() / batches) if batches else math.nan,
+                       "p50": float(values[np.searchsorted(cum, 0.5 * (batches - 1), side="right")]) if batches else math.nan,
+                       "max": int(values[sizes > 0].max()) if batches else 0, "batches": batches},
+        "utilization": utilization,
+        "utilization_ci95": scalar_ci([float(w["busy_s"].sum()) / (replicas * w["span_s"]) for w in windows], utilization),
+        "littles_law": _littles_law(sinks[0]),
+        "confidence": confidence(len(sinks)),
+        "streaming": {"relative_accuracy": ACCURACY, "percentiles": "from log-bucket sketches (sim.sketch)"},
+        "warnings": warnings,
+    }
+    if scenario.slo is not None and scenario.slo.targets_ms():
+        targets = scenario.slo.targets_ms()
+        checks = {q: slo_verdict(t, lat[q], lat["ci95"].get(q)) for q, t in targets.items()}
+        top = max(targets, key=lambda q: -1 if q == "mean" else int(q[1:]))
+        hits = [sum(sec.hits for sec in s.sections) for s in sinks]
+        within = [h / max(s.measured + s.unserved_measured, 1) for h, s in zip(hits, sinks)]
+        pooled = sum(hits) / max(n + unserved, 1)
+        summary.update({"slo": {"targets": checks, "met": all(c["met"] for c in checks.values()),
+                                "attainment_target": top},
+                        "slo_attainment": pooled, "slo_attainment_ci95": scalar_ci(within, pooled)})
+    views = [ReplicaView(None, None, s.measured, w["completed"], w["busy_s"], w["span_s"]) for s, w in zip(sinks, windows)]
+    per_replica = [merged(s.per_replica[i] for s in sinks) for i in range(replicas)]
+    summary.update(fleet_sections(scenario.fleet_groups, views, throughput, lat, sketches=per_replica))
+    return summary

@@ -1,0 +1,102 @@
+"""Streaming runs (outputs.streaming): the same summary as records within the sketch's stated accuracy (counts,
+means and rates equal), the sketch against exact percentiles, memory that does not hold per-request records,
+switching to streaming with a notice, bad input."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+import sim
+from sim.sketch import ACCURACY, LogSketch, merged
+
+from .conftest import run_cli, scenario_dict
+
+
+def both(**changes):
+    base = scenario_dict(outputs={"records": False, "plots": False}, **changes)
+    rec = sim.run(sim.validate({**base, "outputs": {"streaming": False, "records": False, "plots": False}})).summary
+    st = sim.run(sim.validate({**base, "outputs": {"streaming": True}})).summary
+    return rec, st
+
+
+@pytest.mark.parametrize("changes", [
+    dict(requests=2_000_000, warmup_s=5.0, workload={"arrival": {"process": "poisson", "rate_rps": 1000}},
+         cost_model={"kind": "affine", "base_ms": 2.0, "per_item_ms": 0.25, "max_batch_size": 64},
+         server={"batching": {"policy": "dynamic", "max_batch_size": 32, "max_queue_delay_ms": 2}},
+         slo={"latency_p99_ms": 6.5}),
+    dict(duration_s=400.0, requests=None, replications=2, workload={"arrival": {"process": "diurnal", "mean_rate_rps": 2500,
+                                                                 "peak_to_trough": 3, "period_s": 400}},
+         cost_model={"kind": "affine", "base_ms": 2.0, "per_item_ms": 0.25, "noise": {"cv": 0.2}},
+         server={"groups": [{"name": "a", "replicas": 2}, {"name": "b", "replicas": 1,
+                                                          "batching": {"policy": "static", "max_batch_size": 8,
+                                                                       "max_queue_delay_ms": 5}}],
+                 "batching": {"policy": "dynamic", "max_batch_size": 16, "max_queue_delay_ms": 1}}),
+])
+def test_streaming_equals_records_within_the_sketch_accuracy(changes):
+    rec, st = both(**changes)
+    for key in ("requests", "requests_generated", "unserved", "batch_size", "slo_attainment"):
+        assert st.get(key) == rec.get(key), key
+    for key in ("throughput_rps", "utilization", "duration_s", "measured_window_s"):
+        assert st[key] == pytest.approx(rec[key], rel=1e-9), key
+    for metric in ("latency_s", "queue_wait_s"):
+        assert st[metric]["mean"] == pytest.approx(rec[metric]["mean"], rel=1e-9)
+        assert st[metric]["max"] == rec[metric]["max"]
+        for q in ("p50", "p90", "p95", "p99"):
+            assert st[metric][q] == pytest.approx(rec[metric][q], rel=2 * ACCURACY, abs=1e-12), (metric, q)
+            assert (st[metric]["ci95"][q] is None) == (rec[metric]["ci95"][q] is None)
+    assert st["littles_law"]["L"] == pytest.approx(rec["littles_law"]["L"], rel=1e-6)
+    assert st["stable"] == rec["stable"] and st["stability"]["verdict"] == rec["stability"]["verdict"]
+    for a, b in zip(st["replicas"], rec["replicas"]):
+        assert a["requests"] == b["requests"] and a["throughput_rps"] == pytest.approx(b["throughput_rps"], rel=1e-9)
+        assert a["latency_s"]["p99"] == pytest.approx(b["latency_s"]["p99"], rel=2 * ACCURACY)
+
+
+def test_sketch_quantiles_are_within_the_stated_accuracy():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.lognormal(-6, 2, 300_000), np.zeros(5000), rng.uniform(1e-9, 1e-7, 100)])
+    parts = np.array_split(values, 7)
+    sketches = []
+    for p in parts:
+        s = LogSketch()
+        s.add(p)
+        sketches.append(s)
+    s = merged(sketches)
+    assert s.n == values.size and s.zeros == 5000 and s.mean == pytest.approx(values.mean(), rel=1e-12)
+    for q in np.linspace(0.02, 0.999, 60):
+        exact = np.sort(values)[int(math.floor(q * (values.size - 1)))]
+        if exact > 1e-7:  # inside the sketch's range
+            assert s.quantile(q) == pytest.approx(exact, rel=ACCURACY * 1.0001)
+
+
+def test_a_long_run_streams_by_itself_with_a_notice(tmp_path, write_yaml):
+    raw = scenario_dict(requests=25_000_000, workload={"arrival": {"process": "poisson", "rate_rps": 20000}},
+                        cost_model={"kind": "affine", "base_ms": 0.5, "per_item_ms": 0.01, "max_batch_size": 256},
+                        server={"batching": {"policy": "dynamic", "max_batch_size": 128, "max_queue_delay_ms": 1}})
+    s = sim.validate(raw)
+    assert s.streaming
+    proc = run_cli("check", write_yaml(raw))
+    assert proc.returncode == 0
+    raw["outputs"] = {"streaming": False}
+    assert not sim.validate(raw).streaming
+
+
+@pytest.mark.parametrize("changes,key,text", [
+    ({"outputs": {"streaming": True}, "server": {"replicas": 2, "router": {"policy": "round_robin"}}},
+     "outputs.streaming", "router round_robin"),
+    ({"outputs": {"streaming": True, "records": True}}, "outputs.records", "keeps no per-request records"),
+    ({"requests": 150_000_000, "outputs": {"streaming": False}}, "requests", "outputs.streaming: true"),
+])
+def test_bad_streaming_input(write_yaml, changes, key, text):
+    proc = run_cli("check", write_yaml(scenario_dict(**changes)))
+    assert proc.returncode == 2 and f": {key}: " in proc.stderr and text in proc.stderr, proc.stderr
+
+
+def test_a_streaming_run_writes_its_summary_only(tmp_path, write_yaml):
+    p = write_yaml(scenario_dict(requests=50000, outputs={"streaming": True}))
+    proc = run_cli("run", p, "--out", tmp_path / "o")
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(f.name for f in (tmp_path / "o").iterdir() if not f.name.startswith("."))
+    assert names == ["scenario.json", "summary.json"]
+    s = json.loads((tmp_path / "o/summary.json").read_text())
+    assert s["streaming"]["relative_accuracy"] == ACCURACY and s["requests"] == 50000
