@@ -1,0 +1,71 @@
+"""Streaming benchmarks: a day of traffic in fixed memory, each run timed as a whole `servesim run` command in
+its own process (peak RSS from the OS).
+
+    python bench/bench_streaming.py [--sizes 10,30,86.4] [--records-check 10]
+
+1. The vision model (2 ms + 0.25 ms per image, dynamic batching up to 32, 2 ms delay) at 1,000 rps Poisson,
+   one replica, outputs.streaming: true, for each size in millions of requests (86.4M is a day): wall time,
+   peak RSS, and the ratio of peak RSS to the smallest run's (flat memory: all near 1).
+2. The same scenario at --records-check million requests with records (outputs.streaming: false, records
+   off): the time and memory that streaming saves, measured in the same run of this script.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+SCENARIO = {"name": "bench-streaming", "seed": 1, "warmup_s": 60,
+            "workload": {"arrival": {"process": "poisson", "rate_rps": 1000.0}},
+            "cost_model": {"kind": "affine", "base_ms": 2.0, "per_item_ms": 0.25, "max_batch_size": 64},
+            "server": {"batching": {"policy": "dynamic", "max_batch_size": 32, "max_queue_delay_ms": 2.0}},
+            "slo": {"latency_p99_ms": 10.0}, "outputs": {"streaming": True, "window_s": 3600}}
+
+
+def run(folder: Path, millions: float, streaming: bool) -> tuple[float, float]:
+    """Returns (wall seconds, peak RSS in MB) of one `servesim run` in a fresh process."""
+    s = dict(SCENARIO, requests=int(millions * 1e6))
+    s["outputs"] = {"streaming": True, "window_s": 3600} if streaming else {"streaming": False, "records": False,
+                                                                              "plots": False}
+    path = folder / f"s-{millions}-{streaming}.yaml"
+    path.write_text(yaml.safe_dump(s))
+    code = ("import resource, sys, time; from sim.cli import main; t = time.perf_counter(); rc = main(['run', "
+            f"{str(path)!r}, '--out', {str(folder / ('o-' + str(millions) + str(streaming)))!r}, '--quiet']); "
+            "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(proc.stderr)
+    wall, rss = map(float, proc.stdout.split()[-2:])
+    return wall, rss
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="10,30,86.4", help="millions of requests, comma-separated")
+    ap.add_argument("--records-check", type=float, default=10.0, help="millions of requests for the records run")
+    args = ap.parse_args()
+    print(f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        rows = []
+        for m in [float(x) for x in args.sizes.split(",")]:
+            wall, rss = run(folder, m, True)
+            rows.append((m, wall, rss))
+            print(f"streaming {m:g}M requests: {wall:.1f} s, peak RSS {rss:.0f} MB, {m * 1e6 / wall / 1e6:.2f}M req/s")
+        base = rows[0][2]
+        print("peak RSS relative to the smallest: " + ", ".join(f"{m:g}M {rss / base:.3f}" for m, _, rss in rows))
+        wall_r, rss_r = run(folder, args.records_check, False)
+        s_wall, s_rss = next(((w, r) for m, w, r in rows if m == args.records_check), run(folder, args.records_check, True))
+        print(f"records {args.records_check:g}M requests (no records written): {wall_r:.1f} s, peak RSS {rss_r:.0f} MB; "
+              f"streaming/records: time {s_wall / wall_r:.2f}, memory {s_rss / rss_r:.2f}")
+
+
+if __name__ == "__main__":
+    main()
