@@ -176,13 +176,16 @@ def cmd_run(args) -> int:
 
 def cmd_check(args) -> int:
     from .kinds import engine_kind
-    from .runner import generate_workload, preflight
+    from .runner import check_runnable
     from .scenario import scenario_warnings
 
     scenario = _load(args)
-    preflight(scenario, generate_workload(scenario, 0), args.scenario)  # the checks `run` makes before simulating
+    check_runnable(scenario, args.scenario)  # the checks `run` makes before simulating
     print(f"{args.scenario}: OK")
     print(f"  batching: {scenario.batching_description()}")
+    if scenario.streaming:
+        print(f"  outputs: streaming (about {scenario._expected_requests:,.0f} requests: fixed-memory statistics, "
+              "no requests.parquet or plots)")
     for line in engine_kind(scenario).check_lines(scenario):
         print(f"  {line}")
     for g in scenario.fleet_groups:

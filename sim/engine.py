@@ -49,6 +49,7 @@ class BatchLog:
     # server stages (sim.stages): per request sent_s (by the client; arrival_s is when it reached the batcher),
     # pre_wait_s, answered_s (NaN: not answered) and post_wait_s
     stages: Optional[dict] = None
+    scaling: Optional[dict] = None  # autoscaler: replica lives, billing end, decisions (sim.fleet.scaling)
 
     def request_batch(self) -> np.ndarray:
         """Returns, per request in arrival order, the index of the batch that served it (-1: never served)."""
@@ -85,15 +86,15 @@ def simulate(rule: DispatchRule, cost: CostModel, arrival_s: np.ndarray, *, repl
 
 
 def simulate_shared(specs: list, arrival_s: Optional[np.ndarray], *, noise_rng: Optional[np.random.Generator] = None,
-                    chunks=None, sink=None, flush_batches: int = 1 << 18) -> Optional[BatchLog]:
+                    chunks=None, sink=None, flush_requests: int = 1 << 20) -> Optional[BatchLog]:
     """Runs one replica per (DispatchRule, CostModel) in `specs`, all sharing one FCFS queue, over the
     sorted arrival times (seconds); returns the BatchLog. Replicas may differ (heterogeneous groups):
     whichever is free first takes the head of the queue under its own rule. One jitter sampler per
     distinct cost model, all drawn from `noise_rng` in batch order.
 
     Streaming (sim.sinks): with `chunks`, an iterator of sorted arrival-time arrays that continue one another,
-    instead of `arrival_s`, arrivals are loaded as the queue's head needs them, and every `flush_batches`
-    batches the finished ones go to `sink.take` with the requests they served and are forgotten, so memory
+    instead of `arrival_s`, arrivals are loaded as the queue's head needs them, and once `flush_requests`
+    requests are taken the finished batches go to `sink.take` with those requests and are forgotten, so memory
     does not grow with the run; returns None."""
     arr: list = []
     state = {"head": 0, "n": 0, "more": chunks is not None}
@@ -107,7 +108,7 @@ def simulate_shared(specs: list, arrival_s: Optional[np.ndarray], *, noise_rng: 
     completion = array("d")
     steps = array("d")
     who = array("i")
-    flush_at = flush_batches if sink is not None else inf
+    flush_at = flush_requests if sink is not None else inf
     prepared: dict = {}
     for rule, cost in specs:
         if id(cost) not in prepared:
@@ -173,7 +174,7 @@ def simulate_shared(specs: list, arrival_s: Optional[np.ndarray], *, noise_rng: 
             completion.append(end)
             steps.append(step)
             who.append(rid)
-            if len(sizes) >= flush_at:
+            if h + k >= flush_at:
                 flush()
             yield timeout(end - t)
 

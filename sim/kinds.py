@@ -65,6 +65,17 @@ class BatchKind(EngineKind):
                 log.stages = {"sent_s": cols["sent_s"], "pre_wait_s": cols["pre_wait_s"], "answered_s": answered,
                               "post_wait_s": cols["post_wait_s"]}
             return log
+        if srv.autoscaler is not None:
+            from .fleet.scaling import simulate_autoscaled
+            from .rng import component_rng
+
+            g = scenario.fleet_groups[0]
+            log, scaling = simulate_autoscaled(g.batching.rule(g.cost_model.batch_limit()), g.cost_model, srv.autoscaler,
+                                               srv.replicas, workload.arrival_s, end_s=scenario.duration_s,
+                                               noise_rng=component_rng(scenario.seed, replication, "cost_model.noise"))
+            log.scaling = scaling
+            log.classes = workload.classes
+            return log
         stages = Stages(srv, scenario.seed, replication) if has_stages(srv) else None
         a = workload.arrival_s
         perm, b = None, a

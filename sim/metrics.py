@@ -362,7 +362,25 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
     from .fleet.summary import fleet_sections
 
     summary.update(fleet_sections(scenario.fleet_groups, [r.view() for r in reps], throughput, lat))
+    if reps[0].log.scaling is not None:  # the pool's price is not what it cost: the replicas that served are
+        summary.update(_autoscaler_keys(scenario, reps, summary))
     return summary
+
+
+def _autoscaler_keys(scenario, reps: list[_Rep], summary: dict) -> dict:
+    """Returns the autoscaler's summary keys; utilisation becomes busy time over serving replica-time."""
+    from .fleet.autoscaler import lives_overlap, scaling_section
+
+    price = scenario.fleet_groups[0].cost_per_hour
+    sec = scaling_section([r.log.scaling for r in reps], price, [(r.start_s, r.end_s) for r in reps])
+    serving = sum(lives_overlap(r.log.scaling["lives"], r.start_s, r.end_s) for r in reps)
+    busy = sum(r.busy_s for r in reps)
+    out = {"autoscaler": sec, "replica_hours": sec["replica_hours"], "cost_per_day": sec.get("cost_per_day"),
+           "utilization": busy / serving if serving > 0 else math.nan}
+    if price is not None and summary.get("throughput_rps"):
+        out["fleet_cost_per_hour"] = sec["mean_replicas"] * price
+        out["cost_per_million_requests"] = out["fleet_cost_per_hour"] / (summary["throughput_rps"] * 3600) * 1e6
+    return out
 
 
 def _pools_keep_up(server, offered_rps, warnings: list[str]) -> bool:
@@ -488,5 +506,7 @@ def window_rows(scenario, logs: list[BatchLog]) -> list[dict]:
                 turned |= flags
         ws.add_requests(sent, latency, dispatch, turned)
         ws.add_batches(log.size.astype(float), log.dispatch_s, log.completion_s)
+        if log.scaling is not None:
+            ws.add_active(log.scaling["lives"])
         rows += [{"replication": rep, **r} for r in ws.rows()]
     return rows

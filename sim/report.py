@@ -256,6 +256,7 @@ def format_summary(summary: dict, batching: str = "") -> str:
         lines.append(f"  SLO attainment {_num(s.get('slo_attainment'), '.3%')} of requests within the "
                      f"{_txt(s['slo'].get('attainment_target'))} target")
     lines += _stages(s)
+    lines += _autoscaler(s)
     lines += _classes(s)
     lines += _fleet(s)
     lines += _warnings(s)
@@ -272,6 +273,20 @@ def _load_lines(s: dict, capacity: str) -> list[str]:
             f"load {_num(s.get('offered_load'), '.1%')} of {capacity} {_num(s.get('capacity_rps'))} rps  [{_state(s)}]",
             f"  law          R = N/X - Z = {_ms(cl.get('law_response_time_s'))} vs measured "
             f"{_ms(cl.get('response_time_s'))} ({_num(cl.get('law_rel_error'), '.2%')} apart)"]
+
+
+def _autoscaler(s: dict) -> list[str]:
+    """Returns a line for an autoscaled fleet: replicas used, replica-hours and the day's cost."""
+    a = s.get("autoscaler") if isinstance(s.get("autoscaler"), dict) else None
+    if not a:
+        return []
+    line = (f"  autoscaler   mean {_num(a.get('mean_replicas'), '.3g')} replicas (peak {_txt(a.get('peak_replicas'))}), "
+            f"{_num(a.get('replica_hours'), '.4g')} replica-hours, {_num(a.get('scale_ups'), '.3g')} up / "
+            f"{_num(a.get('scale_downs'), '.3g')} down")
+    if a.get("cost_per_day") is not None:
+        line += (f"; ${_num(a.get('cost_per_day'), ',.2f')} a day against ${_num(a.get('fixed_peak_cost_per_day'), ',.2f')} "
+                 "for a fixed fleet of the peak")
+    return [line]
 
 
 def _stages(s: dict) -> list[str]:

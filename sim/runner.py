@@ -47,6 +47,9 @@ class Result:
     @cached_property
     def requests(self) -> pd.DataFrame:
         """One row per request of every replication; times in seconds."""
+        if self.scenario.streaming:
+            raise ValueError("a streaming run keeps no per-request records (outputs.streaming): its summary and "
+                             "windows hold what it measured")
         return engine_kind(self.scenario).request_frame(self.logs, self.scenario)
 
     def write(self, out_dir, *, records: Optional[bool] = None, plots: Optional[bool] = None) -> list[Path]:
@@ -179,6 +182,16 @@ def _tokens(scenario: Scenario, replication: int, n: int, cls: Optional[np.ndarr
     return prompt, output
 
 
+def check_runnable(scenario: Scenario, source: str = "<scenario>") -> None:
+    """The checks `run` makes before simulating, without keeping the arrivals of a streaming run; raises
+    ScenarioError naming the key to change (`servesim check` and sweeps call it)."""
+    if scenario.streaming:
+        count, last = arrival_extent(scenario, 0)
+        streaming_preflight(scenario, count, last, source)
+    else:
+        preflight(scenario, generate_workload(scenario, 0), source)
+
+
 def preflight(scenario: Scenario, workload: Workload, source: str = "<scenario>") -> None:
     """Checks, before simulating, that the run will have requests to measure; raises ScenarioError naming
     the key to change. `servesim check` runs it too, so check and run refuse the same scenarios."""
@@ -247,6 +260,30 @@ def window_headline(frame: pd.DataFrame, scenario: Scenario) -> dict:
     return out
 
 
+def arrival_extent(scenario: Scenario, replication: int = 0) -> tuple[int, float]:
+    """Returns (number of arrivals, last arrival time in s) of a replication, from a first pass over its arrival
+    stream chunk by chunk (the same draws the run makes, nothing kept): a streaming run then knows where its
+    measured window ends before it starts."""
+    count, last = 0, 0.0
+    rng = component_rng(scenario.seed, replication, "workload.arrival")
+    for chunk in scenario.workload.arrival.arrival_chunks(rng, **scenario.horizon()):
+        if len(chunk):
+            count += len(chunk)
+            last = float(chunk[-1])
+    return count, last
+
+
+def streaming_preflight(scenario: Scenario, count: int, last: float, source: str) -> None:
+    """preflight's checks for a streaming run, from the arrival stream's extent."""
+    if count == 0:
+        raise ScenarioError(blame(source, "duration_s", scenario._overrides), "duration_s",
+                            "no request arrives within the run: lengthen duration_s")
+    if scenario.warmup_s > 0 and last < scenario.warmup_s:
+        raise ScenarioError(blame(source, "warmup_s", scenario._overrides), "warmup_s",
+                            f"{scenario.warmup_s:g} s is after the last arrival ({last:.6g} s): no request is left to "
+                            "measure; lower warmup_s or lengthen the run")
+
+
 def _run_streaming(scenario: Scenario, source: str) -> Result:
     """Runs every replication through the shared-queue engine in chunks into fixed-memory sinks (sim.sinks);
     returns a Result with the summary and no per-request logs."""
@@ -261,17 +298,28 @@ def _run_streaming(scenario: Scenario, source: str) -> Result:
     top = max(targets, key=lambda q: -1 if q == "mean" else int(q[1:])) if targets else None
     sinks = []
     for rep in range(scenario.replications):
+        count, last = arrival_extent(scenario, rep)
+        streaming_preflight(scenario, count, last, source)
         sink = StreamingSink(len(specs), scenario.warmup_s, max(rule.max_batch_size for rule, _ in specs),
-                             targets[top] / 1000 if top else None)
+                             targets[top] / 1000 if top else None, last_arrival_s=last)
         if scenario.outputs.window_s is not None:
             from .windows import WindowStats
 
-            sink.windows = WindowStats(scenario.outputs.window_s, scenario.duration_s or scenario.outputs.window_s,
-                                       len(specs), targets[top] / 1000 if top else None, sketches=True)
-        chunks = scenario.workload.arrival.arrival_chunks(component_rng(scenario.seed, rep, "workload.arrival"),
-                                                          **scenario.horizon())
-        simulate_shared(specs, None, noise_rng=component_rng(scenario.seed, rep, "cost_model.noise"),
-                        chunks=iter(chunks), sink=sink)
+            sink.windows = WindowStats(scenario.outputs.window_s, scenario.duration_s or last, len(specs),
+                                       targets[top] / 1000 if top else None, sketches=True)
+        chunks = iter(scenario.workload.arrival.arrival_chunks(component_rng(scenario.seed, rep, "workload.arrival"),
+                                                               **scenario.horizon()))
+        noise = component_rng(scenario.seed, rep, "cost_model.noise")
+        if scenario.server.autoscaler is not None:
+            from .fleet.scaling import simulate_autoscaled
+
+            _, sink.scaling = simulate_autoscaled(specs[0][0], specs[0][1], scenario.server.autoscaler,
+                                                  scenario.server.replicas, None, end_s=scenario.duration_s,
+                                                  noise_rng=noise, chunks=chunks, sink=sink)
+            if sink.windows is not None:
+                sink.windows.add_active(sink.scaling["lives"])
+        else:
+            simulate_shared(specs, None, noise_rng=noise, chunks=chunks, sink=sink)
         sinks.append(sink)
     summary = {"format": SUMMARY_FORMAT, "version": SUMMARY_VERSION, "scenario_hash": scenario_hash(scenario),
                **summarize_stream(scenario, sinks, source)}

@@ -27,6 +27,7 @@ from .batching.base import MAX_QUEUE_DELAY_MS
 from .clients import Clients
 from .durations import DurationDist, number_is_fixed
 from .stages import Stage
+from .fleet.autoscaler import Autoscaler
 from .config import StrictModel, load_yaml, read_yaml_mapping
 from .errors import ScenarioError, shown
 
@@ -120,6 +121,9 @@ class Server(StrictModel):
     pipeline_latency_ms: Optional[DurationDist] = Field(default=None, description="latency that occupies nothing "
                                                         "(overlapped copies, the network), added to every answer: a "
                                                         "number of milliseconds or a distribution; default 0")
+    autoscaler: Optional[Autoscaler] = Field(default=None, description="change the number of replicas over the run "
+                                             "(behind the shared queue); default: none (server.replicas serve "
+                                             "throughout)")
     instances_per_gpu: int = Field(default=1, ge=1, le=64, description="model instances on each replica's GPU (Triton's "
                                    "instance group count), each forming batches from the shared queue; default 1")
     instance_contention: Optional[list[float]] = Field(default=None, min_length=1, max_length=64, description="how much "
@@ -211,7 +215,8 @@ class Scenario(StrictModel):
         it is too long for records and nothing in it needs them (sim.scenario.streaming_unsupported)."""
         if self.outputs.streaming is not None:
             return self.outputs.streaming
-        return self._expected_requests > RECORDS_MAX and not streaming_unsupported(self)
+        asked = {k for k in ("records", "plots") if k in self.outputs.model_fields_set and getattr(self.outputs, k)}
+        return self._expected_requests > RECORDS_MAX and not asked and not streaming_unsupported(self)
 
     @property
     def is_llm(self) -> bool:
@@ -243,7 +248,9 @@ class Scenario(StrictModel):
         srv = self.server
         if not srv.groups:
             price, note = replica_price(self.cost_model, srv.gpus_per_replica, srv.cost_per_hour)
-            return [ReplicaGroup("default", srv.replicas, self.cost_model, srv.batching, srv.gpus_per_replica, price, note)]
+            # autoscaled: the pool of replicas that can serve (the autoscaler section says how many did)
+            n = srv.autoscaler.pool(srv.replicas) if srv.autoscaler is not None else srv.replicas
+            return [ReplicaGroup("default", n, self.cost_model, srv.batching, srv.gpus_per_replica, price, note)]
         out = []
         for g in srv.groups:
             cm = g.cost_model or self.cost_model
@@ -331,6 +338,7 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
     problems += _check_workload_source(scenario)
     problems += _check_classes(scenario)
     problems += _check_stages(scenario)
+    problems += _check_autoscaler(scenario)
     fleet_problems = _check_fleet(scenario)
     problems += fleet_problems
     llm_policy = scenario.is_llm
@@ -374,6 +382,17 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
     elif out.streaming and out.records and "records" in out.model_fields_set:
         problems.append(("outputs.records", "a streaming run keeps no per-request records: leave records out (or "
                          "set it false)"))
+    if out.window_s is not None and not problems:
+        from .windows import MAX_STREAMING_WINDOWS, MAX_WINDOWS
+
+        rate = getattr(arr, "rate_rps", None) if arr is not None else None
+        horizon = scenario.duration_s or (expected / rate if rate else None)
+        cap = MAX_STREAMING_WINDOWS if scenario.streaming else MAX_WINDOWS
+        if horizon is not None and horizon / out.window_s > cap:
+            problems.append(("outputs.window_s", f"{out.window_s:g} s cuts about {horizon:.6g} s into "
+                             f"{horizon / out.window_s:,.0f} windows; at most {cap:,} "
+                             f"({'streaming' if scenario.streaming else 'records'}): give at least "
+                             f"{horizon / cap:.3g} s"))
     limit = MAX_STREAMING_REQUESTS if scenario.streaming else MAX_TOTAL_REQUESTS
     if total > limit:
         hint = ("; a streaming run (outputs.streaming: true) takes up to " f"{MAX_STREAMING_REQUESTS:,}"
@@ -411,6 +430,32 @@ def streaming_unsupported(scenario: Scenario) -> str:
         return ""
     return ("request-level batching behind the shared queue (open-loop arrivals, any batching policy, groups); this "
             "scenario has " + ", ".join(needs) + ": use records (outputs.streaming: false) and a shorter run")
+
+
+def _check_autoscaler(scenario: Scenario) -> list[tuple[str, str]]:
+    """Returns problems with server.autoscaler: what it does not simulate yet."""
+    srv, wl = scenario.server, scenario.workload
+    if srv.autoscaler is None:
+        return []
+    needs = []
+    if scenario.is_llm:
+        needs.append("LLM engines")
+    if srv.groups:
+        needs.append("server.groups")
+    if srv.router.policy != "shared_queue":
+        needs.append(f"router {srv.router.policy}")
+    if srv.queue.max_queue_size is not None or srv.queue.timeout_ms is not None:
+        needs.append("queue limits")
+    if wl.clients is not None or wl.priority_levels > 1:
+        needs.append("closed-loop clients" if wl.clients is not None else "priorities")
+    if srv.preprocess is not None or srv.postprocess is not None or srv.pipeline_latency_ms is not None:
+        needs.append("server stages")
+    if srv.instances_per_gpu > 1:
+        needs.append("instance groups")
+    if needs:
+        return [("server.autoscaler", "autoscaling is simulated for request-level replicas of one kind behind the "
+                 "shared queue; not with " + ", ".join(needs) + " yet")]
+    return []
 
 
 def _check_classes(scenario: Scenario) -> list[tuple[str, str]]:

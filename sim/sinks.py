@@ -68,7 +68,7 @@ class StreamingSink:
     SLO attainment counts against (None: no SLO)."""
 
     def __init__(self, replicas: int, warmup_s: float, max_batch: int, slo_limit_s: Optional[float] = None,
-                 first_section: int = 4096):
+                 first_section: int = 64, last_arrival_s: Optional[float] = None):
         self.replicas, self.warmup_s = replicas, warmup_s
         self.slo_limit_s = slo_limit_s
         self.sections: list[_Section] = [_Section()]
@@ -76,8 +76,12 @@ class StreamingSink:
         self.per_replica = [LogSketch() for _ in range(replicas)]
         self.served_per_replica = np.zeros(replicas, np.int64)
         self.batch_sizes = np.zeros(max_batch + 1, np.int64)
-        self.arrivals = TimeHistogram()
-        self.departures = TimeHistogram()
+        # the last arrival, when a first pass over the arrival stream found it: every batch is then resolved as
+        # it comes (nothing pending), and the growth test's histograms get bins of 1/4096 of the run
+        self.known_end = last_arrival_s
+        width = max(last_arrival_s, 1e-9) / 4096 if last_arrival_s is not None else 1.0
+        self.arrivals = TimeHistogram(width)
+        self.departures = TimeHistogram(width)
         self.generated = 0       # every arrival
         self.measured = 0        # served requests that arrived at or after warmup_s
         self.after_warmup = 0    # arrivals at or after warmup_s
@@ -93,6 +97,7 @@ class StreamingSink:
         self.horizon_s = 0.0
         self._closed: Optional[dict] = None
         self.windows = None  # sim.windows.WindowStats when outputs.window_s is set
+        self.scaling = None  # autoscaled: sim.fleet.scaling's record of replica lives
 
     # ---- fed by the engine ----
     def take(self, arrival_s: np.ndarray, size: np.ndarray, dispatch_s: np.ndarray, completion_s: np.ndarray,
@@ -118,7 +123,23 @@ class StreamingSink:
         # busy time and completions need the window's end (the last arrival): a batch ending after an arrival
         # already generated waits until it is known
         self.pending.append((completion_s, dispatch_s, size, replica))
-        self._resolve(safe_s)
+        if self.known_end is not None:
+            self._resolve_known()
+        else:
+            self._resolve(safe_s)
+
+    def _resolve_known(self) -> None:
+        """Counts every pending batch now that the window's end is known (clipped to it)."""
+        start, end = self._start(), self.known_end
+        if not end > start:
+            return  # no flowing window: resolved at the end (window())
+        for c, d, size, rep in self.pending:
+            inside = (c >= start) & (c <= end)
+            self.completed += np.bincount(rep[inside], weights=size[inside], minlength=self.replicas).astype(np.int64)
+            self.busy += np.bincount(rep, weights=np.clip(c, start, end) - np.clip(d, start, end), minlength=self.replicas)
+            self.left_sum += float((size * np.clip(c, start, end)).sum())
+            self.left_n += int(size.sum())
+        self.pending = []
 
     def _start(self) -> float:
         return self.warmup_s if self.warmup_s > 0 else (self.first_arrival if self.generated else 0.0)
@@ -214,16 +235,19 @@ class StreamingSink:
 
     def sections_for(self, need: int, k_max: int, k_min: int) -> Optional[list[_Section]]:
         """Returns the CI sections grouped into k = min(k_max, measured // need) contiguous groups of about
-        equal size, or None when k < k_min."""
+        equal numbers of requests (boundaries on the fine sections), or None when k < k_min."""
         secs = [s for s in self.sections if s.n]
         k = min(k_max, self.measured // need, len(secs))
         if k < k_min:
             return None
-        bounds = np.linspace(0, len(secs), k + 1).round().astype(int)
+        cum = np.cumsum([s.n for s in secs])
+        cuts = [0] + [int(np.argmin(np.abs(cum - self.measured * i / k))) + 1 for i in range(1, k)] + [len(secs)]
         out = []
         for i in range(k):
+            if cuts[i + 1] <= cuts[i]:
+                return None  # too few fine sections to cut into k groups
             g = _Section()
-            for s in secs[bounds[i]:bounds[i + 1]]:
+            for s in secs[cuts[i]:cuts[i + 1]]:
                 g.merge(s)
             out.append(g)
         return out

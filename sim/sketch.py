@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 ACCURACY = 0.0025          # relative accuracy of every reported quantile's bucket
-MIN_S, MAX_S = 1e-7, 1e6   # 0.1 microsecond to 11.6 days
+MIN_S, MAX_S = 1e-9, 1e7   # a nanosecond to 116 days
 _GAMMA = (1 + ACCURACY) / (1 - ACCURACY)
 _LOG_G = math.log(_GAMMA)
 _OFFSET = math.floor(math.log(MIN_S) / _LOG_G)
@@ -68,20 +68,30 @@ class LogSketch:
         return self.total / self.n if self.n else math.nan
 
     def quantile(self, q: float) -> float:
-        """Returns the q-quantile (0 <= q <= 1) in seconds, within ACCURACY of the value at that rank (the
-        rank as numpy's default percentile takes it, q (n - 1)); NaN when empty."""
+        """Returns the q-quantile (0 <= q <= 1) in seconds as numpy's default percentile takes it: the value at
+        rank q (n - 1), interpolated between the two order statistics around it, each within ACCURACY (values
+        beyond MIN_S..MAX_S come back clamped to that range, but never beyond the exact min and max); NaN when
+        empty."""
         if self.n == 0:
             return math.nan
         rank = q * (self.n - 1)
-        if rank < self.zeros:
-            return 0.0
-        if q >= 1:
-            return self.hi
-        if q <= 0:
-            return self.lo
+        lo = math.floor(rank)
+        frac = rank - lo
         cum = np.cumsum(self.counts)
-        i = int(np.searchsorted(cum, rank - self.zeros, side="right"))
-        i = min(i, _BUCKETS - 1)
+        a = self._at(lo, cum)
+        if frac == 0:
+            return a
+        return a + frac * (self._at(lo + 1, cum) - a)
+
+    def _at(self, k: int, cum: np.ndarray) -> float:
+        """Returns the k-th smallest value (0-based), within ACCURACY."""
+        if k <= 0:
+            return self.lo if self.zeros == 0 else 0.0
+        if k >= self.n - 1:
+            return self.hi
+        if k < self.zeros:
+            return 0.0
+        i = min(int(np.searchsorted(cum, k - self.zeros, side="right")), _BUCKETS - 1)
         value = 2 * _GAMMA ** (i + _OFFSET) / (_GAMMA + 1)
         return min(max(value, self.lo), self.hi)
 

@@ -51,6 +51,15 @@ def sketch_with_ci(sinks: list, attr: str) -> dict:
     return out
 
 
+def _count_percentile(counts: np.ndarray, q: float) -> float:
+    """Returns numpy's default percentile of the values 0, 1, 2, ... held `counts` times each."""
+    cum = np.cumsum(counts)
+    rank = q / 100 * (cum[-1] - 1)
+    lo = int(np.searchsorted(cum, math.floor(rank), side="right"))
+    hi = int(np.searchsorted(cum, math.ceil(rank), side="right"))
+    return float(lo + (rank - math.floor(rank)) * (hi - lo))
+
+
 def _growth(sinks: list) -> dict:
     incs, spans, measured = [], [], 0
     for s in sinks:
@@ -93,7 +102,12 @@ def summarize_stream(scenario, sinks: list, source: str = "<scenario>") -> dict:
     warnings: list[str] = []
     capacity = scenario.capacity_rps()
     arr = scenario.workload.arrival
-    offered = float(arr.rate_rps) if getattr(arr, "rate_rps", None) else None
+    if hasattr(arr, "tokens_for"):  # a trace: the replayed times' own rate, as records measure it
+        spans = [(s.generated - 1, s.last_arrival - s.first_arrival) for s in sinks]
+        rates = [n / span if span > 0 else None for n, span in spans]
+        offered = float(np.mean(rates)) if None not in rates else None
+    else:
+        offered = float(arr.rate_rps) if getattr(arr, "rate_rps", None) else None
     load = offered / capacity if offered is not None and capacity else None
     a_priori = load is None or load < 1.0
     if not a_priori:
@@ -115,14 +129,18 @@ def summarize_stream(scenario, sinks: list, source: str = "<scenario>") -> dict:
     sizes = sum(s.batch_sizes for s in sinks)
     batches = int(sizes.sum())
     values = np.arange(sizes.size)
-    cum = np.cumsum(sizes)
     unserved = sum(s.unserved_measured for s in sinks)
     if unserved:
         warnings.append(f"{unserved} measured request(s) were never dispatched (a static batch that never filled); "
                         "they count as SLO misses; set server.batching.max_queue_delay_ms to flush partial batches")
+    mean_batch = float((np.arange(sizes.size) * sizes).sum() / max(int(sizes.sum()), 1))
     if stable and load is not None and load >= HIGH_UTILIZATION:
         warnings.append(f"the offered load is {load:.0%} of capacity: queues and tail latency grow steeply with "
                         "any more traffic (or burstier traffic); leave headroom")
+    elif stable and load is not None and utilization >= HIGH_UTILIZATION:
+        warnings.append(f"the replicas were busy {utilization:.0%} of the time although the offered load is {load:.0%} "
+                        f"of full-batch capacity: batches average {mean_batch:.3g} of up to {sizes.size - 1}, so the "
+                        "real headroom is small; expect latency to climb steeply with more traffic")
     lat = sketch_with_ci(sinks, "latency")
     summary = {
         "scenario": scenario.name, "seed": scenario.seed, "replications": len(sinks), "requests": n,
@@ -136,7 +154,7 @@ def summarize_stream(scenario, sinks: list, source: str = "<scenario>") -> dict:
         "throughput_rps_ci95": scalar_ci([int(w["completed"].sum()) / w["span_s"] for w in windows], throughput),
         "latency_s": lat, "queue_wait_s": sketch_with_ci(sinks, "wait"),
         "batch_size": {"mean": float((values * sizes).sum() / batches) if batches else math.nan,
-                       "p50": float(values[np.searchsorted(cum, 0.5 * (batches - 1), side="right")]) if batches else math.nan,
+                       "p50": _count_percentile(sizes, 50) if batches else math.nan,
                        "max": int(values[sizes > 0].max()) if batches else 0, "batches": batches},
         "utilization": utilization,
         "utilization_ci95": scalar_ci([float(w["busy_s"].sum()) / (replicas * w["span_s"]) for w in windows], utilization),
@@ -155,7 +173,18 @@ def summarize_stream(scenario, sinks: list, source: str = "<scenario>") -> dict:
         summary.update({"slo": {"targets": checks, "met": all(c["met"] for c in checks.values()),
                                 "attainment_target": top},
                         "slo_attainment": pooled, "slo_attainment_ci95": scalar_ci(within, pooled)})
+    if sinks[0].scaling is not None:
+        from .fleet.autoscaler import lives_overlap, scaling_section
+
+        price = scenario.fleet_groups[0].cost_per_hour
+        sec = scaling_section([s.scaling for s in sinks], price, [])
+        serving = sum(lives_overlap(s.scaling["lives"], w["start_s"], w["end_s"]) for s, w in zip(sinks, windows))
+        summary.update({"autoscaler": sec, "replica_hours": sec["replica_hours"], "cost_per_day": sec.get("cost_per_day"),
+                        "utilization": busy / serving if serving > 0 else math.nan})
     views = [ReplicaView(None, None, s.measured, w["completed"], w["busy_s"], w["span_s"]) for s, w in zip(sinks, windows)]
     per_replica = [merged(s.per_replica[i] for s in sinks) for i in range(replicas)]
     summary.update(fleet_sections(scenario.fleet_groups, views, throughput, lat, sketches=per_replica))
+    if "autoscaler" in summary and scenario.fleet_groups[0].cost_per_hour is not None and throughput > 0:
+        summary["fleet_cost_per_hour"] = summary["autoscaler"]["mean_replicas"] * scenario.fleet_groups[0].cost_per_hour
+        summary["cost_per_million_requests"] = summary["fleet_cost_per_hour"] / (throughput * 3600) * 1e6
     return summary

@@ -19,26 +19,27 @@ from .sketch import LogSketch
 from .stats import _half_width, min_section_size
 
 SLICES = 5
-MAX_WINDOWS = 100_000
-MAX_SLICED = 400  # streaming: windows that keep per-slice sketches for intervals
+MAX_WINDOWS = 100_000      # records
+MAX_STREAMING_WINDOWS = 2_000  # streaming: a sketch each (about 60 KB)
+MAX_SLICED = 100  # streaming: windows that keep per-slice sketches for intervals
 QS = (50, 90, 99)
 
 
 def _spread(values: np.ndarray, lo_s: np.ndarray, hi_s: np.ndarray, width_s: float, n: int) -> np.ndarray:
-    """Returns per window the length of each interval [lo, hi) that falls in it, summed (intervals may span
-    windows)."""
-    out = np.zeros(n)
+    """Returns per window the length of each interval [lo, hi) that falls in it times its value, summed
+    (intervals may span windows; whatever lies past the last window counts in it)."""
     lo_w = np.clip((lo_s // width_s).astype(np.int64), 0, n - 1)
     hi_w = np.clip((hi_s // width_s).astype(np.int64), 0, n - 1)
     same = lo_w == hi_w
-    out += np.bincount(lo_w[same], weights=(hi_s - lo_s)[same] * values[same], minlength=n)
-    for lo, hi, v in zip(lo_s[~same].tolist(), hi_s[~same].tolist(), values[~same].tolist()):
-        w = int(min(max(lo // width_s, 0), n - 1))
-        t = lo
-        while t < hi and w < n:
-            end = min(hi, (w + 1) * width_s) if w < n - 1 else hi
-            out[w] += (end - t) * v
-            t, w = end, w + 1
+    out = np.bincount(lo_w[same], weights=(hi_s - lo_s)[same] * values[same], minlength=n).astype(float)
+    lo, hi, v, a, b = lo_s[~same], hi_s[~same], values[~same], lo_w[~same], hi_w[~same]
+    if lo.size:
+        out += np.bincount(a, weights=((a + 1) * width_s - lo) * v, minlength=n)   # the first window's part
+        out += np.bincount(b, weights=(hi - b * width_s) * v, minlength=n)         # the last window's part
+        between = np.zeros(n + 1)  # whole windows in between: a difference array
+        np.add.at(between, a + 1, v * width_s)
+        np.add.at(between, b, -v * width_s)
+        out += np.cumsum(between)[:n]
     return out
 
 
@@ -46,9 +47,11 @@ class WindowStats:
     """Counts, sums and (streaming) sketches per window of one replication."""
 
     def __init__(self, window_s: float, horizon_s: float, replicas: int, slo_limit_s: Optional[float],
-                 sketches: bool):
+                 sketches: bool, open_ended: bool = False):
         self.width = window_s
         self.n = max(1, int(math.ceil(horizon_s / window_s)))
+        self.open = open_ended  # the run's length is not known ahead: arrivals add windows
+        self.active = None      # autoscaled: serving replica-seconds per window
         self.replicas = replicas
         self.slo = slo_limit_s
         n = self.n
@@ -65,8 +68,10 @@ class WindowStats:
         self.slices = [[LogSketch() for _ in range(SLICES)] for _ in range(n)] if self.sliced else None
         self.values: list = []  # records: (window, slice, latency) arrays, joined at the end
 
-    def _w(self, t: np.ndarray) -> np.ndarray:
-        if t.size and float(np.nanmax(t)) >= self.n * self.width:
+    def _w(self, t: np.ndarray, grow: bool = False) -> np.ndarray:
+        """Returns each time's window; arrivals past the last window add windows when the run's length was not
+        known ahead (`grow`); anything else past it (a drain after the last arrival) counts in the last one."""
+        if grow and self.open and t.size and float(np.nanmax(t)) >= self.n * self.width:
             self._grow(int(float(np.nanmax(t)) // self.width) + 1)
         return np.clip((t // self.width).astype(np.int64), 0, self.n - 1)
 
@@ -90,8 +95,7 @@ class WindowStats:
     def add_requests(self, arrival: np.ndarray, latency: np.ndarray, dispatch: np.ndarray, turned: np.ndarray) -> None:
         """Adds requests: arrival times, latency (NaN: not served), dispatch (NaN: not served), turned away."""
         waited = np.isfinite(dispatch)
-        self._w(dispatch[waited])  # grows the windows to the latest dispatch first
-        w = self._w(arrival)
+        w = self._w(arrival, grow=True)
         n = self.n
         self.arrivals += np.bincount(w, minlength=n)
         ok = np.isfinite(latency)
@@ -119,9 +123,15 @@ class WindowStats:
         self.completed += np.bincount(wc, weights=size, minlength=self.n).astype(np.int64)
         self.busy += _spread(np.ones(size.size), dispatch, completion, self.width, self.n)
 
+    def add_active(self, lives: list) -> None:
+        """Adds the serving time of autoscaled replicas ([replica, requested_s, serving_s, released_s])."""
+        served = [(s, r) for _, _, s, r in lives if s == s and r > s]
+        if served:
+            start, end = np.array([s for s, _ in served]), np.array([r for _, r in served])
+            self.active = _spread(np.ones(start.size), start, end, self.width, self.n)
+
     def add_busy(self, start: np.ndarray, end: np.ndarray) -> None:
         """Adds busy intervals that complete no request (LLM engine steps)."""
-        self._w(end)
         self.busy += _spread(np.ones(start.size), start, end, self.width, self.n)
 
     def add_completions(self, t: np.ndarray) -> None:
@@ -144,7 +154,9 @@ class WindowStats:
                    "arrivals": int(self.arrivals[i]), "served": int(self.served[i]),
                    "turned_away": int(self.turned_away[i]), "completed": int(self.completed[i]),
                    "throughput_rps": self.completed[i] / self.width,
-                   "utilization": self.busy[i] / (self.replicas * self.width),
+                   "utilization": self.busy[i] / (self.replicas * self.width if self.active is None
+                                                  else max(self.active[i], 1e-300)),
+                   "replicas_active": self.replicas if self.active is None else self.active[i] / self.width,
                    "queue_mean": self.queue_area[i] / self.width,
                    "latency_mean_s": self.latency_sum[i] / self.served[i] if self.served[i] else math.nan,
                    "slo_attainment": (self.hits[i] / self.arrivals[i] if self.slo is not None and self.arrivals[i]

@@ -46,7 +46,7 @@ def make_point(path, raw: dict, values: dict, overrides: Iterable[str] = (), fla
     """Returns the point of `values` ({dotted key: value}) applied to the raw scenario after the overrides;
     errors name the flag that set the key (`flags`: key -> '--grid ...'). With `check`, the run is also
     preflighted (something will be measured)."""
-    from ..runner import generate_workload, preflight
+    from ..runner import check_runnable
 
     src = str(path)
     r, origins = copy.deepcopy(raw), {}
@@ -57,7 +57,7 @@ def make_point(path, raw: dict, values: dict, overrides: Iterable[str] = (), fla
         origins[key] = (flags or {}).get(key, f"--grid {key}")
     scenario = validate(r, src, Path(path).parent, origins)
     if check:
-        preflight(scenario, generate_workload(scenario, 0), src)
+        check_runnable(scenario, src)
     return Point(dict(values), scenario, scenario_hash(scenario))
 
 
