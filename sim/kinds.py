@@ -162,7 +162,9 @@ class LlmKind(EngineKind):
                             workload.output_tokens, scenario.seed, replication,
                             max_waiting=scenario.server.queue.max_waiting, level=workload.levels,
                             levels=wl.priority_levels,
-                            client_timeout_s=None if wl.client_timeout_ms is None else wl.client_timeout_ms / 1000)
+                            client_timeout_s=None if wl.client_timeout_ms is None else wl.client_timeout_ms / 1000,
+                            autoscaler=scenario.server.autoscaler, server_replicas=scenario.server.replicas,
+                            end_s=scenario.duration_s)
         log.classes = workload.classes
         return log
 

@@ -279,6 +279,17 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
     from .fleet.summary import fleet_sections
 
     summary.update(fleet_sections(scenario.fleet_groups, [r.view(replicas) for r in reps], throughput, e2e))
+    if reps[0].log.scaling is not None:  # autoscaled: billed replica-time, and busy over serving time
+        from .fleet.autoscaler import lives_overlap, scaling_section
+
+        price = scenario.fleet_groups[0].cost_per_hour
+        sec = scaling_section([r.log.scaling for r in reps], price, [])
+        serving = sum(lives_overlap(r.log.scaling["lives"], r.start_s, r.end_s) for r in reps)
+        summary.update({"autoscaler": sec, "replica_hours": sec["replica_hours"], "cost_per_day": sec.get("cost_per_day"),
+                        "utilization": sum(r.busy_s for r in reps) / serving if serving > 0 else math.nan})
+        if price is not None and throughput > 0:
+            summary["fleet_cost_per_hour"] = sec["mean_replicas"] * price
+            summary["cost_per_million_requests"] = summary["fleet_cost_per_hour"] / (throughput * 3600) * 1e6
     return summary
 
 
@@ -355,6 +366,8 @@ def window_rows(scenario, logs: list[LlmLog]) -> list[dict]:
             hit = np.isfinite(ttft) & (ttft <= ws.slo)
             ws.hits += np.bincount(ws._w(a[hit]), minlength=ws.n)
         ws.add_busy(log.step_start_s, log.step_start_s + log.step_s)
+        if log.scaling is not None:
+            ws.add_active(log.scaling["lives"])
         ws.add_completions(log.finish_s[np.isfinite(log.finish_s)])
         w = ws._w(a)
         for r in ws.rows():

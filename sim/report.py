@@ -332,6 +332,7 @@ def format_llm_summary(s: dict, batching: str = "") -> str:
         c = s.get(key) if isinstance(s.get(key), dict) else {}
         if c.get("count"):
             lines.append(f"  {key.replace('_', ' '):<12} {_txt(c.get('count'))} ({_num(c.get('fraction'), '.2%')}) {what}")
+    lines += _autoscaler(s)
     lines += _classes(s)
     lines += _fleet(s)
     lines += _warnings(s)

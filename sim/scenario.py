@@ -438,8 +438,10 @@ def _check_autoscaler(scenario: Scenario) -> list[tuple[str, str]]:
     if srv.autoscaler is None:
         return []
     needs = []
-    if scenario.is_llm:
-        needs.append("LLM engines")
+    if scenario.is_llm and not all(p.batching.policy == "continuous" for p in _pairs(scenario)):
+        needs.append("llm_static")
+    if scenario.is_llm and (wl.client_timeout_ms is not None or srv.queue.max_waiting is not None):
+        needs.append("LLM queue limits or client timeouts")
     if srv.groups:
         needs.append("server.groups")
     if srv.router.policy != "shared_queue":
@@ -453,8 +455,8 @@ def _check_autoscaler(scenario: Scenario) -> list[tuple[str, str]]:
     if srv.instances_per_gpu > 1:
         needs.append("instance groups")
     if needs:
-        return [("server.autoscaler", "autoscaling is simulated for request-level replicas of one kind behind the "
-                 "shared queue; not with " + ", ".join(needs) + " yet")]
+        return [("server.autoscaler", "autoscaling is simulated for replicas of one kind behind the shared queue "
+                 "(request-level, or continuous-batching LLM engines); not with " + ", ".join(needs) + " yet")]
     return []
 
 

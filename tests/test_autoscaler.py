@@ -100,3 +100,43 @@ def test_autoscaling_refuses_what_it_does_not_simulate(write_yaml):
                                 "autoscaler": {"policy": "schedule", "schedule": [[0, 1]]}})
     proc = run_cli("check", write_yaml(raw))
     assert proc.returncode == 2 and ": server.autoscaler: " in proc.stderr and "round_robin" in proc.stderr
+
+
+def llm_scaled(autoscaler, replicas=3, rate_rps=9.0, duration_s=600.0):
+    return sim.validate(scenario_dict(
+        duration_s=duration_s, requests=None, seed=2, warmup_s=0,
+        workload={"arrival": {"process": "poisson", "rate_rps": rate_rps},
+                  "prompt_tokens": {"dist": "lognormal", "mean": 600, "cv": 1.0, "min": 8, "max": 4000},
+                  "output_tokens": {"dist": "lognormal", "mean": 150, "cv": 0.8, "min": 1, "max": 1200}},
+        cost_model={"kind": "llm", "base_ms": 12.0, "prefill_token_ms": 0.06, "decode_seq_ms": 0.08,
+                    "decode_context_ms": 0.00002},
+        server={"replicas": replicas, "cost_per_hour": 6.88, "autoscaler": autoscaler,
+                "batching": {"policy": "continuous", "max_num_seqs": 16, "max_num_batched_tokens": 2048,
+                             "kv_cache_tokens": 40000}},
+        outputs={"records": True, "plots": False, "window_s": 60.0}))
+
+
+def test_llm_constant_schedule_is_the_fixed_fleet_and_a_schedule_bills_its_integral():
+    fixed = sim.validate({**llm_scaled(None).model_dump(mode="json", exclude_none=True)})
+    a = sim.run(llm_scaled({"policy": "schedule", "schedule": [[0, 3]]})).logs[0]
+    b = sim.run(fixed).logs[0]
+    assert np.array_equal(a.first_token_s, b.first_token_s, equal_nan=True)
+    assert np.array_equal(a.finish_s, b.finish_s, equal_nan=True)
+    res = sim.run(llm_scaled({"policy": "schedule", "schedule": [[0, 1], [200, 3], [400, 2]]}))
+    # a released engine finishes the sequences it holds, billed until then
+    integral = (200 * 1 + 200 * 3 + 200 * 2) / 3600
+    assert integral <= res.summary["replica_hours"] <= integral + 60 / 3600
+    w = res.windows
+    assert w.loc[w["end_s"] <= 200, "replicas_active"].max() == pytest.approx(1)
+    # one replica cannot keep up with 9 rps: the first third waits far longer for its first token
+    assert w.loc[w["end_s"] <= 200, "ttft_p99_s"].max() > 3 * w.loc[w["start_s"] >= 260, "ttft_p99_s"].max()
+
+
+def test_llm_queue_length_scales_with_the_waiting_requests():
+    res = sim.run(llm_scaled({"policy": "queue_length", "target": 2, "min_replicas": 1, "max_replicas": 4,
+                              "interval_s": 10, "scale_up_delay_s": 20}, replicas=4, rate_rps=12.0))
+    s = res.summary
+    assert s["autoscaler"]["peak_replicas"] >= 2 and s["autoscaler"]["scale_ups"] >= 1
+    assert s["replica_hours"] <= 4 * 600 / 3600 + 1e-9
+    df = res.requests
+    assert df["finish_s"].notna().all()  # a released replica finishes what it holds; nothing is lost

@@ -33,7 +33,10 @@ def test_example_runs(path, tmp_path):
     assert s["requests"] > 0
     assert s["latency_s"]["p99"] >= s["latency_s"]["p50"] > 0
     result.write(tmp_path, plots=True)
-    plot = "llm_latency_cdf.png" if result.scenario.is_llm else "latency_cdf.png"
+    if result.scenario.streaming:  # statistics only: the windows are what it plots
+        plot = "windows.png"
+    else:
+        plot = "llm_latency_cdf.png" if result.scenario.is_llm else "latency_cdf.png"
     assert (tmp_path / "summary.json").exists() and (tmp_path / plot).exists()
 
 

@@ -148,7 +148,8 @@ def _replica_log(replicas: list, arrivals: np.ndarray, limited: bool) -> BatchLo
 
 def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, output_tokens, seed: int,
                   replication: int, coalesce: bool = True, max_waiting: Optional[int] = None,
-                  level: Optional[list] = None, levels: int = 1, client_timeout_s: Optional[float] = None) -> LlmLog:
+                  level: Optional[list] = None, levels: int = 1, client_timeout_s: Optional[float] = None,
+                  autoscaler=None, server_replicas: int = 1, end_s: Optional[float] = None) -> LlmLog:
     """Runs LLM replicas (continuous or llm_static) behind `router`; returns the fleet's LlmLog. Continuous
     replicas admit by priority level (`level[sid]`, 0 highest, `levels` distinct) and drop requests whose
     client gave up after `client_timeout_s` waiting for admission."""
@@ -186,11 +187,19 @@ def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, 
     for r in replicas:
         r.coalesce = coalesce
         r.max_waiting = max_waiting
+    controller = None
+    if autoscaler is not None:  # scenario.check: continuous batching behind the shared queue
+        from .scaling import LlmScaler
+
+        controller = LlmScaler(autoscaler, replicas, shared, server_replicas)
     if shared is not None:
-        run_shared_llm(replicas, shared, reqs, arr.tolist())
+        run_shared_llm(replicas, shared, reqs, arr.tolist(), controller=controller)
     else:
         assign = _route(router, replicas, out, rng, arr)
-    return _continuous_log(reqs, replicas, per, assign)
+    log = _continuous_log(reqs, replicas, per, assign)
+    if controller is not None:
+        log.scaling = controller.record(end_s if end_s is not None else (float(arr[-1]) if arr.size else 0.0))
+    return log
 
 
 def run_llm_closed(groups: list[ReplicaGroup], router, source, tokens, seed: int, replication: int,

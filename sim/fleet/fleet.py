@@ -143,16 +143,20 @@ def drain(replicas: list, heap: list, push) -> None:
         replicas[rid].on_event(t, kind, push)
 
 
-def run_shared_llm(replicas: list, waiting, reqs, arrival_s, source=None) -> None:
+def run_shared_llm(replicas: list, waiting, reqs, arrival_s, source=None, controller=None) -> None:
     """Drives continuous-batching replicas that share one waiting queue: each arrival joins it and wakes
     the idle replicas; a replica admits from it at each step start. A request that fits no replica's KV
     cache is refused on arrival. With `source` (closed-loop clients) requests come from it instead of
-    `arrival_s`, and turned-away ones end their clients' cycles."""
+    `arrival_s`, and turned-away ones end their clients' cycles. A `controller` (an autoscaler,
+    sim.fleet.scaling.LlmScaler) receives the events pushed with index len(replicas)."""
     heap: list = []
     push = partial(heappush, heap)
     for r in replicas:
         r.peers, r.push = replicas, push
     notify = replicas[0].notify
+    handlers = replicas if controller is None else replicas + [controller]
+    if controller is not None:
+        controller.start(push)
 
     def arrive(sid: int, a: float, push) -> None:
         if not any(r.fits[sid] for r in replicas):
@@ -164,6 +168,8 @@ def run_shared_llm(replicas: list, waiting, reqs, arrival_s, source=None) -> Non
             if cap is None or len(waiting) < cap:
                 waiting.append(sid)
                 for r in replicas:
+                    if not r.accepting:
+                        continue  # starting, released or draining: it admits nothing new
                     if r.running_step is None:
                         push((a, START, r.index))
                     elif r.in_run:
@@ -180,6 +186,8 @@ def run_shared_llm(replicas: list, waiting, reqs, arrival_s, source=None) -> Non
         key = (a, START)
         while heap and heap[0] < key:
             t, kind, rid = heappop(heap)
-            replicas[rid].on_event(t, kind, push)
+            handlers[rid].on_event(t, kind, push)
         arrive(sid, a, push)
-    drain(replicas, heap, push)
+    if controller is not None:
+        controller.arrivals_done = True
+    drain(handlers, heap, push)

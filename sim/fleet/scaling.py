@@ -245,3 +245,143 @@ def simulate_autoscaled(rule, cost, scaler, replicas: int, arrival_s: Optional[n
                    completion_s=np.frombuffer(completion, np.float64).copy(),
                    replica=np.frombuffer(who, np.int32).copy(), step_s=np.frombuffer(steps, np.float64).copy())
     return log, scaling
+
+
+class LlmScaler:
+    """The autoscaler of a continuous-batching fleet behind a shared waiting queue (sim.fleet.fleet.run_shared_llm):
+    an event handler in the fleet's loop (index len(replicas)). A replica serves while `accepting`; a released one
+    admits nothing new, finishes its sequences (a preempted one goes back to the shared queue) and its life ends
+    when it is idle. Decisions as sim.fleet.autoscaler describes; utilisation is the engines' step time over the
+    last interval (rows started in it) over serving replica-time."""
+
+    def __init__(self, scaler, replicas: list, waiting, server_replicas: int):
+        self.scaler, self.replicas, self.waiting = scaler, replicas, waiting
+        self.index = len(replicas)
+        self.server_replicas = server_replicas
+        self.status = [OFF] * len(replicas)
+        self.life = [None] * len(replicas)
+        self.lives: list = []
+        self.starting: list = []   # (serving time, replica, life)
+        self.history: list = []
+        self.push = None
+        self.now = 0.0
+        self.rows = [0] * len(replicas)
+        self.last_t = 0.0
+        self.ups = self.downs = self.decisions = 0
+        self.arrivals_done = False
+        self.times = [t for t, _ in scaler.schedule[1:]] if scaler.policy == "schedule" else None
+        for r in replicas:
+            r.accepting = False
+            r.on_idle = self._idle
+
+    def start(self, push) -> None:
+        self.push = push
+        self.set(self.scaler.initial(self.server_replicas), warm=True)
+        self._next()
+
+    def _next(self) -> None:
+        if self.times is not None:
+            if self.times:
+                self.push((self.times.pop(0), 1, self.index))
+        else:
+            self.push((self.now + self.scaler.interval_s, 1, self.index))
+
+    def count(self) -> int:
+        return sum(1 for s in self.status if s in (STARTING, ON))
+
+    def on_event(self, t: float, kind: int, push) -> None:
+        """kind 0: replicas whose cold start ends now begin serving; kind 1: a decision."""
+        self.now = t
+        if kind == 0:
+            for when, rid, life in [x for x in self.starting if x[0] <= t]:
+                self.starting.remove((when, rid, life))
+                if self.status[rid] == STARTING and self.life[rid] == life:
+                    self._serve(rid, t)
+            return
+        self._decide(t)
+
+    def _decide(self, t: float) -> None:
+        sc = self.scaler
+        if sc.policy == "schedule":
+            want = sc.scheduled(t)
+        else:
+            if self.arrivals_done and not self.waiting and all(r.running_step is None for r in self.replicas):
+                return  # the run is over
+            serving = [i for i, s in enumerate(self.status) if s in (ON, DRAINING)]
+            busy = 0.0
+            for i, r in enumerate(self.replicas):
+                dur = r.steps.cols["dur"]
+                busy += sum(dur[self.rows[i]:])
+                self.rows[i] = len(dur)
+            util = busy / (max(len(serving), 1) * max(t - self.last_t, 1e-12))
+            self.last_t = t
+            want = sc.desired(self.count(), util, len(self.waiting), self.server_replicas)
+        self.decisions += 1
+        self.history = [(h, w) for h, w in self.history if h > t - sc.scale_down_delay_s] + [(t, want)]
+        if want < self.count() and sc.scale_down_delay_s > 0:
+            want = max(w for _, w in self.history)
+        self.set(want)
+        self._next()
+
+    def set(self, want: int, warm: bool = False) -> None:
+        t = self.now
+        have = self.count()
+        while have < want:
+            rid = next((i for i, s in enumerate(self.status) if s == DRAINING), None)
+            if rid is not None:
+                self.status[rid] = ON
+                self.replicas[rid].accepting = True
+                self.push((t, 1, rid))
+            else:
+                rid = self.status.index(OFF)
+                self.lives.append([rid, t, math.nan, math.nan])
+                self.life[rid] = len(self.lives) - 1
+                self.ups += 0 if warm else 1
+                if self.scaler.scale_up_delay_s > 0 and not warm:
+                    self.status[rid] = STARTING
+                    when = t + self.scaler.scale_up_delay_s
+                    self.starting.append((when, rid, self.life[rid]))
+                    self.push((when, 0, self.index))
+                else:
+                    self._serve(rid, t)
+            have += 1
+        while have > want:
+            self._release(self._victim(), t)
+            have -= 1
+
+    def _victim(self) -> int:
+        for wanted in (STARTING, ON):
+            found = [i for i, s in enumerate(self.status) if s == wanted]
+            if found:
+                idle = [i for i in found if self.replicas[i].running_step is None]
+                return (idle or found)[-1]
+        raise AssertionError("no replica to release")
+
+    def _release(self, rid: int, t: float) -> None:
+        self.downs += 1
+        r = self.replicas[rid]
+        r.accepting = False
+        if self.status[rid] == ON and (r.running_step is not None or r.prefilling or r.n_dec):
+            self.status[rid] = DRAINING
+            return
+        self.status[rid] = OFF
+        self.lives[self.life[rid]][3] = t
+
+    def _idle(self, replica, t: float) -> None:
+        rid = replica.index
+        if self.status[rid] == DRAINING and not replica.prefilling and replica.n_dec == 0:
+            self.status[rid] = OFF
+            self.lives[self.life[rid]][3] = t
+
+    def _serve(self, rid: int, t: float) -> None:
+        self.status[rid] = ON
+        self.lives[self.life[rid]][2] = t
+        self.replicas[rid].accepting = True
+        self.push((t, 1, rid))  # wake it (a step start): it may admit from the shared queue now
+
+    def record(self, end_s: float) -> dict:
+        """Returns the scaling record (as simulate_autoscaled's), lives clipped to `end_s`."""
+        lives = [[r, req, serve, min(rel if rel == rel else end_s, end_s)] for r, req, serve, rel in self.lives
+                 if req < end_s]
+        return {"lives": lives, "end_s": end_s, "decisions": self.decisions, "scale_ups": self.ups,
+                "scale_downs": self.downs, "pool": len(self.replicas)}

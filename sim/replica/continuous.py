@@ -119,6 +119,8 @@ class ContinuousReplica:
         self.coalesce = True
         self.max_waiting: Optional[int] = None  # server.queue.max_waiting; set by the fleet
         self.notify = None  # closed loop: notify(ids, t, answered) when requests finish (True) or are turned away
+        self.accepting = True  # autoscaled: False while starting, released or draining (admits nothing new)
+        self.on_idle = None    # autoscaled: called with t when a released replica has finished its last sequence
         self.in_run = False
         self.run_bounds: list = []
         self.run_h0 = self.run_dh = 0.0
@@ -266,7 +268,9 @@ class ContinuousReplica:
         if self.expiring:
             self.waiting.expire(t)
         while True:
-            if not self.waiting and not self.prefilling and self.n_dec == 0:
+            if not self.prefilling and self.n_dec == 0 and (not self.waiting or not self.accepting):
+                if self.on_idle is not None:
+                    self.on_idle(self, t)
                 return None
             d = self.d
             self.preempted = False
@@ -597,7 +601,8 @@ class ContinuousReplica:
         max_seqs, chunked = self.policy.max_num_seqs, self.policy.chunked_prefill
         head = waiting[0] if waiting else None
         # vLLM admits nothing in a step that had to preempt
-        while waiting and budget > 0 and self.n_dec + len(self.prefilling) < max_seqs and not self.preempted:
+        while (waiting and budget > 0 and self.n_dec + len(self.prefilling) < max_seqs and not self.preempted
+               and self.accepting):
             sid = waiting[0]
             if not fits[sid]:
                 break  # behind a shared queue: a request this replica can never hold waits for another

@@ -42,6 +42,7 @@ class LlmLog:
     classes: Optional[np.ndarray] = None     # per request: its class (workload.classes)
     admitted_s: Optional[np.ndarray] = None  # per request: first admission, its prefill's start (continuous)
     clients: Optional[dict] = None           # closed loop: per request client, sent_s, think_s, cycle_end_s
+    scaling: Optional[dict] = None           # autoscaler: replica lives, billing end (sim.fleet.scaling)
 
     @property
     def steps(self) -> np.ndarray:
