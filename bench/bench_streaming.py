@@ -8,6 +8,8 @@ its own process (peak RSS from the OS).
    peak RSS, and the ratio of peak RSS to the smallest run's (flat memory: all near 1).
 2. The same scenario at --records-check million requests with records (outputs.streaming: false, records
    off): the time and memory that streaming saves, measured in the same run of this script.
+3. scenarios/llm-day-autoscaled.yaml whole (a day of LLM chat at 10 rps on an autoscaled fleet, 864k requests,
+   records off): wall time and peak RSS.
 """
 from __future__ import annotations
 
@@ -65,6 +67,15 @@ def main() -> None:
         s_wall, s_rss = next(((w, r) for m, w, r in rows if m == args.records_check), run(folder, args.records_check, True))
         print(f"records {args.records_check:g}M requests (no records written): {wall_r:.1f} s, peak RSS {rss_r:.0f} MB; "
               f"streaming/records: time {s_wall / wall_r:.2f}, memory {s_rss / rss_r:.2f}")
+        scenario = Path(__file__).resolve().parent.parent / "scenarios" / "llm-day-autoscaled.yaml"
+        code = ("import resource, sys, time; from sim.cli import main; t = time.perf_counter(); rc = main(['run', "
+                f"{str(scenario)!r}, '--out', {str(folder / 'llm-day')!r}, '--quiet']); "
+                "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); sys.exit(rc)")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(proc.stderr)
+        wall, rss = map(float, proc.stdout.split()[-2:])
+        print(f"LLM day on an autoscaled fleet (864k requests): {wall:.1f} s, peak RSS {rss:.0f} MB")
 
 
 if __name__ == "__main__":

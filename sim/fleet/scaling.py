@@ -251,8 +251,8 @@ class LlmScaler:
     """The autoscaler of a continuous-batching fleet behind a shared waiting queue (sim.fleet.fleet.run_shared_llm):
     an event handler in the fleet's loop (index len(replicas)). A replica serves while `accepting`; a released one
     admits nothing new, finishes its sequences (a preempted one goes back to the shared queue) and its life ends
-    when it is idle. Decisions as sim.fleet.autoscaler describes; utilisation is the engines' step time over the
-    last interval (rows started in it) over serving replica-time."""
+    when it is idle. Decisions as sim.fleet.autoscaler describes; for engines, target_utilization reads the mean
+    KV-cache use of the serving engines at the decision (busy time is always full while any sequence runs)."""
 
     def __init__(self, scaler, replicas: list, waiting, server_replicas: int):
         self.scaler, self.replicas, self.waiting = scaler, replicas, waiting
@@ -265,8 +265,6 @@ class LlmScaler:
         self.history: list = []
         self.push = None
         self.now = 0.0
-        self.rows = [0] * len(replicas)
-        self.last_t = 0.0
         self.ups = self.downs = self.decisions = 0
         self.arrivals_done = False
         self.times = [t for t, _ in scaler.schedule[1:]] if scaler.policy == "schedule" else None
@@ -307,14 +305,13 @@ class LlmScaler:
         else:
             if self.arrivals_done and not self.waiting and all(r.running_step is None for r in self.replicas):
                 return  # the run is over
-            serving = [i for i, s in enumerate(self.status) if s in (ON, DRAINING)]
-            busy = 0.0
-            for i, r in enumerate(self.replicas):
-                dur = r.steps.cols["dur"]
-                busy += sum(dur[self.rows[i]:])
-                self.rows[i] = len(dur)
-            util = busy / (max(len(serving), 1) * max(t - self.last_t, 1e-12))
-            self.last_t = t
+            # an engine with any sequence is busy every step, so busy time says nothing about headroom: the LLM
+            # utilisation is the KV cache's use (vLLM's gpu_cache_usage), over the serving engines, now
+            serving = [self.replicas[i] for i, st in enumerate(self.status) if st in (ON, DRAINING)]
+            for r in serving:
+                if r.in_run:
+                    r.sync(t)  # a run of decode steps allocates its blocks when brought up to date
+            util = (sum(r.kv_use for r in serving) / len(serving)) if serving else 0.0
             want = sc.desired(self.count(), util, len(self.waiting), self.server_replicas)
         self.decisions += 1
         self.history = [(h, w) for h, w in self.history if h > t - sc.scale_down_delay_s] + [(t, want)]
