@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -31,21 +30,26 @@ SCENARIO = {"name": "bench-streaming", "seed": 1, "warmup_s": 60,
             "slo": {"latency_p99_ms": 10.0}, "outputs": {"streaming": True, "window_s": 3600}}
 
 
-def run(folder: Path, millions: float, streaming: bool) -> tuple[float, float]:
-    """Returns (wall seconds, peak RSS in MB) of one `servesim run` in a fresh process."""
-    s = dict(SCENARIO, requests=int(millions * 1e6))
-    s["outputs"] = {"streaming": True, "window_s": 3600} if streaming else {"streaming": False, "records": False,
-                                                                              "plots": False}
-    path = folder / f"s-{millions}-{streaming}.yaml"
-    path.write_text(yaml.safe_dump(s))
+def timed_run(scenario_path: Path, out: Path) -> tuple[float, float]:
+    """Returns (wall seconds, peak RSS in MB) of one `servesim run` of `scenario_path` in a fresh process."""
     code = ("import resource, sys, time; from sim.cli import main; t = time.perf_counter(); rc = main(['run', "
-            f"{str(path)!r}, '--out', {str(folder / ('o-' + str(millions) + str(streaming)))!r}, '--quiet']); "
+            f"{str(scenario_path)!r}, '--out', {str(out)!r}, '--quiet']); "
             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(proc.stderr)
     wall, rss = map(float, proc.stdout.split()[-2:])
     return wall, rss
+
+
+def run(folder: Path, millions: float, streaming: bool) -> tuple[float, float]:
+    """Returns (wall seconds, peak RSS in MB) of the vision scenario at `millions` requests."""
+    s = dict(SCENARIO, requests=int(millions * 1e6))
+    s["outputs"] = {"streaming": True, "window_s": 3600} if streaming else {"streaming": False, "records": False,
+                                                                              "plots": False}
+    path = folder / f"s-{millions}-{streaming}.yaml"
+    path.write_text(yaml.safe_dump(s))
+    return timed_run(path, folder / f"o-{millions}-{streaming}")
 
 
 def main() -> None:
@@ -68,13 +72,7 @@ def main() -> None:
         print(f"records {args.records_check:g}M requests (no records written): {wall_r:.1f} s, peak RSS {rss_r:.0f} MB; "
               f"streaming/records: time {s_wall / wall_r:.2f}, memory {s_rss / rss_r:.2f}")
         scenario = Path(__file__).resolve().parent.parent / "scenarios" / "llm-day-autoscaled.yaml"
-        code = ("import resource, sys, time; from sim.cli import main; t = time.perf_counter(); rc = main(['run', "
-                f"{str(scenario)!r}, '--out', {str(folder / 'llm-day')!r}, '--quiet']); "
-                "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); sys.exit(rc)")
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.exit(proc.stderr)
-        wall, rss = map(float, proc.stdout.split()[-2:])
+        wall, rss = timed_run(scenario, folder / "llm-day")
         print(f"LLM day on an autoscaled fleet (864k requests): {wall:.1f} s, peak RSS {rss:.0f} MB")
 
 
