@@ -140,3 +140,33 @@ def test_llm_queue_length_scales_with_the_waiting_requests():
     assert s["replica_hours"] <= 4 * 600 / 3600 + 1e-9
     df = res.requests
     assert df["finish_s"].notna().all()  # a released replica finishes what it holds; nothing is lost
+
+
+def _release_times(log) -> list:
+    """Returns the release instant of every life that ended before the billing end."""
+    sc = log.scaling
+    return sorted(rel for _, _, _, rel in sc["lives"] if rel < sc["end_s"])
+
+
+def test_a_scale_down_window_releases_at_the_same_instant_for_request_level_and_llm_pools():
+    # one controller (sim.fleet.controller) for every pool: a scheduled drop waits scale_down_delay_s, then the
+    # replicas it releases finish what they hold (an idle one leaves at once)
+    schedule = {"policy": "schedule", "schedule": [[0, 4], [100, 2]], "scale_down_delay_s": 30}
+    batch = scaled(schedule, arrival={"process": "poisson", "rate_rps": 50}, duration_s=200.0)
+    llm = sim.run(llm_scaled(schedule, replicas=4, rate_rps=0.05, duration_s=200.0))
+    for res in (batch, llm):
+        released = _release_times(res.logs[0])
+        assert len(released) == 2 and all(130 <= t < 130.5 for t in released), released
+        assert res.summary["autoscaler"]["scale_downs"] == 2 and res.summary["autoscaler"]["scale_ups"] == 0
+        assert res.summary["replica_hours"] == pytest.approx((200 * 2 + 130 * 2) / 3600, abs=1 / 3600)
+    # the schedule rising again within the window cancels the drop
+    again = scaled({**schedule, "schedule": [[0, 4], [100, 2], [120, 4]]}, arrival={"process": "poisson",
+                                                                                    "rate_rps": 50}, duration_s=200.0)
+    assert _release_times(again.logs[0]) == [] and again.summary["autoscaler"]["scale_downs"] == 0
+
+
+def test_initial_replicas_are_not_counted_as_scale_ups():
+    res = scaled({"policy": "schedule", "schedule": [[0, 2], [300, 3]]}, duration_s=600.0)
+    assert res.summary["autoscaler"]["scale_ups"] == 1
+    llm = sim.run(llm_scaled({"policy": "schedule", "schedule": [[0, 2], [300, 3]]}))
+    assert llm.summary["autoscaler"]["scale_ups"] == 1

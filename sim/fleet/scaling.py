@@ -19,87 +19,36 @@ import simpy
 
 from ..engine import BatchLog
 
-OFF, STARTING, ON, DRAINING = 0, 1, 2, 3
+from .controller import DRAINING, ON, PoolHooks, ScalingController
 
 
-class _Pool:
-    """Which replicas serve, and their lives."""
+class _SharedQueueHooks(PoolHooks):
+    """The autoscaler's view of request-level replicas behind the shared queue (one SimPy process each)."""
 
-    def __init__(self, env: simpy.Environment, size: int, scaler, delay_up: float):
-        self.env = env
-        self.status = [OFF] * size
-        self.life = [None] * size      # index into lives of the replica's current life
-        self.lives: list = []          # [replica, requested_s, serving_s, released_s]
+    def __init__(self, env: simpy.Environment, size: int, state: dict, arr: list):
+        self.env, self.state, self.arr = env, state, arr
         self.wake = [env.event() for _ in range(size)]
         self.busy_until = [0.0] * size
-        self.scaler = scaler
-        self.delay_up = delay_up
-        self.ups = self.downs = 0
+        self.last_busy = self.last_t = 0.0
+        self.controller = None
 
-    def count(self) -> int:
-        """Replicas serving or on their way (starting), not those draining."""
-        return sum(1 for s in self.status if s in (STARTING, ON))
+    def busy(self, rid, t):
+        return self.busy_until[rid] > t
 
-    def serving(self) -> int:
-        return sum(1 for s in self.status if s in (ON, DRAINING))
-
-    def set(self, want: int) -> None:
-        """Requests or releases replicas until `want` are serving or starting."""
-        now = self.env.now
-        have = self.count()
-        while have < want:
-            rid = next((i for i, s in enumerate(self.status) if s == DRAINING), None)
-            if rid is not None:  # a replica still finishing its last batch is kept: its life goes on
-                self.status[rid] = ON
-            else:
-                rid = self.status.index(OFF)
-                self.lives.append([rid, now, math.nan, math.nan])
-                self.life[rid] = len(self.lives) - 1
-                self.ups += 1
-                if self.delay_up > 0:
-                    self.status[rid] = STARTING
-                    self.env.process(self._start(rid, self.life[rid]))
-                else:
-                    self._serve(rid)
-            have += 1
-        while have > want:
-            self._release(self._victim())
-            have -= 1
-
-    def _victim(self) -> int:
-        """Starting replicas go first (newest), then idle ones, then busy ones (highest index)."""
-        now = self.env.now
-        for wanted in ((STARTING, False), (ON, True), (ON, False)):
-            found = [i for i, s in enumerate(self.status) if s == wanted[0]
-                     and (wanted[0] == STARTING or (self.busy_until[i] <= now) == wanted[1])]
-            if found:
-                return found[-1]
-        raise AssertionError("no replica to release")
-
-    def _release(self, rid: int) -> None:
-        now = self.env.now
-        self.downs += 1
-        if self.status[rid] == ON and self.busy_until[rid] > now:
-            self.status[rid] = DRAINING  # its batch runs to the end: released (and billed) until then
-            return
-        self.status[rid] = OFF
-        self.lives[self.life[rid]][3] = now
-
-    def drained(self, rid: int) -> None:
-        """A draining replica finished its batch."""
-        self.status[rid] = OFF
-        self.lives[self.life[rid]][3] = self.env.now
-
-    def _serve(self, rid: int) -> None:
-        self.status[rid] = ON
-        self.lives[self.life[rid]][2] = self.env.now
+    def serve(self, rid, t):
         if not self.wake[rid].triggered:
             self.wake[rid].succeed()
 
-    def _start(self, rid: int, life: int):
-        yield self.env.timeout(self.delay_up)
-        if self.status[rid] == STARTING and self.life[rid] == life:
-            self._serve(rid)
+    def observe(self, t, serving):
+        st, arr = self.state, self.arr
+        if not st["more"] and st["head"] >= len(arr) and not any(self.busy_until[i] > t for i in serving):
+            return None
+        util = (st["busy"] - self.last_busy) / (max(len(serving), 1) * (t - self.last_t))
+        self.last_busy, self.last_t = st["busy"], t
+        while st["more"] and (not arr or arr[-1] <= t):  # streaming: see every arrival by now
+            st["load"](len(arr))
+        waiting = bisect_right(arr, t, st["head"]) - st["head"] if arr else 0
+        return util, waiting
 
 
 def simulate_autoscaled(rule, cost, scaler, replicas: int, arrival_s: Optional[np.ndarray], *,
@@ -112,9 +61,10 @@ def simulate_autoscaled(rule, cost, scaler, replicas: int, arrival_s: Optional[n
     default the last arrival), the billing end, the decision count and the ups and downs."""
     pool_size = scaler.pool(replicas)
     env = simpy.Environment()
-    pool = _Pool(env, pool_size, scaler, scaler.scale_up_delay_s)
     arr: list = [] if chunks is not None else np.asarray(arrival_s, float).tolist()
     state = {"head": 0, "more": chunks is not None, "busy": 0.0, "last": arr[-1] if arr else 0.0}
+    hooks = _SharedQueueHooks(env, pool_size, state, arr)
+    pool = ScalingController(scaler, pool_size, hooks, replicas)
     sizes, dispatch, completion, steps, who = array("i"), array("d"), array("d"), array("d"), array("i")
     table = cost.step_table_s(rule.max_batch_size).tolist()
     jitter = cost.jitter(noise_rng) if cost.is_noisy() else None
@@ -128,6 +78,7 @@ def simulate_autoscaled(rule, cost, scaler, replicas: int, arrival_s: Optional[n
             elif len(chunk):
                 arr.extend(np.asarray(chunk, float).tolist())
                 state["last"] = arr[-1]
+    state["load"] = load
 
     def flush() -> None:
         h = state["head"]
@@ -144,9 +95,9 @@ def simulate_autoscaled(rule, cost, scaler, replicas: int, arrival_s: Optional[n
         while True:
             if pool.status[rid] != ON:
                 if pool.status[rid] == DRAINING:
-                    pool.drained(rid)
-                pool.wake[rid] = env.event()
-                yield pool.wake[rid]
+                    pool.drained(rid, env.now)
+                hooks.wake[rid] = env.event()
+                yield hooks.wake[rid]
                 continue
             h = state["head"]
             if h + limit >= len(arr) and state["more"]:
@@ -171,7 +122,7 @@ def simulate_autoscaled(rule, cost, scaler, replicas: int, arrival_s: Optional[n
             state["head"] = h + k
             step = table[k] * (jitter(k) if jitter is not None else 1.0)
             end = d + step
-            pool.busy_until[rid] = end
+            hooks.busy_until[rid] = end
             state["busy"] += step
             sizes.append(k)
             dispatch.append(d)
@@ -182,62 +133,20 @@ def simulate_autoscaled(rule, cost, scaler, replicas: int, arrival_s: Optional[n
                 flush()
             yield env.timeout(end - t)
 
-    decisions = {"n": 0}
-
     def controller():
-        history: list = []  # (time, desired) over the scale-down window
-        last_busy, last_t = 0.0, 0.0
-        times = ([t for t, _ in scaler.schedule[1:]] if scaler.policy == "schedule" else None)
-        while True:
-            if times is not None:
-                if not times:
-                    return
-                yield env.timeout(times.pop(0) - env.now)
-                want = scaler.scheduled(env.now)
-            else:
-                yield env.timeout(scaler.interval_s)
-                if not state["more"] and state["head"] >= len(arr) and not any(s in (ON, DRAINING) and
-                                                                                 pool.busy_until[i] > env.now
-                                                                                 for i, s in enumerate(pool.status)):
-                    return  # every request is served: no more decisions
-                serving = max(pool.serving(), 1)
-                util = (state["busy"] - last_busy) / (serving * (env.now - last_t))
-                last_busy, last_t = state["busy"], env.now
-                while state["more"] and (not arr or arr[-1] <= env.now):  # streaming: see every arrival by now
-                    load(len(arr))
-                waiting = bisect_right(arr, env.now, state["head"]) - state["head"] if arr else 0
-                want = scaler.desired(pool.count(), util, waiting, replicas)
-            decisions["n"] += 1
-            history = [(t, w) for t, w in history if t > env.now - scaler.scale_down_delay_s] + [(env.now, want)]
-            if want < pool.count() and scaler.scale_down_delay_s > 0:
-                if times is not None:  # a scheduled drop takes effect after the delay (unless raised again)
-                    env.process(_later_drop(scaler.scale_down_delay_s, want))
-                    continue
-                want = max(w for _, w in history)  # the highest count wanted over the stabilisation window
-            pool.set(want)
+        while pool.next_time() < math.inf:
+            yield env.timeout(pool.next_time() - env.now)
+            pool.fire(env.now)
 
-    def _later_drop(wait: float, want: int):
-        yield env.timeout(wait)
-        if scaler.scheduled(env.now) <= want:
-            pool.set(min(pool.count(), max(want, scaler.scheduled(env.now))))
-
-    pool.set(scaler.initial(replicas))
-    for life in pool.lives:  # the initial replicas are warm at t = 0
-        life[2] = 0.0
+    pool.start(0.0)
     for rid in range(pool_size):
-        if pool.status[rid] == STARTING:
-            pool._serve(rid)
         env.process(replica(rid))
     env.process(controller())
     env.run()
     if sink is not None:
         flush()
         sink.finish(np.asarray(arr[state["head"]:], float))
-    end_s = state["last"] if end_s is None else end_s
-    lives = [[r, req, serve, min(rel if rel == rel else end_s, end_s)] for r, req, serve, rel in pool.lives
-             if req < end_s]
-    scaling = {"lives": lives, "end_s": end_s, "decisions": decisions["n"], "scale_ups": pool.ups,
-               "scale_downs": pool.downs, "pool": pool_size}
+    scaling = pool.record(state["last"] if end_s is None else end_s)
     if sink is not None:
         return None, scaling
     log = BatchLog(arrival_s=np.asarray(arrival_s, float), size=np.frombuffer(sizes, np.int32).copy(),
@@ -247,138 +156,82 @@ def simulate_autoscaled(rule, cost, scaler, replicas: int, arrival_s: Optional[n
     return log, scaling
 
 
+class _EngineHooks(PoolHooks):
+    """The autoscaler's view of continuous-batching engines: a released engine admits nothing new and finishes
+    its sequences (a preempted one goes back to the shared queue); target_utilization reads the serving engines'
+    mean KV-cache use at the decision (an engine with any sequence is busy every step, so busy time says nothing
+    about headroom: vLLM's gpu_cache_usage is the measure)."""
+
+    def __init__(self, replicas: list, waiting):
+        self.replicas, self.waiting = replicas, waiting
+        self.push = None
+        self.arrivals_done = False
+
+    def busy(self, rid, t):
+        r = self.replicas[rid]
+        return r.running_step is not None or bool(r.prefilling) or r.n_dec > 0
+
+    def serve(self, rid, t):
+        self.replicas[rid].accepting = True
+        self.push((t, 1, rid))  # wake it (a step start): it may admit from the queue now
+
+    def stop(self, rid, t):
+        self.replicas[rid].accepting = False
+
+    def observe(self, t, serving):
+        if self.arrivals_done and not self.waiting and all(r.running_step is None for r in self.replicas):
+            return None
+        engines = [self.replicas[i] for i in serving]
+        for r in engines:
+            if r.in_run:
+                r.sync(t)  # a run of decode steps allocates its blocks when brought up to date
+        util = (sum(r.kv_use for r in engines) / len(engines)) if engines else 0.0
+        return util, len(self.waiting)
+
+
 class LlmScaler:
     """The autoscaler of a continuous-batching fleet behind a shared waiting queue (sim.fleet.fleet.run_shared_llm):
-    an event handler in the fleet's loop (index len(replicas)). A replica serves while `accepting`; a released one
-    admits nothing new, finishes its sequences (a preempted one goes back to the shared queue) and its life ends
-    when it is idle. Decisions as sim.fleet.autoscaler describes; for engines, target_utilization reads the mean
-    KV-cache use of the serving engines at the decision (busy time is always full while any sequence runs)."""
+    the one controller (sim.fleet.controller) as an event handler in the fleet's loop (index len(replicas))."""
 
     def __init__(self, scaler, replicas: list, waiting, server_replicas: int):
-        self.scaler, self.replicas, self.waiting = scaler, replicas, waiting
         self.index = len(replicas)
-        self.server_replicas = server_replicas
-        self.status = [OFF] * len(replicas)
-        self.life = [None] * len(replicas)
-        self.lives: list = []
-        self.starting: list = []   # (serving time, replica, life)
-        self.history: list = []
-        self.push = None
-        self.now = 0.0
-        self.ups = self.downs = self.decisions = 0
-        self.arrivals_done = False
-        self.times = [t for t, _ in scaler.schedule[1:]] if scaler.policy == "schedule" else None
+        self.hooks = _EngineHooks(replicas, waiting)
+        self.control = ScalingController(scaler, len(replicas), self.hooks, server_replicas)
+        self.pushed = None
         for r in replicas:
             r.accepting = False
             r.on_idle = self._idle
 
+    @property
+    def arrivals_done(self) -> bool:
+        return self.hooks.arrivals_done
+
+    @arrivals_done.setter
+    def arrivals_done(self, value: bool) -> None:
+        self.hooks.arrivals_done = value
+
     def start(self, push) -> None:
-        self.push = push
-        self.set(self.scaler.initial(self.server_replicas), warm=True)
-        self._next()
+        self.hooks.push = push
+        self.control.start(0.0)
+        self._next(push)
 
-    def _next(self) -> None:
-        if self.times is not None:
-            if self.times:
-                self.push((self.times.pop(0), 1, self.index))
-        else:
-            self.push((self.now + self.scaler.interval_s, 1, self.index))
-
-    def count(self) -> int:
-        return sum(1 for s in self.status if s in (STARTING, ON))
+    def _next(self, push) -> None:
+        t = self.control.next_time()
+        if t < math.inf and t != self.pushed:
+            self.pushed = t
+            push((t, 1, self.index))
 
     def on_event(self, t: float, kind: int, push) -> None:
-        """kind 0: replicas whose cold start ends now begin serving; kind 1: a decision."""
-        self.now = t
-        if kind == 0:
-            for when, rid, life in [x for x in self.starting if x[0] <= t]:
-                self.starting.remove((when, rid, life))
-                if self.status[rid] == STARTING and self.life[rid] == life:
-                    self._serve(rid, t)
-            return
-        self._decide(t)
-
-    def _decide(self, t: float) -> None:
-        sc = self.scaler
-        if sc.policy == "schedule":
-            want = sc.scheduled(t)
-        else:
-            if self.arrivals_done and not self.waiting and all(r.running_step is None for r in self.replicas):
-                return  # the run is over
-            # an engine with any sequence is busy every step, so busy time says nothing about headroom: the LLM
-            # utilisation is the KV cache's use (vLLM's gpu_cache_usage), over the serving engines, now
-            serving = [self.replicas[i] for i, st in enumerate(self.status) if st in (ON, DRAINING)]
-            for r in serving:
-                if r.in_run:
-                    r.sync(t)  # a run of decode steps allocates its blocks when brought up to date
-            util = (sum(r.kv_use for r in serving) / len(serving)) if serving else 0.0
-            want = sc.desired(self.count(), util, len(self.waiting), self.server_replicas)
-        self.decisions += 1
-        self.history = [(h, w) for h, w in self.history if h > t - sc.scale_down_delay_s] + [(t, want)]
-        if want < self.count() and sc.scale_down_delay_s > 0:
-            want = max(w for _, w in self.history)
-        self.set(want)
-        self._next()
-
-    def set(self, want: int, warm: bool = False) -> None:
-        t = self.now
-        have = self.count()
-        while have < want:
-            rid = next((i for i, s in enumerate(self.status) if s == DRAINING), None)
-            if rid is not None:
-                self.status[rid] = ON
-                self.replicas[rid].accepting = True
-                self.push((t, 1, rid))
-            else:
-                rid = self.status.index(OFF)
-                self.lives.append([rid, t, math.nan, math.nan])
-                self.life[rid] = len(self.lives) - 1
-                self.ups += 0 if warm else 1
-                if self.scaler.scale_up_delay_s > 0 and not warm:
-                    self.status[rid] = STARTING
-                    when = t + self.scaler.scale_up_delay_s
-                    self.starting.append((when, rid, self.life[rid]))
-                    self.push((when, 0, self.index))
-                else:
-                    self._serve(rid, t)
-            have += 1
-        while have > want:
-            self._release(self._victim(), t)
-            have -= 1
-
-    def _victim(self) -> int:
-        for wanted in (STARTING, ON):
-            found = [i for i, s in enumerate(self.status) if s == wanted]
-            if found:
-                idle = [i for i in found if self.replicas[i].running_step is None]
-                return (idle or found)[-1]
-        raise AssertionError("no replica to release")
-
-    def _release(self, rid: int, t: float) -> None:
-        self.downs += 1
-        r = self.replicas[rid]
-        r.accepting = False
-        if self.status[rid] == ON and (r.running_step is not None or r.prefilling or r.n_dec):
-            self.status[rid] = DRAINING
-            return
-        self.status[rid] = OFF
-        self.lives[self.life[rid]][3] = t
+        if t != self.control.next_time():
+            return  # stale
+        self.pushed = None
+        self.control.fire(t)
+        self._next(push)
 
     def _idle(self, replica, t: float) -> None:
-        rid = replica.index
-        if self.status[rid] == DRAINING and not replica.prefilling and replica.n_dec == 0:
-            self.status[rid] = OFF
-            self.lives[self.life[rid]][3] = t
-
-    def _serve(self, rid: int, t: float) -> None:
-        self.status[rid] = ON
-        self.lives[self.life[rid]][2] = t
-        self.replicas[rid].accepting = True
-        self.push((t, 1, rid))  # wake it (a step start): it may admit from the shared queue now
+        if not replica.prefilling and replica.n_dec == 0:
+            self.control.drained(replica.index, t)
 
     def record(self, end_s: float) -> dict:
         """Returns the scaling record (as simulate_autoscaled's), lives clipped to `end_s`."""
-        lives = [[r, req, serve, min(rel if rel == rel else end_s, end_s)] for r, req, serve, rel in self.lives
-                 if req < end_s]
-        return {"lives": lives, "end_s": end_s, "decisions": self.decisions, "scale_ups": self.ups,
-                "scale_downs": self.downs, "pool": len(self.replicas)}
+        return self.control.record(end_s)
