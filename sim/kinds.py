@@ -65,7 +65,7 @@ class BatchKind(EngineKind):
                 log.stages = {"sent_s": cols["sent_s"], "pre_wait_s": cols["pre_wait_s"], "answered_s": answered,
                               "post_wait_s": cols["post_wait_s"]}
             return log
-        if srv.autoscaler is not None:
+        if srv.autoscaler is not None and srv.router.policy == "shared_queue":
             from .fleet.scaling import simulate_autoscaled
             from .rng import component_rng
 
@@ -87,7 +87,8 @@ class BatchKind(EngineKind):
         log = run_batch_fleet(scenario.fleet_groups, srv.router, b, scenario.seed, replication, srv.queue.max_queue_size,
                               None if srv.queue.timeout_ms is None else srv.queue.timeout_ms / 1000, levels,
                               wl.priority_levels, srv.instances_per_gpu, srv.instance_contention,
-                              delay=srv.queue.timeout_ms is not None and srv.queue.timeout_action == "delay")
+                              delay=srv.queue.timeout_ms is not None and srv.queue.timeout_action == "delay",
+                              autoscaler=srv.autoscaler, server_replicas=srv.replicas, end_s=scenario.duration_s)
         log.classes = workload.classes if perm is None or workload.classes is None else workload.classes[perm]
         if stages is not None:
             answered, post_wait = stages.answers(log.request_times("completion_s"))

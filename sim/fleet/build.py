@@ -40,10 +40,12 @@ def _batch_replicas(specs: list, out, seed: int, replication: int, max_queue, ti
 def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, seed: int, replication: int,
                     max_queue: Optional[int] = None, timeout_s: Optional[float] = None,
                     level: Optional[list] = None, levels: int = 1, instances: int = 1,
-                    slowdown: Optional[list] = None, delay: bool = False) -> BatchLog:
+                    slowdown: Optional[list] = None, delay: bool = False, autoscaler=None,
+                    server_replicas: int = 1, end_s: Optional[float] = None) -> BatchLog:
     """Runs request-level replicas behind `router`; returns the BatchLog (with `order` and `routed` when
     replicas have queues of their own). `level[sid]` is each request's priority level (0: highest) when the
-    request classes have `levels` > 1 distinct priorities."""
+    request classes have `levels` > 1 distinct priorities. With an `autoscaler` the replicas form a pool behind
+    the router (sim.fleet.scaling.FleetScaler); the log's `scaling` holds the lives, billed until `end_s`."""
     per = _per_replica(groups)
     specs = [(g.batching.rule(g.cost_model.batch_limit()), g.cost_model) for g in per]
     if delay:  # timeout_action delay: each priority gets a queue for its delayed requests (sim.replica.priority)
@@ -59,6 +61,9 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
         return simulate_shared(specs, arrival_s, noise_rng=component_rng(seed, replication, "cost_model.noise"))
     arrivals = np.ascontiguousarray(arrival_s, dtype=float)
     rng = component_rng(seed, replication, "server.router")
+    if autoscaler is not None:
+        return _scaled_pool(router, specs, arrivals, rng, seed, replication, max_queue, timeout_s, level, levels,
+                            delay, limited, autoscaler, server_replicas, end_s)
     if not router.reads_state and not limited:
         assign = router.split(arrivals.size, len(per), rng)
         logs, orders = [], []
@@ -82,6 +87,21 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
                  else np.zeros(arrivals.size, np.int32)).tolist()
         Fleet(replicas, lambda sid, a: fixed[sid]).run(arrivals.tolist())
     return _replica_log(replicas, arrivals, limited)
+
+
+def _scaled_pool(router, specs, arrivals, rng, seed, replication, max_queue, timeout_s, level, levels, delay,
+                 limited, autoscaler, server_replicas, end_s) -> BatchLog:
+    """Request-level replicas with queues of their own behind `router`, an autoscaler choosing which of them
+    take new work (the router's members)."""
+    from .scaling import FleetScaler
+
+    out = router.counts(len(specs), pool=True)
+    replicas = _batch_replicas(specs, out, seed, replication, max_queue, timeout_s, level, levels, delay)
+    controller = FleetScaler(autoscaler, replicas, server_replicas, out=out)
+    Fleet(replicas, router.pool_chooser(replicas, out, rng), controller).run(arrivals.tolist())
+    log = _replica_log(replicas, arrivals, limited)
+    log.scaling = controller.record(end_s if end_s is not None else (float(arrivals[-1]) if arrivals.size else 0.0))
+    return log
 
 
 def run_batch_closed(groups: list[ReplicaGroup], router, source, seed: int, replication: int,
@@ -157,7 +177,7 @@ def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, 
     static = per[0].batching.policy == "llm_static"
     arr = np.asarray(arrival_s, float)
     rng = component_rng(seed, replication, "server.router")
-    out = router.counts(len(per))
+    out = router.counts(len(per), pool=autoscaler is not None)
     assign = None
     if static:
         run = StaticRun(arr, prompt_tokens, output_tokens)
@@ -188,14 +208,15 @@ def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, 
         r.coalesce = coalesce
         r.max_waiting = max_waiting
     controller = None
-    if autoscaler is not None:  # scenario.check: continuous batching behind the shared queue
-        from .scaling import LlmScaler
+    if autoscaler is not None:  # scenario.check: continuous batching
+        from .scaling import FleetScaler
 
-        controller = LlmScaler(autoscaler, replicas, shared, server_replicas)
+        controller = FleetScaler(autoscaler, replicas, server_replicas, waiting=shared,
+                                 out=out if shared is None else None)
     if shared is not None:
         run_shared_llm(replicas, shared, reqs, arr.tolist(), controller=controller)
     else:
-        assign = _route(router, replicas, out, rng, arr)
+        assign = _route(router, replicas, out, rng, arr, controller)
     log = _continuous_log(reqs, replicas, per, assign)
     if controller is not None:
         log.scaling = controller.record(end_s if end_s is not None else (float(arr[-1]) if arr.size else 0.0))
@@ -259,11 +280,12 @@ def run_llm_closed(groups: list[ReplicaGroup], router, source, tokens, seed: int
     return _continuous_log(reqs, replicas, per, np.asarray(routed, np.int32) if shared is None else None)
 
 
-def _route(router, replicas, out, rng, arr: np.ndarray) -> np.ndarray:
-    """Runs the fleet with `router`; returns the replica each request was routed to."""
-    if router.reads_state:
+def _route(router, replicas, out, rng, arr: np.ndarray, controller=None) -> np.ndarray:
+    """Runs the fleet with `router` (and an autoscaler `controller` choosing the router's members); returns the
+    replica each request was routed to."""
+    if router.reads_state or controller is not None:
         routed = np.empty(arr.size, np.int32)
-        choose = router.chooser(replicas, out, rng)
+        choose = (router.chooser if controller is None else router.pool_chooser)(replicas, out, rng)
         # counts and outstanding tokens are read without touching a run of decode steps; KV use needs its blocks
         runs = [r for r in replicas if hasattr(r, "sync")] if router.reads_kv else []
 
@@ -277,7 +299,7 @@ def _route(router, replicas, out, rng, arr: np.ndarray) -> np.ndarray:
                 r.waiting.expire(a)
             routed[sid] = i = choose(sid, a)
             return i
-        Fleet(replicas, record).run(arr.tolist())
+        Fleet(replicas, record, controller).run(arr.tolist())
         return routed
     assign = router.split(arr.size, len(replicas), rng)
     fixed = assign.tolist()

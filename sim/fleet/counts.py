@@ -1,12 +1,26 @@
 """Outstanding requests per replica, kept exact by the replicas (`inc` on arrival, `dec` on completion)."""
 from __future__ import annotations
 
+from bisect import insort
+
 
 class Counts:
-    """Per-replica outstanding request counts; routers read `n`."""
+    """Per-replica outstanding request counts; routers read `n`. In an autoscaled pool, `members` lists the
+    replicas taking new work (sorted), kept by `park` (released, draining or starting) and `unpark` (serving)."""
 
     def __init__(self, replicas: int):
         self.n = [0] * replicas
+        self.members = list(range(replicas))
+
+    def park(self, i: int) -> None:
+        """Replica i takes no new work: routers no longer see it (its counts are still kept)."""
+        if i in self.members:
+            self.members.remove(i)
+
+    def unpark(self, i: int) -> None:
+        """Replica i takes new work again."""
+        if i not in self.members:
+            insort(self.members, i)
 
     def inc(self, i: int) -> None:
         self.n[i] += 1
@@ -71,3 +85,53 @@ class BucketCounts(Counts):
         (one draw from `uniforms`, a routers.base.Uniforms, only when there is a tie)."""
         b = self.buckets[self.low]
         return b[int(uniforms.next() * len(b))] if len(b) > 1 else b[0]
+
+
+class PoolBucketCounts(BucketCounts):
+    """BucketCounts for an autoscaled pool: a parked replica leaves the buckets (join_shortest_queue no longer
+    sees it) while its count is still kept; with every replica a member it is BucketCounts, draw for draw."""
+
+    def __init__(self, replicas: int):
+        super().__init__(replicas)
+        self.parked = [False] * replicas
+
+    def park(self, i: int) -> None:
+        if self.parked[i]:
+            return
+        super().park(i)
+        b, pos = self.buckets[self.n[i]], self.pos
+        last = b.pop()
+        if last != i:
+            p = pos[i]
+            b[p] = last
+            pos[last] = p
+        self.parked[i] = True
+        if self.members:  # the least count may have left with it
+            while not self.buckets[self.low]:
+                self.low += 1
+
+    def unpark(self, i: int) -> None:
+        if not self.parked[i]:
+            return
+        super().unpark(i)
+        self.parked[i] = False
+        v = self.n[i]
+        while v >= len(self.buckets):
+            self.buckets.append([])
+        nb = self.buckets[v]
+        self.pos[i] = len(nb)
+        nb.append(i)
+        if len(self.members) == 1 or v < self.low:
+            self.low = v
+
+    def inc(self, i: int) -> None:
+        if self.parked[i]:
+            self.n[i] += 1
+        else:
+            super().inc(i)
+
+    def dec(self, i: int, k: int = 1) -> None:
+        if self.parked[i]:
+            self.n[i] -= k
+        else:
+            super().dec(i, k)

@@ -40,22 +40,29 @@ def replica_groups(groups: list[ReplicaGroup]) -> np.ndarray:
 class Fleet:
     """Replicas behind a router: `run(arrival_s)` routes every arrival and runs every replica event."""
 
-    def __init__(self, replicas: list, choose: Callable[[int, float], int]):
+    def __init__(self, replicas: list, choose: Callable[[int, float], int], controller=None):
         self.replicas = replicas
         self.choose = choose
+        # an autoscaler (sim.fleet.scaling.FleetScaler) handles the events pushed with index len(replicas)
+        self.controller = controller
 
     def run(self, arrival_s) -> None:
-        replicas, choose = self.replicas, self.choose
+        replicas, choose, ctl = self.replicas, self.choose, self.controller
         heap: list = []
         push = partial(heappush, heap)
+        handlers = replicas if ctl is None else replicas + [ctl]
+        if ctl is not None:
+            ctl.start(push)
         # hot path: one heap comparison per arrival; replica events only when one is due
         for sid, a in enumerate(arrival_s):
             key = (a, START)
             while heap and heap[0] < key:
                 t, kind, rid = heappop(heap)
-                replicas[rid].on_event(t, kind, push)
+                handlers[rid].on_event(t, kind, push)
             replicas[choose(sid, a)].accept(sid, a, push)
-        drain(replicas, heap, push)
+        if ctl is not None:
+            ctl.arrivals_done = True
+        drain(handlers, heap, push)
 
     def run_closed(self, source) -> None:
         """Routes the requests of a closed-loop source (sim.clients.ClientLoop), whose next arrival may be

@@ -157,15 +157,17 @@ def simulate_autoscaled(rule, cost, scaler, replicas: int, arrival_s: Optional[n
 
 
 class _EngineHooks(PoolHooks):
-    """The autoscaler's view of continuous-batching engines: a released engine admits nothing new and finishes
-    its sequences (a preempted one goes back to the shared queue); target_utilization reads the serving engines'
-    mean KV-cache use at the decision (an engine with any sequence is busy every step, so busy time says nothing
-    about headroom: vLLM's gpu_cache_usage is the measure)."""
+    """The autoscaler's view of continuous-batching engines sharing one waiting queue: a released engine admits
+    nothing new and finishes its sequences (a preempted one goes back to the shared queue); target_utilization
+    reads the serving engines' mean KV-cache use at the decision (an engine with any sequence is busy every
+    step, so busy time says nothing about headroom: vLLM's gpu_cache_usage is the measure)."""
 
     def __init__(self, replicas: list, waiting):
         self.replicas, self.waiting = replicas, waiting
         self.push = None
         self.arrivals_done = False
+        for r in replicas:
+            r.accepting = False
 
     def busy(self, rid, t):
         r = self.replicas[rid]
@@ -178,28 +180,114 @@ class _EngineHooks(PoolHooks):
     def stop(self, rid, t):
         self.replicas[rid].accepting = False
 
+    def idle(self, replica) -> bool:
+        return not replica.prefilling and replica.n_dec == 0
+
+    def over(self) -> bool:
+        return self.arrivals_done and not self.waiting and all(r.running_step is None for r in self.replicas)
+
     def observe(self, t, serving):
-        if self.arrivals_done and not self.waiting and all(r.running_step is None for r in self.replicas):
+        if self.over():
             return None
         engines = [self.replicas[i] for i in serving]
         for r in engines:
             if r.in_run:
                 r.sync(t)  # a run of decode steps allocates its blocks when brought up to date
         util = (sum(r.kv_use for r in engines) / len(engines)) if engines else 0.0
-        return util, len(self.waiting)
+        return util, self.queued(serving)
+
+    def queued(self, serving) -> int:
+        return len(self.waiting)
 
 
-class LlmScaler:
-    """The autoscaler of a continuous-batching fleet behind a shared waiting queue (sim.fleet.fleet.run_shared_llm):
-    the one controller (sim.fleet.controller) as an event handler in the fleet's loop (index len(replicas))."""
+class _RoutedEngineHooks(_EngineHooks):
+    """Continuous-batching engines with queues of their own behind a router: a released engine leaves the
+    router's members (sim.fleet.counts) and serves what was routed to it before it leaves."""
 
-    def __init__(self, scaler, replicas: list, waiting, server_replicas: int):
+    def __init__(self, replicas: list, out):
+        self.replicas, self.out = replicas, out
+        self.push = None
+        self.arrivals_done = False
+        for i in range(len(replicas)):
+            out.park(i)
+
+    def busy(self, rid, t):
+        return super().busy(rid, t) or bool(self.replicas[rid].waiting)
+
+    def serve(self, rid, t):
+        self.out.unpark(rid)
+
+    def stop(self, rid, t):
+        self.out.park(rid)
+
+    def idle(self, replica) -> bool:
+        return super().idle(replica) and not replica.waiting
+
+    def over(self) -> bool:
+        return self.arrivals_done and all(r.running_step is None and not r.waiting for r in self.replicas)
+
+    def queued(self, serving) -> int:
+        return sum(len(self.replicas[i].waiting) for i in serving)
+
+
+class _QueuedHooks(PoolHooks):
+    """Request-level replicas with queues of their own behind a router: a released replica leaves the router's
+    members and serves its queue before it leaves; utilisation is the serving replicas' busy time over the
+    interval (batch steps counted when they start)."""
+
+    def __init__(self, replicas: list, out):
+        self.replicas, self.out = replicas, out
+        self.arrivals_done = False
+        self.push = None
+        self.seen = [0] * len(replicas)
+        self.busy_s, self.last_busy, self.last_t = 0.0, 0.0, 0.0
+        for i in range(len(replicas)):
+            out.park(i)
+
+    def busy(self, rid, t):
+        return self.replicas[rid].holds_work()
+
+    def serve(self, rid, t):
+        self.out.unpark(rid)
+
+    def stop(self, rid, t):
+        self.out.park(rid)
+
+    def idle(self, replica) -> bool:
+        return not replica.holds_work()
+
+    def observe(self, t, serving):
+        reps = self.replicas
+        if self.arrivals_done and not any(r.holds_work() for r in reps):
+            return None
+        for i, r in enumerate(reps):
+            steps = r.steps
+            if len(steps) > self.seen[i]:
+                self.busy_s += sum(steps[self.seen[i]:])
+                self.seen[i] = len(steps)
+        util = (self.busy_s - self.last_busy) / (max(len(serving), 1) * (t - self.last_t))
+        self.last_busy, self.last_t = self.busy_s, t
+        waiting = sum(reps[i].waiting if hasattr(reps[i], "qa") else len(reps[i].arr) - reps[i].head
+                      for i in serving)
+        return util, waiting
+
+
+class FleetScaler:
+    """The one controller (sim.fleet.controller) as an event handler in a fleet's event loop (sim.fleet.fleet;
+    its index is len(replicas)), over any pool: engines behind the shared queue (`waiting`), or request-level
+    replicas or engines behind a router (`out`, the router's counts, whose members it keeps)."""
+
+    def __init__(self, scaler, replicas: list, server_replicas: int, waiting=None, out=None):
         self.index = len(replicas)
-        self.hooks = _EngineHooks(replicas, waiting)
+        if out is None:
+            self.hooks = _EngineHooks(replicas, waiting)
+        elif hasattr(replicas[0], "kv"):
+            self.hooks = _RoutedEngineHooks(replicas, out)
+        else:
+            self.hooks = _QueuedHooks(replicas, out)
         self.control = ScalingController(scaler, len(replicas), self.hooks, server_replicas)
         self.pushed = None
         for r in replicas:
-            r.accepting = False
             r.on_idle = self._idle
 
     @property
@@ -229,9 +317,14 @@ class LlmScaler:
         self._next(push)
 
     def _idle(self, replica, t: float) -> None:
-        if not replica.prefilling and replica.n_dec == 0:
+        if self.hooks.idle(replica):
             self.control.drained(replica.index, t)
 
     def record(self, end_s: float) -> dict:
         """Returns the scaling record (as simulate_autoscaled's), lives clipped to `end_s`."""
         return self.control.record(end_s)
+
+
+def LlmScaler(scaler, replicas: list, waiting, server_replicas: int) -> FleetScaler:
+    """The autoscaler of continuous-batching engines behind a shared waiting queue."""
+    return FleetScaler(scaler, replicas, server_replicas, waiting=waiting)

@@ -35,6 +35,9 @@ class PriorityBatchReplica(BatchReplica):
         self.waiting = 0
         self.last_a = -math.inf  # the latest accepted arrival (<= now: stands in for a past `ready` time)
 
+    def holds_work(self) -> bool:
+        return self.inflight > 0 or self.waiting > 0
+
     def accepted_ids(self) -> list[int]:
         return [sid for ids in self.qi for sid in ids]
 

@@ -26,6 +26,7 @@ class QueuedReplica:
         self.timed_out: list[int] = []
         self.served: list[int] = []  # request ids in the order batches took them
         self.notify = None  # closed loop: notify(ids, t, answered) when requests finish (True) or are rejected at t
+        self.on_idle = None  # autoscaled pool: on_idle(replica, t) when a batch ends and nothing is left here
         self.rule = rule
         self.out = out          # the fleet's outstanding counts; this replica owns out[index]
         self.arr: list[float] = []
@@ -56,6 +57,10 @@ class QueuedReplica:
         waiting = len(self.arr) - self.head
         if waiting == self.rule.smallest or (waiting == 1 and self.pending is None):
             self._schedule(push)
+
+    def holds_work(self) -> bool:
+        """Returns whether a batch runs or a request waits here."""
+        return self.inflight > 0 or self.head < len(self.arr)
 
     def accepted_ids(self) -> list[int]:
         """Returns the ids of every request this replica queued (served, timed out or still waiting)."""
@@ -108,6 +113,8 @@ class QueuedReplica:
             if self.timeout_s is not None:
                 self._purge(t)
             self._schedule(push)
+            if self.on_idle is not None and not self.holds_work():
+                self.on_idle(self, t)
             return
         if t != self.pending:
             return

@@ -150,6 +150,15 @@ CONFIG_CASES = {
     "batch-autoscaled-queue-length": _batch(requests=None, duration_s=1.5, server={"replicas": 4, "autoscaler": {
         "policy": "queue_length", "target": 4, "interval_s": 0.05, "min_replicas": 1}},
         workload={"arrival": {"process": "poisson", "rate_rps": 3000}}),
+    # autoscaling behind a router (sim.fleet.controller through sim.fleet.scaling.FleetScaler)
+    "batch-autoscaled-jsq": _batch(requests=None, duration_s=1.2, server={"router": {"policy": "join_shortest_queue"},
+                                                                          "autoscaler": {**SCHEDULE,
+                                                                                         "scale_down_delay_s": 0.1}},
+                                   workload={"arrival": {"process": "poisson", "rate_rps": 2500}}),
+    "batch-autoscaled-p2c-utilization": _batch(requests=None, duration_s=2.0, server={
+        "replicas": 4, "router": {"policy": "power_of_two"}, "queue": {"max_queue_size": 20},
+        "autoscaler": {"policy": "target_utilization", "target": 0.5, "interval_s": 0.1, "scale_up_delay_s": 0.05}},
+        workload={"arrival": {"process": "piecewise", "points": [[0, 500], [1.0, 4000], [2.0, 500]]}}),
     # streaming (sim.sinks): the shared queue and the autoscaled shared queue
     "batch-streaming-shared": _batch(requests=20000, outputs={"streaming": True, "window_s": 2.0}),
     "batch-streaming-autoscaled": _batch(requests=None, duration_s=3.0, server={"replicas": 4, "autoscaler": {
@@ -195,6 +204,10 @@ CONFIG_CASES = {
         "policy": "target_utilization", "target": 0.3, "interval_s": 10, "scale_down_delay_s": 30}},
         workload={"arrival": {"process": "piecewise", "points": [[0, 2], [100, 12], [200, 2]]}},
         outputs={"records": True, "plots": False, "window_s": 50}),
+    "llm-autoscaled-jsq": _llm(requests=None, duration_s=120, server={
+        "router": {"policy": "join_shortest_queue"},
+        "autoscaler": {"policy": "schedule", "schedule": [[0, 1], [40, 3], [80, 2]], "scale_down_delay_s": 5}},
+        workload={"arrival": {"process": "poisson", "rate_rps": 6}}),
     "llm-windows": _llm(outputs={"records": True, "plots": False, "window_s": 20}),
     # llm_static (padded request-level batches)
     "llm-static-one": _llm(server={"replicas": 1, "batching": LLM_STATIC},

@@ -21,8 +21,9 @@ class Router(StrictModel):
     llm_only: ClassVar[bool] = False     # True: needs replicas with a KV cache
     reads_kv: ClassVar[bool] = False     # True: reads KV use, so runs of decode steps are synced to the arrival
 
-    def counts(self, replicas: int):
-        """Returns the outstanding-count keeper the replicas update (sim.fleet.counts)."""
+    def counts(self, replicas: int, pool: bool = False):
+        """Returns the outstanding-count keeper the replicas update (sim.fleet.counts); `pool`: for an
+        autoscaled pool, whose members change."""
         from ..counts import Counts
 
         return Counts(replicas)
@@ -36,6 +37,13 @@ class Router(StrictModel):
         request counts `out.n` (sim.fleet.counts, kept exact by the replicas)."""
         raise NotImplementedError
 
+    def pool_chooser(self, replicas: list, out, rng: np.random.Generator) -> Callable[[int, float], int]:
+        """Returns choose(sid, arrival_s) -> replica index among `out.members`, the replicas of an autoscaled
+        pool taking new work now (the set changes as the autoscaler requests and releases replicas)."""
+        u = Uniforms(rng)
+        members = out.members
+        return lambda sid, arrival_s: members[int(u.next() * len(members))]
+
 
 class Uniforms:
     """Buffered uniform draws in [0, 1) from the router's stream, handed out one at a time."""
@@ -47,6 +55,11 @@ class Uniforms:
         if not self.buf:
             self.buf = self.rng.random(self.chunk).tolist()
         return self.buf.pop()
+
+
+def argmin_member(value, members: list, u: Uniforms) -> int:
+    """Returns the member with the smallest value(i), uniformly at random among equal smallest ones."""
+    return members[argmin_random_tie([value(i) for i in members], u)]
 
 
 def argmin_random_tie(values: list, u: Uniforms) -> int:

@@ -15,12 +15,15 @@ from .base import Router, Uniforms
 class JoinShortestQueue(Router):
     policy: Literal["join_shortest_queue"] = "join_shortest_queue"
 
-    def counts(self, replicas: int):
-        from ..counts import BucketCounts
+    def counts(self, replicas: int, pool: bool = False):
+        from ..counts import BucketCounts, PoolBucketCounts
 
-        return BucketCounts(replicas)  # the least loaded replica in O(1)
+        return PoolBucketCounts(replicas) if pool else BucketCounts(replicas)  # the least loaded replica in O(1)
 
     def chooser(self, replicas, out, rng):
         u = Uniforms(rng)
         least = out.least
         return lambda sid, arrival_s: least(u)
+
+    def pool_chooser(self, replicas, out, rng):
+        return JoinShortestQueue.chooser(self, replicas, out, rng)  # parked replicas are out of the buckets

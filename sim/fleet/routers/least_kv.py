@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from . import REGISTRY
-from .base import Router, Uniforms, argmin_random_tie
+from .base import Router, Uniforms, argmin_member, argmin_random_tie
 
 
 @REGISTRY.register
@@ -17,3 +17,7 @@ class LeastKv(Router):
     def chooser(self, replicas, out, rng):
         u = Uniforms(rng)
         return lambda sid, arrival_s: argmin_random_tie([r.kv_use for r in replicas], u)
+
+    def pool_chooser(self, replicas, out, rng):
+        u, members = Uniforms(rng), out.members
+        return lambda sid, arrival_s: argmin_member(lambda i: replicas[i].kv_use, members, u)

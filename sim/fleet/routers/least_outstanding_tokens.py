@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field
 
 from . import REGISTRY
-from .base import Uniforms, argmin_random_tie
+from .base import Uniforms, argmin_member, argmin_random_tie
 from .join_shortest_queue import JoinShortestQueue
 
 
@@ -25,3 +25,9 @@ class LeastOutstandingTokens(JoinShortestQueue):
         u = Uniforms(rng)
         readers = [r.outstanding_tokens for r in replicas]
         return lambda sid, arrival_s: argmin_random_tie([f(arrival_s) for f in readers], u)
+
+    def pool_chooser(self, replicas, out, rng):
+        if not hasattr(replicas[0], "outstanding_tokens"):
+            return super().pool_chooser(replicas, out, rng)
+        u, members = Uniforms(rng), out.members
+        return lambda sid, arrival_s: argmin_member(lambda i: replicas[i].outstanding_tokens(arrival_s), members, u)

@@ -26,3 +26,18 @@ class PowerOfTwo(Router):
                 j += 1  # distinct from i
             return j if out[j] < out[i] else i
         return choose
+
+    def pool_chooser(self, replicas, out, rng):
+        u, members, n = Uniforms(rng), out.members, out.n
+
+        def choose(sid: int, arrival_s: float) -> int:
+            c = len(members)
+            if c == 1:
+                return members[0]
+            i = int(u.next() * c)
+            j = int(u.next() * (c - 1))
+            if j >= i:
+                j += 1
+            i, j = members[i], members[j]
+            return j if n[j] < n[i] else i
+        return choose

@@ -16,3 +16,13 @@ class RoundRobin(Router):
 
     def split(self, n: int, replicas: int, rng: np.random.Generator) -> np.ndarray:
         return (np.arange(n, dtype=np.int64) % replicas).astype(np.int32)
+
+    def pool_chooser(self, replicas, out, rng):
+        members, turn = out.members, [0]
+
+        def choose(sid: int, arrival_s: float) -> int:  # the next member after the last one chosen
+            i = turn[0]
+            j = next((m for m in members if m >= i), members[0])
+            turn[0] = j + 1
+            return j
+        return choose

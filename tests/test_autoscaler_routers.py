@@ -1,0 +1,145 @@
+"""Autoscaling behind a router (one controller, sim.fleet.controller, for every pool): a constant schedule is the
+fixed fleet request for request, a switching schedule bills its integral plus each released replica's drain
+(exactly, from the records), no request is ever routed to a replica that is not serving, a utilisation target
+follows the load, and queue limits, priorities and stages compose with it."""
+import numpy as np
+import pytest
+
+import sim
+
+from .conftest import run_cli, scenario_dict
+from .test_autoscaler import llm_scaled
+
+COST = {"kind": "affine", "base_ms": 2.0, "per_item_ms": 0.25, "max_batch_size": 64}
+BATCHING = {"policy": "dynamic", "max_batch_size": 32, "max_queue_delay_ms": 2}
+SWITCHING = {"policy": "schedule", "schedule": [[0, 1], [100, 3], [200, 2]], "scale_down_delay_s": 10}
+
+
+def batch(router, autoscaler=None, duration_s=300.0, rate_rps=2500.0, server=None, workload=None, **extra):
+    srv = {"replicas": 3, "cost_per_hour": 2.0, "batching": BATCHING, "router": {"policy": router}, **(server or {})}
+    if autoscaler is not None:
+        srv["autoscaler"] = autoscaler
+    raw = scenario_dict(duration_s=duration_s, requests=None, seed=9, cost_model=COST, server=srv,
+                        workload={"arrival": {"process": "poisson", "rate_rps": rate_rps}, **(workload or {})},
+                        outputs={"records": True, "plots": False, "window_s": 10.0}, **extra)
+    return sim.run(sim.validate(raw))
+
+
+def llm(router, autoscaler=None, **kw):
+    s = llm_scaled(autoscaler, **kw)
+    raw = s.model_dump(mode="json", exclude_none=True)
+    raw["server"]["router"] = {"policy": router}
+    return sim.run(sim.validate(raw))
+
+
+@pytest.mark.parametrize("router", ["join_shortest_queue", "power_of_two", "round_robin"])
+def test_a_constant_schedule_behind_a_router_is_the_fixed_fleet_request_for_request(router):
+    a = batch(router, {"policy": "schedule", "schedule": [[0, 3]]}, duration_s=100.0).logs[0]
+    b = batch(router, duration_s=100.0).logs[0]
+    assert np.array_equal(a.request_times("completion_s"), b.request_times("completion_s"))
+    assert np.array_equal(a.routed, b.routed)
+
+
+@pytest.mark.parametrize("router", ["join_shortest_queue", "least_outstanding_tokens", "least_kv"])
+def test_a_constant_schedule_behind_a_router_is_the_fixed_llm_fleet_request_for_request(router):
+    a = llm(router, {"policy": "schedule", "schedule": [[0, 3]]}, duration_s=300.0).logs[0]
+    b = llm(router, None, duration_s=300.0).logs[0]
+    assert np.array_equal(a.first_token_s, b.first_token_s, equal_nan=True)
+    assert np.array_equal(a.finish_s, b.finish_s, equal_nan=True)
+
+
+def _served_within_lives(log, arrival, finish, routed):
+    """Every request was routed to a replica that was serving at its arrival."""
+    lives = np.asarray(log.scaling["lives"], float)
+    ok = np.zeros(arrival.size, bool)
+    for rid, _, serve, rel in lives:
+        ok |= (routed == rid) & (arrival >= serve) & (arrival <= rel)
+    assert ok.all(), f"{int((~ok).sum())} requests reached a replica that was not serving"
+    # a release waits for the work the replica holds: no request finishes after its replica's life ended
+    last = {}
+    for rid, _, serve, rel in lives:
+        last.setdefault(int(rid), []).append((serve, rel))
+    for rid, spans in last.items():
+        mine = (routed == rid) & np.isfinite(finish)
+        for serve, rel in spans:
+            inside = mine & (arrival >= serve) & (arrival <= rel)
+            assert not inside.any() or finish[inside].max() <= rel + 1e-12 or rel == log.scaling["end_s"]
+
+
+@pytest.mark.parametrize("router", ["join_shortest_queue", "power_of_two", "round_robin", "random"])
+def test_a_switching_schedule_behind_a_router_bills_its_integral_plus_each_drain(router):
+    res = batch(router, SWITCHING)
+    log, s = res.logs[0], res.summary
+    a, done = log.arrival_s, log.request_times("completion_s")
+    _served_within_lives(log, a, done, log.routed)
+    lives = log.scaling["lives"]
+    released = [life for life in lives if life[3] < log.scaling["end_s"]]
+    assert len(released) == 1
+    rid, _, _, rel = released[0]
+    # the drop wanted at 200 s takes effect at 210 s; the replica then serves what it holds, exactly until its
+    # last batch routed there before 210 s completes
+    mine = (log.routed == rid) & (a <= 210.0)
+    assert rel == pytest.approx(max(210.0, float(done[mine].max())), rel=0, abs=0)
+    integral = 100 * 1 + 100 * 3 + 100 * 2
+    assert s["replica_hours"] * 3600 == pytest.approx(integral + (rel - 200.0), rel=1e-12)
+    w = res.windows
+    assert np.allclose(w.loc[(w["end_s"] <= 100), "replicas_active"], 1)
+    assert np.allclose(w.loc[(w["start_s"] >= 110) & (w["end_s"] <= 200), "replicas_active"], 3)
+    assert np.allclose(w.loc[(w["start_s"] >= 220), "replicas_active"], 2)
+
+
+@pytest.mark.parametrize("router", ["join_shortest_queue", "least_outstanding_tokens", "round_robin"])
+def test_llm_engines_behind_a_router_scale_on_a_schedule_and_finish_what_they_hold(router):
+    res = llm(router, {"policy": "schedule", "schedule": [[0, 1], [200, 3], [400, 2]]})
+    log, s = res.logs[0], res.summary
+    routed = log.replica
+    _served_within_lives(log, log.arrival_s, log.finish_s, routed)
+    assert np.isfinite(log.finish_s).all()  # a released engine finishes what was routed to it
+    integral = (200 * 1 + 200 * 3 + 200 * 2) / 3600
+    assert integral <= s["replica_hours"] <= integral + 60 / 3600
+    w = res.windows
+    assert w.loc[w["end_s"] <= 200, "replicas_active"].max() == pytest.approx(1)
+    # with queues of their own, the lone engine's backlog stays with it (round robin keeps adding to it), so the
+    # fleet recovers later than behind one shared queue
+    assert w.loc[w["end_s"] <= 200, "ttft_p99_s"].max() > 3 * w.loc[w["start_s"] >= 360, "ttft_p99_s"].max()
+
+
+def test_a_utilization_target_behind_join_shortest_queue_follows_the_load():
+    res = batch("join_shortest_queue", {"policy": "target_utilization", "target": 0.6, "min_replicas": 1,
+                                        "max_replicas": 6, "interval_s": 20}, duration_s=900.0,
+                workload={"arrival": {"process": "diurnal", "mean_rate_rps": 1500, "peak_to_trough": 5,
+                                      "period_s": 900}}, server={"replicas": 6})
+    w = res.windows
+    busy, quiet = w["arrivals"] >= w["arrivals"].quantile(2 / 3), w["arrivals"] <= w["arrivals"].quantile(1 / 3)
+    assert w.loc[busy, "replicas_active"].mean() > w.loc[quiet, "replicas_active"].mean() + 1
+    s = res.summary
+    assert s["autoscaler"]["peak_replicas"] > s["autoscaler"]["mean_replicas"] > 1
+    assert s["cost_per_day"] < s["autoscaler"]["fixed_peak_cost_per_day"]
+    assert s["stable"]
+
+
+def test_queue_limits_priorities_and_stages_compose_with_autoscaling_behind_a_router():
+    classes = [{"name": "gold", "share": 0.3, "priority": 1}, {"name": "bulk", "share": 0.7, "priority": 2}]
+    res = batch("join_shortest_queue", {"policy": "schedule", "schedule": [[0, 1], [100, 3]]}, duration_s=200.0,
+                rate_rps=5000.0, workload={"classes": classes},
+                server={"queue": {"max_queue_size": 40},
+                        "preprocess": {"workers": 8, "time_ms": {"dist": "exponential", "mean_ms": 1.0}}})
+    s = res.summary
+    df = res.requests
+    # one replica cannot serve 5,000 rps: while it is alone its queue limit turns requests away, then none
+    early, late = df["arrival_s"] < 95, df["arrival_s"] > 110
+    assert df.loc[early, "rejected"].mean() > 0.1 and df.loc[late, "rejected"].mean() < 0.01
+    assert s["classes"]["gold"]["latency_s"]["p99"] < s["classes"]["bulk"]["latency_s"]["p99"]
+    assert "stages" in s and s["autoscaler"]["scale_ups"] == 2
+
+
+@pytest.mark.parametrize("server,text", [
+    ({"router": {"policy": "shared_queue"}, "replicas": 1, "queue": {"max_queue_size": 4}},
+     "queue limits behind the shared queue"),
+    ({"groups": [{"name": "a", "replicas": 2}], "replicas": None}, "server.groups"),
+])
+def test_what_autoscaling_still_refuses_names_itself(write_yaml, server, text):
+    srv = {"replicas": 2, "batching": BATCHING, "autoscaler": {"policy": "schedule", "schedule": [[0, 1]]}, **server}
+    srv = {k: v for k, v in srv.items() if v is not None}
+    proc = run_cli("check", write_yaml(scenario_dict(server=srv)))
+    assert proc.returncode == 2 and ": server.autoscaler: " in proc.stderr and text in proc.stderr, proc.stderr
