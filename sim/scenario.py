@@ -498,11 +498,6 @@ def _check_classes(scenario: Scenario) -> list[tuple[str, str]]:
             if not llm and llm_keys:
                 problems.append((f"workload.classes.{i}.slo.{llm_keys[0]}", "TTFT/TPOT targets apply to LLM policies"))
     if wl.priority_levels > 1:
-        replicas = sum(g.replicas for g in srv.groups) if srv.groups else srv.replicas
-        if not llm and srv.router.policy == "shared_queue" and replicas > 1:
-            problems.append(("workload.classes", "priorities with several replicas need queues of their own "
-                             "(server.router: round_robin, join_shortest_queue, ...); one prioritised queue shared by "
-                             "several replicas is not simulated yet"))
         if llm and not all(p.batching.policy == "continuous" for p in _pairs(scenario)):
             problems.append(("workload.classes", "priorities apply to continuous batching (admission order); "
                              "llm_static batches first come, first served: give every class the same priority"))
@@ -559,11 +554,6 @@ def _check_workload_source(scenario: Scenario) -> list[tuple[str, str]]:
     if wl.client_timeout_ms is not None:
         problems.append(("workload.client_timeout_ms", "closed-loop clients that give up are not simulated yet; leave "
                          "client_timeout_ms out"))
-    replicas = sum(g.replicas for g in srv.groups) if srv.groups else srv.replicas
-    if srv.router.policy == "shared_queue" and replicas > 1 and not scenario.is_llm:
-        problems.append(("server.router.policy", "closed-loop clients with several replicas need queues of their own "
-                         "(round_robin, join_shortest_queue, power_of_two, random); one queue shared by several "
-                         "replicas is simulated for open-loop arrivals only"))
     think = wl.clients.think_time_ms
     limit = srv.queue.max_queue_size if srv.queue.max_queue_size is not None else srv.queue.max_waiting
     if limit is not None and getattr(think, "dist", "") == "fixed" and think.value_ms == 0:
@@ -645,21 +635,13 @@ def _check_fleet(scenario: Scenario) -> list[tuple[str, str]]:
                                      f"for requests that time out after {q.timeout_ms:g} ms (server.queue.timeout_ms): "
                                      "give a queue delay below the timeout"))
                     break
-    if (q.timeout_ms is not None and not any(kinds) and router.policy == "shared_queue"
-            and sum(g.replicas for g in (srv.groups or [])) + (0 if srv.groups else srv.replicas) > 1):
-        problems.append(("server.queue.timeout_ms", "with several replicas, give them queues of their own "
-                         "(server.router: round_robin, join_shortest_queue, ...)"))
     if q.max_waiting is not None and not all(p.batching.policy == "continuous" for p in pairs):
         problems.append(("server.queue.max_waiting", "applies to continuous batching (sequences waiting for admission); "
                          "request-level batching takes max_queue_size"))
     if srv.queue.max_queue_size is not None:
         if any(kinds):
             problems.append(("server.queue.max_queue_size", "applies to request-level batching (none, static, dynamic); "
-                             "LLM queue limits are not simulated yet"))
-        elif router.policy == "shared_queue" and sum(g.replicas for g in (srv.groups or [])) + (0 if srv.groups else srv.replicas) > 1:
-            problems.append(("server.queue.max_queue_size", "with several replicas, give them queues of their own "
-                             "(server.router: round_robin, join_shortest_queue, ...); a limit on one shared queue "
-                             "is not simulated yet"))
+                             "continuous batching takes max_waiting"))
     if router.llm_only and not any(kinds):
         problems.append(("server.router.policy", f"{router.policy!r} reads the KV cache of LLM replicas; request-level "
                          "replicas allow: " + ", ".join(n for n in routers.REGISTRY.names()

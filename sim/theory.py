@@ -151,3 +151,43 @@ def cobham_waits_s(rates_rps: list[float], mean_s: list[float], second_moment_s2
         out.append(w0 / ((1 - above) * (1 - upto)))
         above = upto
     return out
+
+
+def mmc_priority_waits_s(rates_rps: list[float], mean_service_s: float, servers: int) -> list[float]:
+    """Returns the mean queue wait (seconds) of each class of an M/M/c queue with non-preemptive priority and one
+    service rate for every class, classes listed from the highest priority down (Cobham, 1954):
+    W_k = C(c, lambda / mu) / (c mu (1 - s_{k-1})(1 - s_k)), s_k = sum_{i <= k} lambda_i / (c mu)."""
+    mu, c = 1.0 / mean_service_s, servers
+    total = sum(rates_rps)
+    wait_any = erlang_c(c, total / mu)
+    out, above = [], 0.0
+    for lam in rates_rps:
+        upto = above + lam / (c * mu)
+        if upto >= 1:
+            raise ValueError(f"classes up to this one load the servers {upto:.3g} >= 1: their wait is unbounded")
+        out.append(wait_any / (c * mu * (1 - above) * (1 - upto)))
+        above = upto
+    return out
+
+
+def mmck_blocking(rate_rps: float, mean_service_s: float, servers: int, capacity: int) -> float:
+    """Returns the blocking probability of M/M/c/K (K = servers + waiting room): the stationary probability of K
+    in the truncated birth-death chain, which an arrival sees (PASTA)."""
+    a, c = rate_rps * mean_service_s, servers
+    p = [1.0]
+    for n in range(1, capacity + 1):
+        p.append(p[-1] * a / min(n, c))
+    return p[-1] / sum(p)
+
+
+def finite_source_mmc(clients: int, servers: int, mean_think_s: float, mean_service_s: float) -> dict:
+    """Returns the finite-source M/M/c//N (machine-repairman) solution: throughput_rps X = sum p_n min(n, c) mu
+    and the mean response time response_s = N / X - Z, from the birth-death chain with birth rate (N - n) / Z
+    and death rate min(n, c) mu in state n (requests at the server)."""
+    n_, c, z, mu = clients, servers, mean_think_s, 1.0 / mean_service_s
+    p = [1.0]
+    for n in range(1, n_ + 1):
+        p.append(p[-1] * ((n_ - n + 1) / z) / (min(n, c) * mu))
+    total = sum(p)
+    x = sum(pn / total * min(n, c) * mu for n, pn in enumerate(p))
+    return {"throughput_rps": x, "response_s": n_ / x - z}

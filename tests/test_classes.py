@@ -165,7 +165,6 @@ def test_an_unknown_class_key_lists_the_allowed_ones(write_yaml):
     ([{"name": "a", "share": 1, "prompt_tokens": {"dist": "fixed", "value": 3}}], None,
      "workload.classes.0.prompt_tokens", "LLM policies only"),
     ([{"name": "a", "share": 1, "slo": {"ttft_p99_ms": 3}}], None, "workload.classes.0.slo.ttft_p99_ms", "LLM"),
-    (TWO, {"replicas": 2}, "workload.classes", "queues of their own"),
     ([{"name": "a", "share": 1, "priority": 0}], None, "workload.classes.0.priority", "greater than or equal to 1"),
 ])
 def test_bad_classes(write_yaml, classes, server, key, text):

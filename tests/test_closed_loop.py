@@ -118,7 +118,6 @@ def test_duration_bounds_the_sending():
     ({"workload": {"clients": {"count": 2, "think_time_ms": -1}}}, "workload.clients.think_time_ms", "between 0"),
     ({"workload": {"clients": {"count": 2, "think_time_ms": {"dist": "gamma"}}}},
      "workload.clients.think_time_ms.dist", "exponential"),
-    ({"workload": {"clients": {"count": 4}}, "server": {"replicas": 2}}, "server.router.policy", "queues of their own"),
     ({"workload": {"clients": {"count": 4}}, "server": {"batching": {"policy": "static", "max_batch_size": 8}}},
      "server.batching.max_batch_size", "never fill"),
     ({"workload": {"clients": {"count": 4}}, "server": {"queue": {"timeout_ms": 5}}}, "server.queue.timeout_ms",

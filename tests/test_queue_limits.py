@@ -40,13 +40,14 @@ def test_the_limit_is_never_exceeded_and_rejections_are_misses():
     assert any("queue limit turns the excess away" in w for w in s["warnings"])
 
 
-def test_queue_limits_are_refused_where_not_simulated(write_yaml):
+def test_a_limit_on_one_queue_shared_by_several_replicas_is_simulated(write_yaml):
+    # one queue for several replicas (sim.replica.shared_pool; M/M/c/K in tests/test_shared_queue.py)
     raw = scenario_dict(server={"replicas": 2, "queue": {"max_queue_size": 4},
                                 "batching": {"policy": "dynamic", "max_batch_size": 8}})
-    proc = run_cli("check", write_yaml(raw))
-    assert proc.returncode == 2 and ": server.queue.max_queue_size: " in proc.stderr and "queues of their own" in proc.stderr
-    raw["server"]["router"] = {"policy": "round_robin"}
     assert run_cli("check", write_yaml(raw)).returncode == 0
+    raw["server"]["instances_per_gpu"] = 2
+    proc = run_cli("check", write_yaml(raw))
+    assert proc.returncode == 2 and ": server.instances_per_gpu: " in proc.stderr
 
 
 def test_no_served_request_waited_past_the_timeout_and_timeouts_are_reported():

@@ -13,7 +13,7 @@ from ..replica.waiting import ClassWaiting
 from ..replica.llm_log import LlmLog, merge_steps
 from ..replica.llm_static import StaticRun, simulate_static_shared
 from ..rng import component_rng
-from .counts import BucketCounts
+from .counts import BucketCounts, Counts
 from .fleet import Fleet, ReplicaGroup, drain, run_least_loaded, run_shared_llm
 
 
@@ -61,6 +61,11 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
         return simulate_shared(specs, arrival_s, noise_rng=component_rng(seed, replication, "cost_model.noise"))
     arrivals = np.ascontiguousarray(arrival_s, dtype=float)
     rng = component_rng(seed, replication, "server.router")
+    if router.policy == "shared_queue" and len(per) > 1:  # limited: one prioritised queue for every replica
+        pool = _shared_pool(specs, seed, replication, max_queue, timeout_s,
+                            level if level is not None else [0] * arrivals.size, levels, delay)
+        Fleet([pool], lambda sid, a: 0).run(arrivals.tolist())
+        return _pool_log(pool, arrivals)
     if autoscaler is not None:
         return _scaled_pool(router, specs, arrivals, rng, seed, replication, max_queue, timeout_s, level, levels,
                             delay, limited, autoscaler, server_replicas, end_s)
@@ -89,6 +94,26 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
     return _replica_log(replicas, arrivals, limited)
 
 
+def _shared_pool(specs, seed, replication, max_queue, timeout_s, level, levels, delay):
+    from ..replica.shared_pool import SharedQueuePool
+
+    return SharedQueuePool(specs, Counts(1), level, levels, component_rng(seed, replication, "cost_model.noise"),
+                           max_queue, timeout_s, delay)
+
+
+def _pool_log(pool, arrivals: np.ndarray) -> BatchLog:
+    """Collects the BatchLog of a shared-queue pool (sim.replica.shared_pool): batches in the order they started."""
+    n = arrivals.size
+    rejected, timed_out, delayed = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
+    rejected[pool.rejected] = True
+    timed_out[pool.timed_out] = True
+    delayed[pool.delayed] = True
+    return BatchLog(arrivals, np.frombuffer(pool.sizes, np.int32).copy(), np.frombuffer(pool.dispatch, np.float64).copy(),
+                    np.frombuffer(pool.completion, np.float64).copy(), np.frombuffer(pool.who, np.int32).copy(),
+                    np.asarray(pool.steps, np.float64), order=np.asarray(pool.served, np.int64), routed=None,
+                    rejected=rejected, timed_out=timed_out, delayed=delayed if delayed.any() else None)
+
+
 def _scaled_pool(router, specs, arrivals, rng, seed, replication, max_queue, timeout_s, level, levels, delay,
                  limited, autoscaler, server_replicas, end_s) -> BatchLog:
     """Request-level replicas with queues of their own behind `router`, an autoscaler choosing which of them
@@ -112,6 +137,15 @@ def run_batch_closed(groups: list[ReplicaGroup], router, source, seed: int, repl
     per = _per_replica(groups)
     specs = [(g.batching.rule(g.cost_model.batch_limit()), g.cost_model) for g in per]
     rng = component_rng(seed, replication, "server.router")
+    if router.policy == "shared_queue" and len(per) > 1:
+        pool = _shared_pool(specs, seed, replication, max_queue, None,
+                            source.level if source.level is not None else _Zeros(), levels, False)
+        pool.notify = source.done
+        Fleet([pool], lambda sid, a: 0).run_closed(source)
+        log = _pool_log(pool, np.asarray(source.arrival, float))
+        if max_queue is None:
+            log.rejected = log.timed_out = None
+        return log
     out = router.counts(len(per))
     replicas = _batch_replicas(specs, out, seed, replication, max_queue, None, source.level, levels)
     for r in replicas:
@@ -125,6 +159,13 @@ def run_batch_closed(groups: list[ReplicaGroup], router, source, seed: int, repl
         choose = split.choose
     Fleet(replicas, choose).run_closed(source)
     return _replica_log(replicas, np.asarray(source.arrival, float), max_queue is not None)
+
+
+class _Zeros:
+    """Level 0 for every request id (one FCFS level, ids not known ahead)."""
+
+    def __getitem__(self, sid: int) -> int:
+        return 0
 
 
 class _Split:

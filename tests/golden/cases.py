@@ -122,6 +122,19 @@ CONFIG_CASES = {
     "batch-priority-delay": _batch(server={"replicas": 1, "queue": {"timeout_ms": 6, "timeout_action": "delay"}},
                                    workload={"classes": CLASSES, "arrival": {"process": "poisson", "rate_rps": 1300}}),
     "batch-classes-one-level": _batch(workload={"classes": [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5}]}),
+    # one queue shared by several replicas with limits, priorities, timeouts (sim.replica.shared_pool)
+    "batch-shared-pool-limit": _batch(server={"queue": {"max_queue_size": 5}},
+                                      workload={"arrival": {"process": "poisson", "rate_rps": 5000}}),
+    "batch-shared-pool-priority-delay": _batch(server={"queue": {"timeout_ms": 4, "timeout_action": "delay"}},
+                                               workload={"classes": CLASSES,
+                                                         "arrival": {"process": "poisson", "rate_rps": 4000}}),
+    "batch-shared-pool-timeout-groups": _batch(server={"replicas": None, "queue": {"timeout_ms": 3}, "groups": [
+        {"name": "fast", "replicas": 1},
+        {"name": "slow", "replicas": 2, "cost_model": {**AFFINE, "base_ms": 4.0, "per_item_ms": 1.0}}]},
+        workload={"arrival": {"process": "poisson", "rate_rps": 3000}}),
+    "batch-shared-pool-closed": _batch(server={"queue": {"max_queue_size": 4}},
+                                       workload={"arrival": None, "classes": CLASSES,
+                                                 "clients": {"count": 30, "think_time_ms": 1}}),
     # closed loops (sim.fleet.fleet.drive_closed)
     "batch-closed-one": _batch(server={"replicas": 1}, workload={"arrival": None, "clients":
                                                                  {"count": 12, "think_time_ms": 2}}),

@@ -1,0 +1,122 @@
+"""One queue shared by several request-level replicas (Triton's one model with several instances, or a shared
+request queue in front of a pool) with what a queue of its own has: priority levels, a size limit, timeouts
+(reject or delay) and closed-loop notifications.
+
+`SharedQueuePool` is the prioritised queue of sim.replica.priority served by c servers instead of one: the queue
+logic (admission, limits, timeouts, which requests a batch takes) is written once there; this module only says
+which server runs the next batch. The server idle longest (earliest free, then lowest index) takes the next
+batch under its own DispatchRule, as the shared-queue engine's earliest-free replica does (sim.engine): with no
+limit, one level and the same noise stream both give the same batches request for request (tests). Step-time
+noise: one sampler per distinct cost model, drawn in batch order from one stream, as sim.engine does.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from array import array
+from typing import Optional
+
+from .priority import PriorityBatchReplica
+from .queued import DONE
+
+
+class _Server:
+    __slots__ = ("rid", "rule", "table", "jitter", "free_s", "ids")
+
+    def __init__(self, rid, rule, table, jitter):
+        self.rid, self.rule, self.table, self.jitter = rid, rule, table, jitter
+        self.free_s = -math.inf
+        self.ids: list = []  # the running batch's request ids
+
+
+class SharedQueuePool(PriorityBatchReplica):
+    """c servers (one per (DispatchRule, CostModel) in `specs`) behind one prioritised FCFS queue. To the fleet it
+    is one replica (index 0): `accept` queues, its events start batches (START) and end them (DONE)."""
+
+    def __init__(self, specs: list, out, level: list, levels: int, noise_rng=None, max_queue: Optional[int] = None,
+                 timeout_s: Optional[float] = None, delay: bool = False):
+        rule0, cost0 = specs[0]
+        super().__init__(0, rule0, cost0, out, level, levels, None, max_queue, timeout_s, delay)
+        tables, jitters = {}, {}
+        self.servers = []
+        for rid, (rule, cost) in enumerate(specs):
+            key = (id(cost), rule.max_batch_size)
+            if key not in tables:
+                tables[key] = cost.step_table_s(rule.max_batch_size).tolist()
+            if id(cost) not in jitters:
+                if cost.is_noisy() and noise_rng is None:
+                    raise ValueError("the cost model has noise: pass noise_rng")
+                jitters[id(cost)] = cost.jitter(noise_rng) if cost.is_noisy() else None
+            self.servers.append(_Server(rid, rule, tables[key], jitters[id(cost)]))
+        self.idle = list(range(len(specs)))  # idle servers, longest idle first
+        self.ends: list = []                 # (end, server) of running batches
+        self.who = array("i")                # server of each batch
+        self._sync()
+
+    def _sync(self) -> None:
+        """The queue logic reads one replica: it sees the first idle server (or none idle: `inflight`)."""
+        if self.idle:
+            s = self.servers[self.idle[0]]
+            self.inflight, self.free_s, self.rule = 0, s.free_s, s.rule
+        else:
+            self.inflight = 1
+
+    def holds_work(self) -> bool:
+        return bool(self.ends) or self.waiting > 0
+
+    def on_event(self, t: float, kind: int, push) -> None:
+        """Ends the batch of the server finishing at t (DONE), or starts the next batch on the first idle server
+        (START; stale starts are ignored)."""
+        if kind == DONE:
+            _, rid = heapq.heappop(self.ends)
+            s = self.servers[rid]
+            if self.notify is not None:
+                self.notify(s.ids, t, True)
+            self.out.dec(self.index, len(s.ids))
+            s.ids, s.free_s = [], t
+            self.idle.append(rid)
+            self._sync()
+            if self.timeout_s is not None:
+                self._purge(t)
+            self._schedule(push)
+            if self.on_idle is not None and not self.holds_work():
+                self.on_idle(self, t)
+            return
+        if t != self.pending:
+            return
+        self.pending = None
+        if self.delay:
+            self._purge(t)
+        s = self.servers[self.idle.pop(0)]
+        k = s.rule.take(self.waiting, t < self._oldest() + s.rule.delay_s)
+        step = s.table[k] * (s.jitter(k) if s.jitter is not None else 1.0)
+        end = t + step
+        s.ids = self._take(k)
+        self.steps.append(step)
+        self.sizes.append(k)
+        self.dispatch.append(t)
+        self.completion.append(end)
+        self.who.append(s.rid)
+        heapq.heappush(self.ends, (end, s.rid))
+        push((end, DONE, self.index))
+        self._sync()
+        if self.max_queue is not None:
+            self._turn_away_excess(t)
+        if self.idle:
+            self._schedule(push)  # another idle server may start a batch of what is left
+
+    def _take(self, k: int) -> list:
+        """Takes k waiting requests, highest priority first, FCFS within a level; returns their ids."""
+        taken, left = [], k
+        for lv in range(len(self.qa)):
+            h = self.qh[lv]
+            n = min(left, len(self.qa[lv]) - h)
+            if n:
+                taken.extend(self.qi[lv][h:h + n])
+                self.qh[lv] = h + n
+                left -= n
+                if not left:
+                    break
+        self.served.extend(taken)
+        self.waiting -= k
+        return taken
