@@ -32,7 +32,9 @@ from .scenario import DEFAULT_REQUESTS, MAX_TOTAL_REQUESTS, Scenario
 ROOT = Path(__file__).resolve().parent.parent
 DOC_PATH = ROOT / "docs" / "scenario-reference.md"
 WRITE_COMMAND = "python -m sim.docgen --write"
-REGISTRIES = (arrivals.REGISTRY, batching.REGISTRY, cost.REGISTRY, routers.REGISTRY)
+from .fleet import autoscaling  # noqa: E402
+
+REGISTRIES = (arrivals.REGISTRY, batching.REGISTRY, cost.REGISTRY, routers.REGISTRY, autoscaling.REGISTRY)
 TOKEN_DISTS = (sizes.FixedTokens, sizes.UniformTokens, sizes.LognormalTokens, sizes.EmpiricalTokens)
 # what each discriminator selects, for union sections and tag rows
 _WHAT = {**{reg.tag: reg.what for reg in REGISTRIES[:3]}, "dist": "token distribution"}

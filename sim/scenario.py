@@ -122,7 +122,7 @@ class Server(StrictModel):
                                                         "(overlapped copies, the network), added to every answer: a "
                                                         "number of milliseconds or a distribution; default 0")
     autoscaler: Optional[Autoscaler] = Field(default=None, description="change the number of replicas over the run "
-                                             "(behind the shared queue); default: none (server.replicas serve "
+                                             "(behind the shared queue or any router); default: none (server.replicas serve "
                                              "throughout)")
     instances_per_gpu: int = Field(default=1, ge=1, le=64, description="model instances on each replica's GPU (Triton's "
                                    "instance group count), each forming batches from the shared queue; default 1")
@@ -870,6 +870,10 @@ def _describe(err: dict, raw: Any, source: str) -> tuple[str, str]:
         reg = {"process": arrivals.REGISTRY, "policy": batching.REGISTRY, "kind": cost.REGISTRY}.get(tag)
         if tag == "policy" and loc and loc[-1] == "router":
             reg = routers.REGISTRY
+        if tag == "policy" and loc and loc[-1] == "autoscaler":
+            from .fleet.autoscaling import REGISTRY as autoscaling
+
+            reg = autoscaling
         names = ", ".join(reg.names()) if reg else "fixed, uniform, lognormal, empirical"
         what = reg.what if reg else "token distribution"
         if tag == "dist" and loc and str(loc[-1]).endswith("_ms"):  # think_time_ms, time_ms: sim.durations
@@ -901,9 +905,12 @@ def _key_names(name: str, field) -> str:
 
 def _clean_loc(loc: tuple, raw: Any) -> list:
     """Drops the union tags pydantic puts in error locations (workload.arrival.poisson.rate_rps)."""
-    out, node = [], raw
+    out, node, skipped = [], raw, None
     for part in loc:
-        if isinstance(node, dict) and part not in node and any(node.get(t) == part for t in _TAGS):
+        # pydantic puts the tag right after the union's key, even where a key of the same name exists (the
+        # autoscaler policy `schedule` and its `schedule` key)
+        if isinstance(node, dict) and skipped is not node and any(node.get(t) == part for t in _TAGS):
+            skipped = node
             continue
         out.append(part)
         node = node.get(part) if isinstance(node, dict) else (node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None)

@@ -1,7 +1,8 @@
 """Autoscaling (`server.autoscaler`): replicas behind the shared queue are requested and released over the run
 by a policy, Kubernetes HPA-style, and billed from the moment they are requested (cold start included).
 
-Policies, one decision per `interval_s` (schedule: at its own times):
+Policies (sim/fleet/autoscaling/, one module each, registered by name), one decision per `interval_s`
+(schedule: at its own times):
 - `target_utilization`: desired = ceil(active x utilisation over the last interval / target);
 - `queue_length`: desired = ceil(requests waiting / target) (target: waiting requests per replica);
 - `schedule`: [[t_s, replicas], ...], a step function of time.
@@ -12,85 +13,10 @@ batch they run; a replica still starting is cancelled first, then idle ones, the
 """
 from __future__ import annotations
 
-import math
-from typing import Literal, Optional
+from .autoscaling import REGISTRY
 
-from pydantic import Field, model_validator
-
-from ..config import StrictModel
-
-
-class Autoscaler(StrictModel):
-    policy: Literal["target_utilization", "queue_length", "schedule"] = Field(description="how the replica count "
-                                                                                "is chosen")
-    target: Optional[float] = Field(default=None, gt=0, le=1e6, description="target_utilization: the utilisation to "
-                                    "keep (0 < x <= 1); queue_length: waiting requests per replica")
-    min_replicas: int = Field(default=1, ge=1, le=100_000, description="fewest replicas; default 1")
-    max_replicas: Optional[int] = Field(default=None, ge=1, le=100_000, description="most replicas; default: "
-                                        "server.replicas")
-    initial_replicas: Optional[int] = Field(default=None, ge=1, le=100_000, description="replicas serving at t = 0 "
-                                            "(already warm); default: min_replicas (schedule: its value at 0)")
-    interval_s: float = Field(default=60.0, gt=0, le=1e6, description="time between decisions; default 60")
-    scale_up_delay_s: float = Field(default=0.0, ge=0, le=1e6, description="from request to serving (cold start: "
-                                    "model load), billed; default 0")
-    scale_down_delay_s: float = Field(default=0.0, ge=0, le=1e6, description="how long a lower count must be "
-                                      "wanted before replicas are released; default 0")
-    schedule: Optional[list[list[float]]] = Field(default=None, min_length=1, description="schedule: "
-                                                  "[[t_s, replicas], ...] from t = 0, times increasing")
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        if self.policy == "schedule":
-            if not self.schedule:
-                raise ValueError("policy schedule needs schedule: [[t_s, replicas], ...] starting at 0")
-            bad = next((p for p in self.schedule if len(p) != 2 or p[1] != int(p[1])), None)
-            if bad is not None:
-                raise ValueError(f"schedule entry {bad}: give [t_s, replicas] with a whole number of replicas")
-            times = [t for t, _ in self.schedule]
-            if times[0] != 0 or any(b <= a for a, b in zip(times, times[1:])):
-                raise ValueError(f"schedule times {times} must start at 0 and increase")
-            if any(r < 1 for _, r in self.schedule):
-                raise ValueError("every schedule entry needs at least 1 replica")
-            if self.target is not None:
-                raise ValueError("policy schedule takes no target")
-        else:
-            if self.target is None:
-                raise ValueError(f"policy {self.policy} needs a target")
-            if self.policy == "target_utilization" and self.target > 1:
-                raise ValueError(f"target {self.target:g}: a utilisation target lies in (0, 1]")
-            if self.schedule is not None:
-                raise ValueError(f"policy {self.policy} takes no schedule")
-        if self.max_replicas is not None and self.max_replicas < self.min_replicas:
-            raise ValueError(f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})")
-        return self
-
-    def pool(self, replicas: int) -> int:
-        """Returns the most replicas that can ever serve (max_replicas, default server.replicas)."""
-        top = self.max_replicas if self.max_replicas is not None else replicas
-        if self.schedule:
-            top = max(top, int(max(r for _, r in self.schedule)))
-        return top
-
-    def initial(self, replicas: int) -> int:
-        if self.policy == "schedule":
-            return int(self.schedule[0][1])
-        return min(max(self.initial_replicas or self.min_replicas, self.min_replicas), self.pool(replicas))
-
-    def desired(self, active: int, utilization: float, waiting: int, replicas: int) -> int:
-        """Returns the replica count this policy wants now (metric policies), clipped to its bounds."""
-        if self.policy == "target_utilization":
-            want = math.ceil(active * utilization / self.target - 1e-9)
-        else:
-            want = math.ceil(waiting / self.target - 1e-9)
-        return min(max(want, self.min_replicas), self.pool(replicas))
-
-    def scheduled(self, t: float) -> int:
-        """Returns the schedule's count at time t."""
-        value = int(self.schedule[0][1])
-        for at, r in self.schedule:
-            if at <= t:
-                value = int(r)
-        return value
+# the scenario's `server.autoscaler`: any registered policy (sim.fleet.autoscaling), chosen by `policy`
+Autoscaler = REGISTRY.union()
 
 
 def lives_overlap(lives: list, t0: float, t1: float, serving: bool = True) -> float:

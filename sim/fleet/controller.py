@@ -58,7 +58,7 @@ class ScalingController:
         self.ups = self.downs = self.decisions = 0
         self.events: list = []   # (time, order, kind, payload)
         self.order = 0
-        self.times = [t for t, _ in scaler.schedule[1:]] if scaler.policy == "schedule" else None
+        self.times = scaler.decision_times()
 
     # ---- the host loop's interface ----
     def start(self, t: float = 0.0) -> None:
@@ -118,14 +118,13 @@ class ScalingController:
 
     def _decide(self, t: float) -> None:
         sc = self.scaler
-        if sc.policy == "schedule":
-            want = sc.scheduled(t)
-        else:
+        util, waiting = 0.0, 0
+        if sc.reads:
             seen = self.hooks.observe(t, self.serving())
             if seen is None:
                 return  # every request is served: no more decisions
             util, waiting = seen
-            want = sc.desired(self.count(), util, waiting, self.server_replicas)
+        want = sc.desired(t, self.count(), util, waiting, self.server_replicas)
         self.decisions += 1
         self.history = [(h, w) for h, w in self.history if h > t - sc.scale_down_delay_s] + [(t, want)]
         if want < self.count() and sc.scale_down_delay_s > 0:
@@ -138,7 +137,7 @@ class ScalingController:
         self._next_decision(t)
 
     def _late_drop(self, t: float, want: int) -> None:
-        now_wanted = self.scaler.scheduled(t)
+        now_wanted = self.scaler.desired(t, self.count(), 0.0, 0, self.server_replicas)
         if now_wanted <= want:
             self._set(min(self.count(), max(want, now_wanted)), t)
 
