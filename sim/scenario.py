@@ -27,7 +27,10 @@ from .batching.base import MAX_QUEUE_DELAY_MS
 from .clients import Clients
 from .durations import DurationDist, number_is_fixed
 from .stages import Stage
-from .fleet.autoscaler import Autoscaler
+from . import plugins as _plugins
+
+_plugins.load()  # plugins register their pieces before the schema's unions are built (docs/extending.md)
+from .fleet.autoscaler import Autoscaler  # noqa: E402
 from .config import StrictModel, load_yaml, read_yaml_mapping
 from .errors import ScenarioError, shown
 

@@ -82,7 +82,7 @@ def test_jsq_fast_path_routes_like_the_generic_fleet(monkeypatch):
     s = fleet("join_shortest_queue", rate_rps=3000.0, step_ms=1.0, noise={"cv": 0.5}, requests=20000,
               batching={"policy": "dynamic", "max_batch_size": 8, "max_queue_delay_ms": 0.5})
     fast = sim.simulate_replication(s)
-    monkeypatch.setattr(build, "BucketCounts", type("NotBuckets", (), {}))  # forces Fleet.run with the chooser
+    monkeypatch.setattr(build, "LEAST_LOADED_FAST", ())  # forces Fleet.run with the chooser
     generic = sim.simulate_replication(s)
     assert np.array_equal(fast.routed, generic.routed)
     assert np.array_equal(fast.completion_s, generic.completion_s) and fast.size.mean() > 1.1
@@ -384,3 +384,20 @@ def test_least_outstanding_tokens_on_static_llm_replicas_counts_requests():
                                                       "max_queue_delay_ms": 50, "kv_cache_tokens": 6000}, requests=300)
     summary = sim.run(s).summary
     assert summary["requests"] > 250 and all(r["requests"] > 50 for r in summary["replicas"])
+
+
+def test_a_router_subclassing_join_shortest_queue_keeps_its_own_chooser():
+    # the fast path is chosen by name, not by the counts' type (a subclass once silently lost its chooser)
+    from typing import Literal
+
+    from sim.fleet.routers import JoinShortestQueue
+    from sim.runner import generate_workload
+
+    class AlwaysFirst(JoinShortestQueue):
+        policy: Literal["always_first"] = "always_first"
+
+        def chooser(self, replicas, out, rng):
+            return lambda sid, arrival_s: 0
+    s = fleet("join_shortest_queue", rate_rps=500.0, step_ms=1.0, requests=2000)
+    log = build.run_batch_fleet(s.fleet_groups, AlwaysFirst(), generate_workload(s, 0).arrival_s, s.seed, 0)
+    assert (log.routed == 0).all()

@@ -13,8 +13,13 @@ from ..replica.waiting import ClassWaiting
 from ..replica.llm_log import LlmLog, merge_steps
 from ..replica.llm_static import StaticRun, simulate_static_shared
 from ..rng import component_rng
-from .counts import BucketCounts, Counts
+from .counts import Counts
 from .fleet import Fleet, ReplicaGroup, drain, run_least_loaded, run_shared_llm
+
+
+# the routers the inlined join_shortest_queue loop (run_least_loaded) stands for; a router of another name, even
+# a subclass of these, runs its own chooser
+LEAST_LOADED_FAST = ("join_shortest_queue", "least_outstanding_tokens")
 
 
 def _per_replica(groups: list[ReplicaGroup]) -> list[ReplicaGroup]:
@@ -83,7 +88,7 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
                         order=np.concatenate(orders).astype(np.int64), routed=assign)
     out = router.counts(len(per))
     replicas = _batch_replicas(specs, out, seed, replication, max_queue, timeout_s, level, levels, delay)
-    if isinstance(out, BucketCounts) and not limited:
+    if router.policy in LEAST_LOADED_FAST and not limited:
         run_least_loaded(replicas, out, rng, arrivals.tolist())
     elif router.reads_state:
         Fleet(replicas, router.chooser(replicas, out, rng)).run(arrivals.tolist())
