@@ -58,6 +58,11 @@ class LlmRequests:
         self.admitted_s = [nan] * n  # when it was first admitted (its prefill began)
         self.below = [False] * n   # token-aware routing: still under the mean output length
 
+    def prefix_hashes(self, sid: int) -> tuple:
+        """Returns the hashes of request sid's full prompt blocks, the identity a prefix cache matches (requests
+        carry no shared-prefix identity yet: none)."""
+        return ()
+
     def extend(self, prompt_tokens, output_tokens) -> None:
         """Adds requests (closed-loop clients: ids are handed out as the clients send); their arrival times
         are set when they arrive."""
@@ -100,7 +105,7 @@ class ContinuousReplica:
         self.r = reqs
         self.out = out
         self.fits = policy.fits(reqs.prompt, reqs.out).tolist()
-        self.kv = KvCache(policy.kv_blocks, policy.block_size)
+        self.kv = KvCache(policy.kv_blocks, policy.block_size, reqs.blocks)  # the block manager
         self.waiting: deque = deque() if waiting is None else waiting
         # priorities or client timeouts: sim.replica.waiting.ClassWaiting; expire() drops those who gave up
         self.expiring = getattr(self.waiting, "timeout_s", None) is not None
@@ -371,7 +376,7 @@ class ContinuousReplica:
             if ep != epoch[sid] or state[sid] != DECODING:
                 pop(heap)
                 continue
-            b = blocks[sid] = blocks[sid] + 1
+            b = blocks[sid] = blocks[sid] + 1  # hot path: KvCache.append inlined, one sequence at a time
             taken += 1
             nxt = b * bs - base[sid] - key + 2
             replace(heap, (key + (nxt if nxt > 1 else 1), ep, sid))
@@ -461,8 +466,7 @@ class ContinuousReplica:
                 r.finish[sid] = end
                 if self.notify is not None:
                     finished.append(sid)
-                self.kv.free += r.blocks[sid]
-                r.blocks[sid] = 0
+                self.kv.release(sid)
                 epoch[sid] += 1
                 state[sid] = FINISHED
                 self.out.dec(self.index)
@@ -490,8 +494,7 @@ class ContinuousReplica:
     def _release(self, sid: int) -> None:
         """Frees a running sequence's blocks and takes it out of the decoding or prefilling set."""
         r = self.r
-        self.kv.free += r.blocks[sid]
-        r.blocks[sid] = 0
+        self.kv.release(sid)
         if r.state[sid] == DECODING:
             if self.track:
                 self._uncount(sid)
@@ -563,12 +566,11 @@ class ContinuousReplica:
                 break
             if victim in needers:
                 needers.remove(victim)
+        self.kv.append(needers)
         bs = self.kv.block_size
         for sid in needers:
-            blocks[sid] += 1
             length = base[sid] + d - 1
             heapq.heappush(heap, (d + max(1, blocks[sid] * bs - length + 1), epoch[sid], sid))
-        self.kv.free -= len(needers)
         return self.n_dec
 
     def _plan_prefill(self, budget: int):
@@ -582,14 +584,11 @@ class ContinuousReplica:
             if budget <= 0:
                 break
             c = min(target[sid] - done[sid], budget, chunk_max)
-            grow = -(-(done[sid] + c) // bs) - blocks[sid]
-            if grow > kv.free:
+            if not kv.grow(sid, done[sid] + c):  # the chunk that the free blocks hold
                 c = max(0, (blocks[sid] + kv.free) * bs - done[sid])
-                grow = -(-(done[sid] + c) // bs) - blocks[sid]
                 if c <= 0:
                     continue
-            kv.free -= grow
-            blocks[sid] += grow
+                kv.grow(sid, done[sid] + c)
             pairs += c * (done[sid] + (c + 1) / 2)
             done[sid] += c
             tokens += c
@@ -607,29 +606,28 @@ class ContinuousReplica:
             if not fits[sid]:
                 break  # behind a shared queue: a request this replica can never hold waits for another
             need = target[sid] or r.prompt[sid]
-            c = min(need, budget, chunk_max)
-            if not chunked and c < need:
+            # tokens already computed (vLLM's num_computed_tokens): a prefix cache's hit, taken without compute
+            cached = kv.cached_prefix(r.prefix_hashes(sid))
+            c = min(need - cached, budget, chunk_max)
+            if not chunked and c < need - cached:
                 break  # the whole prompt must fit in this step's budget
-            grow = -(-c // bs)
-            if grow > kv.free:
+            if not kv.grow(sid, cached + c):
                 break  # no KV room: wait for sequences to finish
             waiting.popleft()
             if r.admitted_s[sid] != r.admitted_s[sid]:
                 r.admitted_s[sid] = self.now
             target[sid] = need
-            done[sid] = c
-            blocks[sid] = grow
-            kv.free -= grow
+            done[sid] = cached + c
             r.state[sid] = PREFILLING
             if r.replica[sid] != self.index:  # shared queue: the replica that admits it holds it
                 r.replica[sid] = self.index
             self.prefilling.append(sid)
             self.admitted.append(sid)
-            pairs += c * (c + 1) / 2
+            pairs += c * (cached + (c + 1) / 2)
             tokens += c
             chunks += 1
             budget -= c
-            if c == need:
+            if cached + c == need:
                 completed.append(sid)
         if self.track:
             self.pend_prefill -= tokens
