@@ -59,6 +59,13 @@ def ab_cases(scale: float) -> list[tuple[str, dict]]:
          _raw("shared-autoscaled", n, 10000.0, {"replicas": 4, "batching": DYNAMIC, "autoscaler": {
              "policy": "target_utilization", "target": 0.6, "interval_s": 10}})),
         ("8 LLM engines behind the shared queue, autoscaled (FleetScaler)", llm),
+        ("instance groups: 2 GPUs x 2 instances, shared queue, mean batch >= 8",
+         _raw("instances", n, 12000.0, {"replicas": 2, "instances_per_gpu": 2, "instance_contention": [1.0, 1.4],
+                                        "batching": {"policy": "dynamic", "max_batch_size": 32,
+                                                     "max_queue_delay_ms": 2.0}})),
+        ("instance groups: 2 GPUs x 2 instances, batch 1",
+         _raw("instances-b1", n, 1500.0, {"replicas": 2, "instances_per_gpu": 2, "batching": {"policy": "none"}},
+              cost={"kind": "affine", "base_ms": 1.0, "per_item_ms": 0.0})),
     ]
 
 
@@ -72,7 +79,13 @@ def new_cases(scale: float) -> list[tuple[str, dict]]:
                cost={"kind": "affine", "base_ms": 1.0, "per_item_ms": 0.0, "noise": {"dist": "exponential"}})
     mmc["workload"]["classes"] = [{"name": "gold", "share": 0.3, "priority": 1},
                                   {"name": "bronze", "share": 0.7, "priority": 2}]
+    inst = _raw("instances-jsq-limit", n, 12000.0, {"replicas": 2, "instances_per_gpu": 2,
+                                                     "router": {"policy": "join_shortest_queue"},
+                                                     "queue": {"max_queue_size": 64},
+                                                     "batching": {"policy": "dynamic", "max_batch_size": 32,
+                                                                  "max_queue_delay_ms": 2.0}})
     return [("join_shortest_queue, autoscaled (up to 6), mean batch >= 8", jsq),
+            ("instance groups (2 x 2) behind join_shortest_queue with a queue limit", inst),
             ("two priorities on one queue of 3 replicas, batch 1 (M/M/3)", mmc)]
 
 

@@ -56,7 +56,8 @@ class BatchKind(EngineKind):
         if workload.clients is not None:
             src = workload.clients
             log = run_batch_closed(scenario.fleet_groups, srv.router, src, scenario.seed, replication,
-                                   srv.queue.max_queue_size, wl.priority_levels)
+                                   srv.queue.max_queue_size, wl.priority_levels, srv.instances_per_gpu,
+                                   srv.instance_contention)
             cols = src.columns()
             log.clients = {k: cols[k] for k in ("client", "sent_s", "think_s", "cycle_end_s")}
             log.classes = cols["class"]

@@ -517,15 +517,6 @@ def _check_stages(scenario: Scenario) -> list[tuple[str, str]]:
                                  "engines' tokenization and streaming are not simulated yet"))
         if srv.instances_per_gpu > 1:
             problems.append(("server.instances_per_gpu", "applies to request-level batching; an LLM engine owns its GPU"))
-    elif srv.instances_per_gpu > 1:
-        wl = scenario.workload
-        why = ("a router other than shared_queue" if srv.router.policy != "shared_queue" else
-               "server.queue limits" if srv.queue.max_queue_size is not None or srv.queue.timeout_ms is not None else
-               "closed-loop clients" if wl.clients is not None else
-               "request priorities" if wl.priority_levels > 1 else None)
-        if why:
-            problems.append(("server.instances_per_gpu", f"instances share their model's one queue (Triton's instance "
-                             f"groups); with {why} they are not simulated yet"))
     if srv.instance_contention is not None:
         c = srv.instance_contention
         if srv.instances_per_gpu == 1:

@@ -50,7 +50,6 @@ STATIC_CLIENTS = "closed-loop LLM clients drive continuous batching"
 PLAN_CLIENTS = "closed-loop clients have no arrival rate to scale"
 STREAMING = "streaming runs support request-level batching behind the shared queue"
 AUTOSCALER = "autoscaling is simulated for replicas of one kind"
-INSTANCES = "instances share their model's one queue"
 
 
 def refusals(cell: dict) -> list[str]:
@@ -75,8 +74,6 @@ def refusals(cell: dict) -> list[str]:
     if cell["scaling"] == "autoscaled" and (cell["groups"] == "groups" or f in ("clients", "instances") or static or
                                             (shared and f in ("queue_limits", "timeouts", "classes", "stages"))):
         out.append(AUTOSCALER)
-    if not llm and f == "instances" and not shared:
-        out.append(INSTANCES)
     return out
 
 
@@ -236,7 +233,7 @@ def test_every_pair_is_covered_by_a_running_cell_or_tried_as_a_refused_one():
 def test_every_documented_reason_is_in_the_design_document():
     phrases = documented_refusals()
     for reason in (KV_ONLY, OWNS_GPU, LLM_STAGES, CLIENT_TIMEOUT, MAX_WAITING, STATIC_FCFS, STATIC_CLIENTS,
-                   PLAN_CLIENTS, STREAMING, AUTOSCALER, INSTANCES):
+                   PLAN_CLIENTS, STREAMING, AUTOSCALER):
         assert reason in phrases, reason
 
 

@@ -89,9 +89,6 @@ def test_capacity_and_utilization_count_instances():
 
 
 @pytest.mark.parametrize("server,key,text", [
-    ({"instances_per_gpu": 2, "router": {"policy": "round_robin"}, "replicas": 2}, "server.instances_per_gpu",
-     "router other than shared_queue"),
-    ({"instances_per_gpu": 2, "queue": {"max_queue_size": 3}}, "server.instances_per_gpu", "queue limits"),
     ({"instances_per_gpu": 3, "instance_contention": [1, 2]}, "server.instance_contention", "give one for each"),
 ])
 def test_bad_instance_input(write_yaml, server, key, text):
@@ -108,3 +105,79 @@ def test_utilization_is_the_time_the_gpu_runs_anything():
     # one instance always busy under the default sharing keeps the whole GPU busy
     s = run_mm(None, 0, rate_rps=950.0)
     assert 0.9 < s["utilization"] <= 1.0
+
+
+EXP = {"kind": "affine", "base_ms": 1.0, "per_item_ms": 0.0, "noise": {"dist": "exponential"}}
+
+
+def _replicated(raw_of_seed, seeds=range(8)):
+    return [sim.run(sim.validate(raw_of_seed(seed))).summary for seed in seeds]
+
+
+def _within(got, exact, what):
+    got = np.asarray(got, float)
+    half = 2.365 * got.std(ddof=1) / np.sqrt(got.size)
+    assert abs(got.mean() - exact) <= 3 * half + 1e-12, (what, got.mean(), half, exact)
+
+
+def test_instance_groups_behind_random_routing_are_independent_m_m_1_processor_sharing_queues():
+    # two GPUs behind `random`: each sees Poisson at lambda / 2; two instances sharing a GPU's throughput serve
+    # as one processor-sharing server, whose mean time in system is M/M/1's 1 / (mu - lambda / 2)
+    lam, mu = 1400.0, 1000.0
+    runs = _replicated(lambda seed: scenario_dict(
+        requests=40000, seed=seed, warmup_s=1.0, cost_model=EXP,
+        workload={"arrival": {"process": "poisson", "rate_rps": lam}},
+        server={"replicas": 2, "router": {"policy": "random"}, "instances_per_gpu": 2, "batching": {"policy": "none"}},
+        outputs={"records": False, "plots": False}))
+    _within([r["latency_s"]["mean"] for r in runs], 1 / (mu - lam / 2), "latency")
+
+
+def test_a_queue_limit_on_instance_groups_blocks_as_m_m_1_k():
+    # one GPU, two instances sharing its throughput: the number in system is a birth-death chain with death rate
+    # mu whenever any request is served, so room for m waiting besides the two in service is M/M/1/K, K = 2 + m
+    from sim.theory import mmck_blocking
+
+    lam, m = 1100.0, 3
+    runs = _replicated(lambda seed: scenario_dict(
+        requests=40000, seed=seed, warmup_s=1.0, cost_model=EXP,
+        workload={"arrival": {"process": "poisson", "rate_rps": lam}},
+        server={"replicas": 1, "instances_per_gpu": 2, "queue": {"max_queue_size": m},
+                "batching": {"policy": "none"}}, outputs={"records": False, "plots": False}))
+    _within([r["rejected"]["fraction"] for r in runs], mmck_blocking(lam, 0.001, 1, 2 + m), "blocking")
+
+
+def test_instance_groups_with_priorities_and_closed_loop_clients_run():
+    classes = [{"name": "gold", "share": 0.3, "priority": 1}, {"name": "bulk", "share": 0.7, "priority": 2}]
+    s = sim.run(sim.validate(scenario_dict(
+        requests=20000, warmup_s=0.5, cost_model={"kind": "affine", "base_ms": 1.0, "per_item_ms": 0.5},
+        workload={"arrival": {"process": "poisson", "rate_rps": 2400}, "classes": classes},
+        server={"replicas": 2, "router": {"policy": "join_shortest_queue"}, "instances_per_gpu": 2,
+                "batching": {"policy": "dynamic", "max_batch_size": 4, "max_queue_delay_ms": 0.5}}))).summary
+    assert s["classes"]["gold"]["queue_wait_s"]["mean"] < s["classes"]["bulk"]["queue_wait_s"]["mean"]
+    closed = sim.run(sim.validate(scenario_dict(
+        requests=20000, warmup_s=0.5, cost_model={"kind": "affine", "base_ms": 1.0, "per_item_ms": 0.5},
+        workload={"arrival": None, "clients": {"count": 6, "think_time_ms": 1}},
+        server={"replicas": 1, "instances_per_gpu": 2, "batching": {"policy": "none"}}))).summary
+    assert abs(closed["closed_loop"]["law_rel_error"]) < 0.02 and closed["stable"]
+
+
+@pytest.mark.parametrize("policy,noise", [(NoBatching(), None), (DynamicBatching(max_batch_size=8, max_queue_delay_ms=1), 0.2),
+                                          (DynamicBatching(max_batch_size=8, preferred_batch_sizes=[2, 4]), None)])
+def test_the_instance_pool_is_the_fast_instance_engine_request_for_request(policy, noise):
+    # limits, priorities, routers and closed loops run on the pool (sim.replica.instance_pool); without them the
+    # fast engine (sim.instances) runs: the two must agree
+    from sim.fleet.counts import Counts
+    from sim.fleet.fleet import Fleet
+    from sim.replica.instance_pool import InstancePool
+
+    cost = AffineCost(base_ms=2.0, per_item_ms=0.5, max_batch_size=16,
+                      **({"noise": {"cv": noise}} if noise else {}))
+    rule = policy.rule(16)
+    a = np.cumsum(np.random.default_rng(5).exponential(1 / 1500, 8000))
+    rng = (lambda: np.random.default_rng(9)) if noise else (lambda: None)
+    fast = simulate_instances([(rule, cost)] * 2, 3, [1.0, 1.4, 2.0], a, noise_rng=rng())
+    pool = InstancePool([(rule, cost)] * 2, 3, [1.0, 1.4, 2.0], Counts(1), [0] * a.size, 1, rng())
+    Fleet([pool], lambda sid, t: 0).run(a.tolist())
+    assert np.array_equal(np.frombuffer(pool.sizes, np.int32), fast.size)
+    assert np.array_equal(np.frombuffer(pool.who, np.int32), fast.replica)
+    np.testing.assert_allclose(np.frombuffer(pool.completion, np.float64), fast.completion_s, rtol=1e-12, atol=0)

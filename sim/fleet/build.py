@@ -57,11 +57,15 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
         level = [2 * x for x in level] if level is not None else [0] * len(arrival_s)
         levels *= 2
     limited = max_queue is not None or timeout_s is not None or levels > 1
-    if instances > 1:  # instance groups behind the shared queue (scenario.check refuses the rest)
+    if instances > 1 and router.policy == "shared_queue" and not limited:  # the fast path: claims over known arrivals
         from ..instances import simulate_instances
 
         return simulate_instances(specs, instances, slowdown or [float(k) for k in range(1, instances + 1)], arrival_s,
                                   noise_rng=component_rng(seed, replication, "cost_model.noise"))
+    if instances > 1:  # instance groups: every GPU's instances share its queue (sim.replica.instance_pool)
+        pools = _instance_pools(specs, router, instances, slowdown, seed, replication, max_queue, timeout_s,
+                                level if level is not None else [0] * len(arrival_s), levels, delay)
+        return _run_pools(pools, router, np.ascontiguousarray(arrival_s, dtype=float), seed, replication, limited)
     if router.policy == "shared_queue" and not limited:
         return simulate_shared(specs, arrival_s, noise_rng=component_rng(seed, replication, "cost_model.noise"))
     arrivals = np.ascontiguousarray(arrival_s, dtype=float)
@@ -97,6 +101,45 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
                  else np.zeros(arrivals.size, np.int32)).tolist()
         Fleet(replicas, lambda sid, a: fixed[sid]).run(arrivals.tolist())
     return _replica_log(replicas, arrivals, limited)
+
+
+def _instance_pools(specs, router, instances, slowdown, seed, replication, max_queue, timeout_s, level, levels,
+                    delay) -> list:
+    """Instance groups: behind the shared queue one pool of every GPU's instances (one noise stream, in batch order,
+    as the shared-queue engine); behind a router one pool per replica (its own noise stream)."""
+    from ..replica.instance_pool import InstancePool
+
+    slowdown = slowdown or [float(k) for k in range(1, instances + 1)]
+    if router.policy == "shared_queue":
+        return [InstancePool(specs, instances, slowdown, Counts(1), level, levels,
+                             component_rng(seed, replication, "cost_model.noise"), max_queue, timeout_s, delay)]
+    out = router.counts(len(specs))
+    return [InstancePool([spec], instances, slowdown, out, level, levels, _noise_rng(seed, replication, i), max_queue,
+                         timeout_s, delay, index=i) for i, spec in enumerate(specs)]
+
+
+def _run_pools(pools, router, arrivals, seed, replication, limited, source=None) -> BatchLog:
+    """Runs instance pools (one behind the shared queue, or one per replica behind `router`); returns the log."""
+    if len(pools) == 1 and router.policy == "shared_queue":
+        fleet = Fleet(pools, lambda sid, a: 0)
+    else:
+        rng = component_rng(seed, replication, "server.router")
+        choose = (router.chooser(pools, pools[0].out, rng) if router.reads_state else
+                  _Split(router, len(pools), rng).choose)
+        fleet = Fleet(pools, choose)
+    if source is not None:
+        for p in pools:
+            p.notify = source.done
+        fleet.run_closed(source)
+        arrivals = np.asarray(source.arrival, float)
+    else:
+        fleet.run(arrivals.tolist())
+    if len(pools) == 1 and router.policy == "shared_queue":
+        log = _pool_log(pools[0], arrivals)
+        if not limited:
+            log.rejected = log.timed_out = None
+        return log
+    return _replica_log(pools, arrivals, limited)
 
 
 def _shared_pool(specs, seed, replication, max_queue, timeout_s, level, levels, delay):
@@ -135,13 +178,18 @@ def _scaled_pool(router, specs, arrivals, rng, seed, replication, max_queue, tim
 
 
 def run_batch_closed(groups: list[ReplicaGroup], router, source, seed: int, replication: int,
-                     max_queue: Optional[int] = None, levels: int = 1) -> BatchLog:
+                     max_queue: Optional[int] = None, levels: int = 1, instances: int = 1,
+                     slowdown: Optional[list] = None) -> BatchLog:
     """Runs request-level replicas behind `router` for closed-loop clients (`source`: sim.clients.ClientLoop);
     returns the BatchLog over the requests the clients sent (every replica has a queue of its own, or one
     replica stands alone behind the shared queue)."""
     per = _per_replica(groups)
     specs = [(g.batching.rule(g.cost_model.batch_limit()), g.cost_model) for g in per]
     rng = component_rng(seed, replication, "server.router")
+    if instances > 1:
+        pools = _instance_pools(specs, router, instances, slowdown, seed, replication, max_queue, None,
+                                source.level if source.level is not None else _Zeros(), levels, False)
+        return _run_pools(pools, router, None, seed, replication, max_queue is not None, source)
     if router.policy == "shared_queue" and len(per) > 1:
         pool = _shared_pool(specs, seed, replication, max_queue, None,
                             source.level if source.level is not None else _Zeros(), levels, False)

@@ -34,9 +34,9 @@ class SharedQueuePool(PriorityBatchReplica):
     is one replica (index 0): `accept` queues, its events start batches (START) and end them (DONE)."""
 
     def __init__(self, specs: list, out, level: list, levels: int, noise_rng=None, max_queue: Optional[int] = None,
-                 timeout_s: Optional[float] = None, delay: bool = False):
+                 timeout_s: Optional[float] = None, delay: bool = False, index: int = 0):
         rule0, cost0 = specs[0]
-        super().__init__(0, rule0, cost0, out, level, levels, None, max_queue, timeout_s, delay)
+        super().__init__(index, rule0, cost0, out, level, levels, None, max_queue, timeout_s, delay)
         tables, jitters = {}, {}
         self.servers = []
         for rid, (rule, cost) in enumerate(specs):
@@ -68,7 +68,9 @@ class SharedQueuePool(PriorityBatchReplica):
         """Ends the batch of the server finishing at t (DONE), or starts the next batch on the first idle server
         (START; stale starts are ignored)."""
         if kind == DONE:
-            _, rid = heapq.heappop(self.ends)
+            rid = self._ended(t, push)
+            if rid is None:
+                return  # a stale end (instance groups: the step's end moved)
             s = self.servers[rid]
             if self.notify is not None:
                 self.notify(s.ids, t, True)
@@ -90,20 +92,32 @@ class SharedQueuePool(PriorityBatchReplica):
         s = self.servers[self.idle.pop(0)]
         k = s.rule.take(self.waiting, t < self._oldest() + s.rule.delay_s)
         step = s.table[k] * (s.jitter(k) if s.jitter is not None else 1.0)
-        end = t + step
         s.ids = self._take(k)
-        self.steps.append(step)
         self.sizes.append(k)
         self.dispatch.append(t)
-        self.completion.append(end)
-        self.who.append(s.rid)
-        heapq.heappush(self.ends, (end, s.rid))
-        push((end, DONE, self.index))
+        self.who.append(self.replica_of(s.rid))
+        self._begin(s, t, step, push)
         self._sync()
         if self.max_queue is not None:
             self._turn_away_excess(t)
         if self.idle:
             self._schedule(push)  # another idle server may start a batch of what is left
+
+    def replica_of(self, rid: int) -> int:
+        """Returns the replica index a server's batches are logged under."""
+        return rid
+
+    def _begin(self, s: _Server, t: float, step: float, push) -> None:
+        """Runs server s's batch of `step` seconds from t: its end is known now."""
+        end = t + step
+        self.steps.append(step)
+        self.completion.append(end)
+        heapq.heappush(self.ends, (end, s.rid))
+        push((end, DONE, self.index))
+
+    def _ended(self, t: float, push) -> Optional[int]:
+        """Returns the server whose batch ends at t (None: the event is stale)."""
+        return heapq.heappop(self.ends)[1]
 
     def _take(self, k: int) -> list:
         """Takes k waiting requests, highest priority first, FCFS within a level; returns their ids."""

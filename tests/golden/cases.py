@@ -152,6 +152,13 @@ CONFIG_CASES = {
                                   workload={"arrival": None, "clients": {"count": 10, "think_time_ms": 1}}),
     # instance groups (sim.instances)
     "batch-instances": _batch(server={"replicas": 2, "instances_per_gpu": 2, "instance_contention": [1.0, 1.6]}),
+    "batch-instances-jsq-limit": _batch(server={"replicas": 2, "instances_per_gpu": 2, "router":
+                                                {"policy": "join_shortest_queue"}, "queue": {"max_queue_size": 4}},
+                                        workload={"arrival": {"process": "poisson", "rate_rps": 3000}}),
+    "batch-instances-priority-shared": _batch(server={"replicas": 2, "instances_per_gpu": 3,
+                                                      "instance_contention": [1.0, 1.5, 2.2]},
+                                              workload={"classes": CLASSES,
+                                                        "arrival": {"process": "poisson", "rate_rps": 2500}}),
     # autoscaling (sim.fleet.scaling.simulate_autoscaled)
     "batch-autoscaled-schedule": _batch(requests=None, duration_s=1.2, server={"autoscaler": SCHEDULE},
                                         workload={"arrival": {"process": "poisson", "rate_rps": 2500}}),
