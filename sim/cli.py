@@ -177,7 +177,7 @@ def cmd_run(args) -> int:
 def cmd_check(args) -> int:
     from .kinds import engine_kind
     from .runner import check_runnable
-    from .scenario import scenario_warnings
+    from .checks import scenario_warnings
 
     scenario = _load(args)
     check_runnable(scenario, args.scenario)  # the checks `run` makes before simulating

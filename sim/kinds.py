@@ -122,7 +122,7 @@ class BatchKind(EngineKind):
     def unmeasurable(self, scenario, workload, first_measured):
         a = workload.arrival_s
         if workload.clients is not None:
-            return None  # clients send as they are answered: scenario.check refuses batches they can never fill
+            return None  # clients send as they are answered: sim.checks refuses batches they can never fill
         if scenario.server.router.policy != "shared_queue":
             return None  # each replica fills its own batches: the summary says so if none ever filled
         for g in scenario.fleet_groups:
@@ -235,5 +235,5 @@ BATCH, LLM = BatchKind(), LlmKind()
 
 
 def engine_kind(scenario) -> EngineKind:
-    """Returns the engine kind of the scenario's replicas (every group has the same kind: sim.scenario.check)."""
+    """Returns the engine kind of the scenario's replicas (every group has the same kind: sim.checks.check)."""
     return LLM if scenario.is_llm else BATCH

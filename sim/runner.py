@@ -16,7 +16,8 @@ from .errors import ScenarioError
 from .kinds import engine_kind
 from .outdir import OutputDir
 from .rng import component_rng
-from .scenario import Scenario, blame, check, scenario_warnings
+from .checks import check, scenario_warnings
+from .scenario import Scenario, blame
 
 def output_names(scenario: Scenario, records: bool, plots: bool) -> list[str]:
     """Returns the file names a run of `scenario` writes into its output folder."""

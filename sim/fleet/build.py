@@ -206,7 +206,7 @@ def run_batch_closed(groups: list[ReplicaGroup], router, source, seed: int, repl
     if router.reads_state:
         choose = router.chooser(replicas, out, rng)
     elif router.policy == "shared_queue":
-        choose = lambda sid, a: 0  # noqa: E731 (one replica: scenario.check)
+        choose = lambda sid, a: 0  # noqa: E731 (one replica: sim.checks)
     else:
         split = _Split(router, len(per), rng)
         choose = split.choose
@@ -302,7 +302,7 @@ def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, 
         r.coalesce = coalesce
         r.max_waiting = max_waiting
     controller = None
-    if autoscaler is not None:  # scenario.check: continuous batching
+    if autoscaler is not None:  # sim.checks: continuous batching
         from .scaling import FleetScaler
 
         controller = FleetScaler(autoscaler, replicas, server_replicas, waiting=shared,
