@@ -133,21 +133,10 @@ def _check_autoscaler(scenario: Scenario) -> list[tuple[str, str]]:
         needs.append("closed-loop clients")
     if srv.instances_per_gpu > 1:
         needs.append("instance groups")
-    if srv.router.policy == "shared_queue":
-        # behind a router every replica keeps its own queue, limits, priorities and stages; one shared queue
-        # with an autoscaler is the shared-queue engine, which has none of them yet
-        if scenario.is_llm and (wl.client_timeout_ms is not None or srv.queue.max_waiting is not None):
-            needs.append("LLM queue limits or client timeouts behind the shared queue")
-        if srv.queue.max_queue_size is not None or srv.queue.timeout_ms is not None:
-            needs.append("queue limits behind the shared queue")
-        if wl.priority_levels > 1:
-            needs.append("priorities behind the shared queue")
-        if srv.preprocess is not None or srv.postprocess is not None or srv.pipeline_latency_ms is not None:
-            needs.append("server stages behind the shared queue")
     if needs:
         return [("server.autoscaler", "autoscaling is simulated for replicas of one kind (request-level, or "
                  "continuous-batching LLM engines) behind the shared queue or any router; not with "
-                 + ", ".join(needs) + " yet (behind a router, queue limits, priorities and stages work)")]
+                 + ", ".join(needs) + " yet")]
     return []
 
 

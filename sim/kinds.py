@@ -66,7 +66,9 @@ class BatchKind(EngineKind):
                 log.stages = {"sent_s": cols["sent_s"], "pre_wait_s": cols["pre_wait_s"], "answered_s": answered,
                               "post_wait_s": cols["post_wait_s"]}
             return log
-        if srv.autoscaler is not None and srv.router.policy == "shared_queue":
+        limited = (srv.queue.max_queue_size is not None or srv.queue.timeout_ms is not None or wl.priority_levels > 1
+                   or has_stages(srv))
+        if srv.autoscaler is not None and srv.router.policy == "shared_queue" and not limited:
             from .fleet.scaling import simulate_autoscaled
             from .rng import component_rng
 

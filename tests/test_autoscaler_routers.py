@@ -134,12 +134,72 @@ def test_queue_limits_priorities_and_stages_compose_with_autoscaling_behind_a_ro
 
 
 @pytest.mark.parametrize("server,text", [
-    ({"router": {"policy": "shared_queue"}, "replicas": 1, "queue": {"max_queue_size": 4}},
-     "queue limits behind the shared queue"),
     ({"groups": [{"name": "a", "replicas": 2}], "replicas": None}, "server.groups"),
+    ({"instances_per_gpu": 2}, "instance groups"),
 ])
 def test_what_autoscaling_still_refuses_names_itself(write_yaml, server, text):
     srv = {"replicas": 2, "batching": BATCHING, "autoscaler": {"policy": "schedule", "schedule": [[0, 1]]}, **server}
     srv = {k: v for k, v in srv.items() if v is not None}
     proc = run_cli("check", write_yaml(scenario_dict(server=srv)))
     assert proc.returncode == 2 and ": server.autoscaler: " in proc.stderr and text in proc.stderr, proc.stderr
+
+
+def _pool(autoscaler, queue, classes=None, stages=None, duration_s=300.0, rate_rps=2500.0):
+    server = {**({"queue": queue} if queue else {}), **(stages or {})}
+    return batch("shared_queue", autoscaler, duration_s=duration_s, rate_rps=rate_rps, server=server,
+                 workload={"classes": classes} if classes else None)
+
+
+@pytest.mark.parametrize("queue", [{"max_queue_size": 6}, {"timeout_ms": 10.0}])
+def test_a_constant_schedule_on_a_limited_shared_queue_is_the_fixed_pool_request_for_request(queue):
+    a = _pool({"policy": "schedule", "schedule": [[0, 3]]}, queue, duration_s=100.0).logs[0]
+    b = _pool(None, queue, duration_s=100.0).logs[0]
+    assert np.array_equal(a.request_times("completion_s"), b.request_times("completion_s"), equal_nan=True)
+    assert np.array_equal(a.rejected, b.rejected) and np.array_equal(a.timed_out, b.timed_out)
+
+
+def test_a_switching_schedule_on_a_limited_shared_queue_bills_its_integral_and_limits_the_one_queue():
+    res = _pool(SWITCHING, {"max_queue_size": 40}, rate_rps=5000.0)
+    log, s = res.logs[0], res.summary
+    df = res.requests
+    # one replica cannot take 5,000 rps: while it is alone the one queue turns requests away, then hardly any
+    early, late = df["arrival_s"] < 95, (df["arrival_s"] > 110) & (df["arrival_s"] < 195)
+    assert df.loc[early, "rejected"].mean() > 0.2 and df.loc[late, "rejected"].mean() < 0.01
+    released = [life for life in log.scaling["lives"] if life[3] < log.scaling["end_s"]]
+    assert len(released) == 1
+    rel = released[0][3]
+    assert 210.0 <= rel < 210.05  # the drop wanted at 200 s takes effect at 210 s, after the batch running then
+    assert s["replica_hours"] * 3600 == pytest.approx(100 * 1 + 100 * 3 + 100 * 2 + (rel - 200.0), rel=1e-12)
+    # no batch ran on a replica outside its serving life (lives are billed, so clipped, to the end of the run)
+    lives = np.asarray(log.scaling["lives"], float)
+    end_s = log.scaling["end_s"]
+    for rid, start, end in zip(log.replica, log.dispatch_s, log.completion_s):
+        mine = lives[lives[:, 0] == rid]
+        assert ((mine[:, 2] <= start) & ((end <= mine[:, 3] + 1e-12) | (mine[:, 3] == end_s))).any()
+
+
+def test_priorities_and_stages_on_an_autoscaled_shared_queue():
+    classes = [{"name": "gold", "share": 0.3, "priority": 1}, {"name": "bulk", "share": 0.7, "priority": 2}]
+    res = _pool({"policy": "queue_length", "target": 20, "interval_s": 5, "max_replicas": 4}, None, classes,
+                {"preprocess": {"workers": 8, "time_ms": 1.0}}, duration_s=120.0, rate_rps=6000.0)
+    s = res.summary
+    assert s["stable"] and s["autoscaler"]["peak_replicas"] >= 2 and "stages" in s
+    assert s["classes"]["gold"]["queue_wait_s"]["mean"] < s["classes"]["bulk"]["queue_wait_s"]["mean"]
+
+
+@pytest.mark.parametrize("extra", [{"server": {"queue": {"max_waiting": 3}}}, {"workload": {"client_timeout_ms": 2000}}])
+def test_llm_queue_limits_and_client_timeouts_on_an_autoscaled_shared_queue(extra):
+    def scenario(autoscaler):
+        raw = llm_scaled(autoscaler).model_dump(mode="json", exclude_none=True)
+        for key, value in extra.items():
+            raw[key].update(value)
+        return sim.run(sim.validate(raw))
+    a, b = scenario({"policy": "schedule", "schedule": [[0, 3]]}).logs[0], scenario(None).logs[0]
+    assert np.array_equal(a.finish_s, b.finish_s, equal_nan=True)
+    assert np.array_equal(a.rejected, b.rejected) and np.array_equal(a.timed_out, b.timed_out)
+    res = scenario({"policy": "schedule", "schedule": [[0, 1], [200, 3], [400, 2]]})
+    log = res.logs[0]
+    lost = log.rejected | log.timed_out
+    alone, later = log.arrival_s < 200, log.arrival_s > 260
+    assert lost[alone].mean() > 0.1 and lost[later].mean() < 0.02  # one engine turns away what three take
+    assert (np.isfinite(log.finish_s) | lost | log.refused).all()  # nothing else is left unfinished

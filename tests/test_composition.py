@@ -71,8 +71,7 @@ def refusals(cell: dict) -> list[str]:
     if cell["output"] == "streaming" and (llm or not shared or f in ("classes", "clients", "queue_limits", "timeouts",
                                                                        "stages", "instances")):
         out.append(STREAMING)
-    if cell["scaling"] == "autoscaled" and (cell["groups"] == "groups" or f in ("clients", "instances") or static or
-                                            (shared and f in ("queue_limits", "timeouts", "classes", "stages"))):
+    if cell["scaling"] == "autoscaled" and (cell["groups"] == "groups" or f in ("clients", "instances") or static):
         out.append(AUTOSCALER)
     return out
 

@@ -70,11 +70,23 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
         return simulate_shared(specs, arrival_s, noise_rng=component_rng(seed, replication, "cost_model.noise"))
     arrivals = np.ascontiguousarray(arrival_s, dtype=float)
     rng = component_rng(seed, replication, "server.router")
-    if router.policy == "shared_queue" and len(per) > 1:  # limited: one prioritised queue for every replica
+    if router.policy == "shared_queue" and (len(per) > 1 or autoscaler is not None):
+        # limited (or autoscaled with stages): one prioritised queue for every replica
         pool = _shared_pool(specs, seed, replication, max_queue, timeout_s,
                             level if level is not None else [0] * arrivals.size, levels, delay)
-        Fleet([pool], lambda sid, a: 0).run(arrivals.tolist())
-        return _pool_log(pool, arrivals)
+        controller = None
+        if autoscaler is not None:
+            from .scaling import FleetScaler
+
+            controller = FleetScaler(autoscaler, [pool], server_replicas, pool=pool)
+        Fleet([pool], lambda sid, a: 0, controller).run(arrivals.tolist())
+        log = _pool_log(pool, arrivals)
+        if not limited:
+            log.rejected = log.timed_out = None
+        if controller is not None:
+            log.scaling = controller.record(end_s if end_s is not None else
+                                            (float(arrivals[-1]) if arrivals.size else 0.0))
+        return log
     if autoscaler is not None:
         return _scaled_pool(router, specs, arrivals, rng, seed, replication, max_queue, timeout_s, level, levels,
                             delay, limited, autoscaler, server_replicas, end_s)

@@ -272,13 +272,55 @@ class _QueuedHooks(PoolHooks):
         return util, waiting
 
 
+class _PoolServerHooks(PoolHooks):
+    """Request-level servers behind one queue with limits, priorities or stages (sim.replica.shared_pool): a
+    released server takes no new batch and finishes the one it runs; utilisation is the serving servers' busy time
+    over the interval (batch steps counted when they start)."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.push = None
+        self.arrivals_done = False
+        self.seen, self.busy_s, self.last_busy, self.last_t = 0, 0.0, 0.0, 0.0
+        pool.active = [False] * len(pool.servers)
+        pool.idle = []
+        pool._sync()
+
+    def busy(self, rid, t):
+        return self.pool.server_busy(rid)
+
+    def serve(self, rid, t):
+        self.pool.set_active(rid, True, t, self.push)
+
+    def stop(self, rid, t):
+        self.pool.set_active(rid, False, t, self.push)
+
+    def observe(self, t, serving):
+        pool = self.pool
+        if self.arrivals_done and not pool.holds_work():
+            return None
+        steps = pool.steps
+        if len(steps) > self.seen:
+            self.busy_s += sum(steps[self.seen:])
+            self.seen = len(steps)
+        util = (self.busy_s - self.last_busy) / (max(len(serving), 1) * (t - self.last_t))
+        self.last_busy, self.last_t = self.busy_s, t
+        return util, pool.waiting
+
+
 class FleetScaler:
     """The one controller (sim.fleet.controller) as an event handler in a fleet's event loop (sim.fleet.fleet;
     its index is len(replicas)), over any pool: engines behind the shared queue (`waiting`), or request-level
     replicas or engines behind a router (`out`, the router's counts, whose members it keeps)."""
 
-    def __init__(self, scaler, replicas: list, server_replicas: int, waiting=None, out=None):
+    def __init__(self, scaler, replicas: list, server_replicas: int, waiting=None, out=None, pool=None):
         self.index = len(replicas)
+        if pool is not None:  # the servers of one shared-queue pool (the fleet's only replica)
+            self.hooks = _PoolServerHooks(pool)
+            self.control = ScalingController(scaler, len(pool.servers), self.hooks, server_replicas)
+            self.pushed = None
+            pool.on_server_idle = self.control.drained
+            return
         if out is None:
             self.hooks = _EngineHooks(replicas, waiting)
         elif hasattr(replicas[0], "kv"):

@@ -51,6 +51,10 @@ class SharedQueuePool(PriorityBatchReplica):
         self.idle = list(range(len(specs)))  # idle servers, longest idle first
         self.ends: list = []                 # (end, server) of running batches
         self.who = array("i")                # server of each batch
+        # autoscaled (sim.fleet.scaling.FleetScaler): only active servers take batches; `on_server_idle(rid, t)`
+        # is told when a server's batch ends and it holds nothing more
+        self.active = [True] * len(specs)
+        self.on_server_idle = None
         self._sync()
 
     def _sync(self) -> None:
@@ -76,7 +80,10 @@ class SharedQueuePool(PriorityBatchReplica):
                 self.notify(s.ids, t, True)
             self.out.dec(self.index, len(s.ids))
             s.ids, s.free_s = [], t
-            self.idle.append(rid)
+            if self.active[rid]:
+                self.idle.append(rid)
+            elif self.on_server_idle is not None:
+                self.on_server_idle(rid, t)
             self._sync()
             if self.timeout_s is not None:
                 self._purge(t)
@@ -87,6 +94,8 @@ class SharedQueuePool(PriorityBatchReplica):
         if t != self.pending:
             return
         self.pending = None
+        if not self.idle:
+            return  # the server it was for stopped (autoscaled); the next to free up takes the batch
         if self.delay:
             self._purge(t)
         s = self.servers[self.idle.pop(0)]
@@ -102,6 +111,25 @@ class SharedQueuePool(PriorityBatchReplica):
             self._turn_away_excess(t)
         if self.idle:
             self._schedule(push)  # another idle server may start a batch of what is left
+
+    def set_active(self, rid: int, active: bool, t: float, push) -> None:
+        """An autoscaler starts (True) or stops (False) server rid taking batches; a stopped server running a batch
+        finishes it first."""
+        if self.active[rid] == active:
+            return
+        self.active[rid] = active
+        if active and not self.servers[rid].ids:
+            self.servers[rid].free_s = t
+            self.idle.append(rid)  # free from now: the shortest time of all idle servers
+        elif not active and rid in self.idle:
+            self.idle.remove(rid)
+        self._sync()
+        if self.idle and self.waiting:
+            self._schedule(push)
+
+    def server_busy(self, rid: int) -> bool:
+        """Returns whether server rid runs a batch."""
+        return bool(self.servers[rid].ids)
 
     def replica_of(self, rid: int) -> int:
         """Returns the replica index a server's batches are logged under."""

@@ -179,6 +179,9 @@ CONFIG_CASES = {
         "replicas": 4, "router": {"policy": "power_of_two"}, "queue": {"max_queue_size": 20},
         "autoscaler": {"policy": "target_utilization", "target": 0.5, "interval_s": 0.1, "scale_up_delay_s": 0.05}},
         workload={"arrival": {"process": "piecewise", "points": [[0, 500], [1.0, 4000], [2.0, 500]]}}),
+    "batch-autoscaled-shared-pool-limit": _batch(requests=None, duration_s=1.2, server={
+        "queue": {"max_queue_size": 10}, "autoscaler": {**SCHEDULE, "scale_down_delay_s": 0.1}},
+        workload={"arrival": {"process": "poisson", "rate_rps": 4000}}),
     # streaming (sim.sinks): the shared queue and the autoscaled shared queue
     "batch-streaming-shared": _batch(requests=20000, outputs={"streaming": True, "window_s": 2.0}),
     "batch-streaming-autoscaled": _batch(requests=None, duration_s=3.0, server={"replicas": 4, "autoscaler": {
@@ -228,6 +231,10 @@ CONFIG_CASES = {
         "router": {"policy": "join_shortest_queue"},
         "autoscaler": {"policy": "schedule", "schedule": [[0, 1], [40, 3], [80, 2]], "scale_down_delay_s": 5}},
         workload={"arrival": {"process": "poisson", "rate_rps": 6}}),
+    "llm-autoscaled-shared-max-waiting": _llm(requests=None, duration_s=120, server={
+        "queue": {"max_waiting": 2},
+        "autoscaler": {"policy": "schedule", "schedule": [[0, 1], [40, 3], [80, 2]]}},
+        workload={"arrival": {"process": "poisson", "rate_rps": 12}}),
     "llm-windows": _llm(outputs={"records": True, "plots": False, "window_s": 20}),
     # llm_static (padded request-level batches)
     "llm-static-one": _llm(server={"replicas": 1, "batching": LLM_STATIC},
