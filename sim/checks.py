@@ -113,9 +113,12 @@ def streaming_unsupported(scenario: Scenario) -> str:
         needs.append("server stages")
     if srv.instances_per_gpu > 1:
         needs.append("instance groups")
+    if srv.autoscaler is not None and srv.groups:
+        needs.append("an autoscaler over groups")
     if not needs:
         return ""
-    return ("request-level batching behind the shared queue (open-loop arrivals, any batching policy, groups); this "
+    return ("request-level batching behind the shared queue (open-loop arrivals, any batching policy, groups, or an "
+            "autoscaler over identical replicas); this "
             "scenario has " + ", ".join(needs) + ": use records (outputs.streaming: false) and a shorter run")
 
 
@@ -128,7 +131,13 @@ def _check_autoscaler(scenario: Scenario) -> list[tuple[str, str]]:
     if scenario.is_llm and not all(p.batching.policy == "continuous" for p in _pairs(scenario)):
         needs.append("llm_static")
     if srv.groups:
-        needs.append("server.groups")
+        total = scenario.total_replicas
+        sc = srv.autoscaler
+        top = max([sc.max_replicas or 0, sc.initial_replicas or 0, sc.min_replicas]
+                  + [int(r) for _, r in (sc.schedule or [])])
+        if top > total:
+            return [("server.autoscaler", f"asks for up to {top} replicas; with groups the pool is the groups' "
+                     f"{total} replicas (started in the order the groups list them): give at most {total}")]
     if wl.clients is not None:
         needs.append("closed-loop clients")
     if srv.instances_per_gpu > 1:
@@ -142,7 +151,7 @@ def _check_autoscaler(scenario: Scenario) -> list[tuple[str, str]]:
 
 def _check_classes(scenario: Scenario) -> list[tuple[str, str]]:
     """Returns problems with workload.classes and workload.client_timeout_ms."""
-    wl, srv, problems = scenario.workload, scenario.server, []
+    wl, problems = scenario.workload, []
     llm = scenario.is_llm
     if wl.client_timeout_ms is not None and not (llm and all(p.batching.policy == "continuous" for p in _pairs(scenario))):
         problems.append(("workload.client_timeout_ms", "applies to continuous batching (LLM clients waiting for "

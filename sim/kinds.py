@@ -67,7 +67,7 @@ class BatchKind(EngineKind):
                               "post_wait_s": cols["post_wait_s"]}
             return log
         limited = (srv.queue.max_queue_size is not None or srv.queue.timeout_ms is not None or wl.priority_levels > 1
-                   or has_stages(srv))
+                   or has_stages(srv) or bool(srv.groups))
         if srv.autoscaler is not None and srv.router.policy == "shared_queue" and not limited:
             from .fleet.scaling import simulate_autoscaled
             from .rng import component_rng
@@ -91,7 +91,8 @@ class BatchKind(EngineKind):
                               None if srv.queue.timeout_ms is None else srv.queue.timeout_ms / 1000, levels,
                               wl.priority_levels, srv.instances_per_gpu, srv.instance_contention,
                               delay=srv.queue.timeout_ms is not None and srv.queue.timeout_action == "delay",
-                              autoscaler=srv.autoscaler, server_replicas=srv.replicas, end_s=scenario.duration_s)
+                              autoscaler=srv.autoscaler, server_replicas=scenario.scaling_replicas,
+                              end_s=scenario.duration_s)
         log.classes = workload.classes if perm is None or workload.classes is None else workload.classes[perm]
         if stages is not None:
             answered, post_wait = stages.answers(log.request_times("completion_s"))
@@ -167,7 +168,7 @@ class LlmKind(EngineKind):
                             max_waiting=scenario.server.queue.max_waiting, level=workload.levels,
                             levels=wl.priority_levels,
                             client_timeout_s=None if wl.client_timeout_ms is None else wl.client_timeout_ms / 1000,
-                            autoscaler=scenario.server.autoscaler, server_replicas=scenario.server.replicas,
+                            autoscaler=scenario.server.autoscaler, server_replicas=scenario.scaling_replicas,
                             end_s=scenario.duration_s)
         log.classes = workload.classes
         return log

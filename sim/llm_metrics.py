@@ -280,16 +280,10 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
 
     summary.update(fleet_sections(scenario.fleet_groups, [r.view(replicas) for r in reps], throughput, e2e))
     if reps[0].log.scaling is not None:  # autoscaled: billed replica-time, and busy over serving time
-        from .fleet.autoscaler import lives_overlap, scaling_section
+        from .fleet.autoscaler import autoscaler_keys
 
-        price = scenario.fleet_groups[0].cost_per_hour
-        sec = scaling_section([r.log.scaling for r in reps], price, [])
-        serving = sum(lives_overlap(r.log.scaling["lives"], r.start_s, r.end_s) for r in reps)
-        summary.update({"autoscaler": sec, "replica_hours": sec["replica_hours"], "cost_per_day": sec.get("cost_per_day"),
-                        "utilization": sum(r.busy_s for r in reps) / serving if serving > 0 else math.nan})
-        if price is not None and throughput > 0:
-            summary["fleet_cost_per_hour"] = sec["mean_replicas"] * price
-            summary["cost_per_million_requests"] = summary["fleet_cost_per_hour"] / (throughput * 3600) * 1e6
+        summary.update(autoscaler_keys(scenario.fleet_groups, [r.log.scaling for r in reps],
+                                       [(r.start_s, r.end_s) for r in reps], sum(r.busy_s for r in reps), throughput))
     return summary
 
 

@@ -369,18 +369,10 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
 
 def _autoscaler_keys(scenario, reps: list[_Rep], summary: dict) -> dict:
     """Returns the autoscaler's summary keys; utilisation becomes busy time over serving replica-time."""
-    from .fleet.autoscaler import lives_overlap, scaling_section
+    from .fleet.autoscaler import autoscaler_keys
 
-    price = scenario.fleet_groups[0].cost_per_hour
-    sec = scaling_section([r.log.scaling for r in reps], price, [(r.start_s, r.end_s) for r in reps])
-    serving = sum(lives_overlap(r.log.scaling["lives"], r.start_s, r.end_s) for r in reps)
-    busy = sum(r.busy_s for r in reps)
-    out = {"autoscaler": sec, "replica_hours": sec["replica_hours"], "cost_per_day": sec.get("cost_per_day"),
-           "utilization": busy / serving if serving > 0 else math.nan}
-    if price is not None and summary.get("throughput_rps"):
-        out["fleet_cost_per_hour"] = sec["mean_replicas"] * price
-        out["cost_per_million_requests"] = out["fleet_cost_per_hour"] / (summary["throughput_rps"] * 3600) * 1e6
-    return out
+    return autoscaler_keys(scenario.fleet_groups, [r.log.scaling for r in reps], [(r.start_s, r.end_s) for r in reps],
+                           sum(r.busy_s for r in reps), summary.get("throughput_rps"))
 
 
 def _pools_keep_up(server, offered_rps, warnings: list[str]) -> bool:

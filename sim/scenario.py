@@ -265,6 +265,12 @@ class Scenario(StrictModel):
     def total_replicas(self) -> int:
         return sum(g.replicas for g in self.fleet_groups)
 
+    @property
+    def scaling_replicas(self) -> int:
+        """Returns what an autoscaler's max_replicas defaults to: server.replicas, or with groups every group's
+        replicas (the pool the autoscaler draws on, in the order the groups list them)."""
+        return self.total_replicas if self.server.groups else self.server.replicas
+
     def closed_requests(self) -> Optional[int]:
         """Returns how many requests closed-loop clients send in all (None: until duration_s)."""
         if self.requests is not None:

@@ -173,18 +173,12 @@ def summarize_stream(scenario, sinks: list, source: str = "<scenario>") -> dict:
         summary.update({"slo": {"targets": checks, "met": all(c["met"] for c in checks.values()),
                                 "attainment_target": top},
                         "slo_attainment": pooled, "slo_attainment_ci95": scalar_ci(within, pooled)})
-    if sinks[0].scaling is not None:
-        from .fleet.autoscaler import lives_overlap, scaling_section
-
-        price = scenario.fleet_groups[0].cost_per_hour
-        sec = scaling_section([s.scaling for s in sinks], price, [])
-        serving = sum(lives_overlap(s.scaling["lives"], w["start_s"], w["end_s"]) for s, w in zip(sinks, windows))
-        summary.update({"autoscaler": sec, "replica_hours": sec["replica_hours"], "cost_per_day": sec.get("cost_per_day"),
-                        "utilization": busy / serving if serving > 0 else math.nan})
     views = [ReplicaView(None, None, s.measured, w["completed"], w["busy_s"], w["span_s"]) for s, w in zip(sinks, windows)]
     per_replica = [merged(s.per_replica[i] for s in sinks) for i in range(replicas)]
     summary.update(fleet_sections(scenario.fleet_groups, views, throughput, lat, sketches=per_replica))
-    if "autoscaler" in summary and scenario.fleet_groups[0].cost_per_hour is not None and throughput > 0:
-        summary["fleet_cost_per_hour"] = summary["autoscaler"]["mean_replicas"] * scenario.fleet_groups[0].cost_per_hour
-        summary["cost_per_million_requests"] = summary["fleet_cost_per_hour"] / (throughput * 3600) * 1e6
+    if sinks[0].scaling is not None:
+        from .fleet.autoscaler import autoscaler_keys
+
+        summary.update(autoscaler_keys(scenario.fleet_groups, [s.scaling for s in sinks],
+                                       [(w["start_s"], w["end_s"]) for w in windows], busy, throughput))
     return summary

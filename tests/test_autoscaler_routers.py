@@ -134,7 +134,6 @@ def test_queue_limits_priorities_and_stages_compose_with_autoscaling_behind_a_ro
 
 
 @pytest.mark.parametrize("server,text", [
-    ({"groups": [{"name": "a", "replicas": 2}], "replicas": None}, "server.groups"),
     ({"instances_per_gpu": 2}, "instance groups"),
 ])
 def test_what_autoscaling_still_refuses_names_itself(write_yaml, server, text):
@@ -203,3 +202,46 @@ def test_llm_queue_limits_and_client_timeouts_on_an_autoscaled_shared_queue(extr
     alone, later = log.arrival_s < 200, log.arrival_s > 260
     assert lost[alone].mean() > 0.1 and lost[later].mean() < 0.02  # one engine turns away what three take
     assert (np.isfinite(log.finish_s) | lost | log.refused).all()  # nothing else is left unfinished
+
+
+def _grouped(router, autoscaler, duration_s=300.0, rate_rps=2500.0):
+    slow = {**COST, "base_ms": 4.0, "per_item_ms": 0.5}
+    server = {"replicas": None, "router": {"policy": router}, "batching": BATCHING, "autoscaler": autoscaler,
+              "groups": [{"name": "big", "replicas": 1, "cost_per_hour": 4.0},
+                         {"name": "small", "replicas": 2, "cost_model": slow, "cost_per_hour": 1.0}]}
+    raw = scenario_dict(duration_s=duration_s, requests=None, seed=9, cost_model=COST, server=server,
+                        workload={"arrival": {"process": "poisson", "rate_rps": rate_rps}},
+                        outputs={"records": True, "plots": False, "window_s": 10.0})
+    raw["server"] = {k: v for k, v in raw["server"].items() if v is not None}
+    return sim.run(sim.validate(raw))
+
+
+@pytest.mark.parametrize("router", ["shared_queue", "join_shortest_queue", "round_robin"])
+def test_an_autoscaler_over_groups_starts_replicas_in_group_order_and_bills_each_at_its_price(router):
+    res = _grouped(router, {"policy": "schedule", "schedule": [[0, 1], [100, 3], [200, 2]]})
+    log, s = res.logs[0], res.summary
+    lives = sorted(log.scaling["lives"])
+    assert [life[0] for life in lives] == [0, 1, 2]  # big first, then the small ones
+    # replica 2 (the last small one) is released at 200 s and drains; billed: big 300 s, small 100 + 200 s
+    rel = lives[2][3]
+    assert 200.0 <= rel < 200.1
+    expected = (300 * 4.0 + 200 * 1.0 + (rel - 100.0) * 1.0) / 3600
+    assert s["autoscaler"]["cost"] == pytest.approx(expected, rel=1e-9)
+    assert s["autoscaler"]["fixed_peak_cost_per_day"] == pytest.approx((4.0 + 1.0 + 1.0) * 24)
+    df = res.requests
+    assert set(df.loc[df["arrival_s"] < 99, "group"].dropna().unique()) == {"big"}
+
+
+def test_an_autoscaler_over_groups_asks_for_no_more_than_the_groups_hold(write_yaml):
+    raw = scenario_dict(server={"groups": [{"name": "a", "replicas": 2}], "batching": BATCHING,
+                                "autoscaler": {"policy": "schedule", "schedule": [[0, 1], [10, 3]]}})
+    proc = run_cli("check", write_yaml(raw))
+    assert proc.returncode == 2 and ": server.autoscaler: " in proc.stderr and "give at most 2" in proc.stderr
+
+
+def test_stages_alone_on_an_autoscaled_shared_queue_scale():
+    res = _pool({"policy": "schedule", "schedule": [[0, 1], [60, 2]]}, None, None,
+                {"preprocess": {"workers": 4, "time_ms": 0.5}}, duration_s=120.0, rate_rps=2000.0)
+    s = res.summary
+    assert s["autoscaler"]["scale_ups"] == 1 and "stages" in s
+    assert set(res.requests.loc[res.requests["arrival_s"] < 59, "replica"].unique()) == {0}

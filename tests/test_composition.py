@@ -69,9 +69,10 @@ def refusals(cell: dict) -> list[str]:
     if cell["command"] == "plan" and f == "clients":
         out.append(PLAN_CLIENTS)
     if cell["output"] == "streaming" and (llm or not shared or f in ("classes", "clients", "queue_limits", "timeouts",
-                                                                       "stages", "instances")):
+                                                                       "stages", "instances")
+                                          or (cell["scaling"] == "autoscaled" and cell["groups"] == "groups")):
         out.append(STREAMING)
-    if cell["scaling"] == "autoscaled" and (cell["groups"] == "groups" or f in ("clients", "instances") or static):
+    if cell["scaling"] == "autoscaled" and (f in ("clients", "instances") or static):
         out.append(AUTOSCALER)
     return out
 

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import yaml
 
-from .conftest import ROOT, run_cli, scenario_dict
+from .conftest import ROOT, scenario_dict
 
 DOC = ROOT / "docs" / "extending.md"
 

@@ -66,7 +66,7 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
         pools = _instance_pools(specs, router, instances, slowdown, seed, replication, max_queue, timeout_s,
                                 level if level is not None else [0] * len(arrival_s), levels, delay)
         return _run_pools(pools, router, np.ascontiguousarray(arrival_s, dtype=float), seed, replication, limited)
-    if router.policy == "shared_queue" and not limited:
+    if router.policy == "shared_queue" and not limited and autoscaler is None:
         return simulate_shared(specs, arrival_s, noise_rng=component_rng(seed, replication, "cost_model.noise"))
     arrivals = np.ascontiguousarray(arrival_s, dtype=float)
     rng = component_rng(seed, replication, "server.router")
