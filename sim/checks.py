@@ -124,7 +124,7 @@ def streaming_unsupported(scenario: Scenario) -> str:
 
 def _check_autoscaler(scenario: Scenario) -> list[tuple[str, str]]:
     """Returns problems with server.autoscaler: what it does not simulate yet."""
-    srv, wl = scenario.server, scenario.workload
+    srv = scenario.server
     if srv.autoscaler is None:
         return []
     needs = []
@@ -138,8 +138,6 @@ def _check_autoscaler(scenario: Scenario) -> list[tuple[str, str]]:
         if top > total:
             return [("server.autoscaler", f"asks for up to {top} replicas; with groups the pool is the groups' "
                      f"{total} replicas (started in the order the groups list them): give at most {total}")]
-    if wl.clients is not None:
-        needs.append("closed-loop clients")
     if srv.instances_per_gpu > 1:
         needs.append("instance groups")
     if needs:

@@ -96,6 +96,10 @@ class ClientLoop:
             self.classes.upto(sid + 1)
         return sid, b
 
+    def finished(self, t: float) -> bool:
+        """Returns whether no request will reach the batcher after t (every send made, none in preprocessing)."""
+        return not self.ready and (self.seq >= self.limit or t >= self.until)
+
     def done(self, ids, t: float, answered: bool = True) -> None:
         think, sends, client = self.think, self.sends, self.client
         for sid in ids:

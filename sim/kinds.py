@@ -57,7 +57,8 @@ class BatchKind(EngineKind):
             src = workload.clients
             log = run_batch_closed(scenario.fleet_groups, srv.router, src, scenario.seed, replication,
                                    srv.queue.max_queue_size, wl.priority_levels, srv.instances_per_gpu,
-                                   srv.instance_contention)
+                                   srv.instance_contention, srv.autoscaler, scenario.scaling_replicas,
+                                   scenario.duration_s)
             cols = src.columns()
             log.clients = {k: cols[k] for k in ("client", "sent_s", "think_s", "cycle_end_s")}
             log.classes = cols["class"]
@@ -158,7 +159,9 @@ class LlmKind(EngineKind):
         if workload.clients is not None:
             src = workload.clients
             log = run_llm_closed(scenario.fleet_groups, scenario.server.router, src, workload.tokens, scenario.seed,
-                                 replication, scenario.server.queue.max_waiting, wl.priority_levels)
+                                 replication, scenario.server.queue.max_waiting, wl.priority_levels,
+                                 autoscaler=scenario.server.autoscaler, server_replicas=scenario.scaling_replicas,
+                                 end_s=scenario.duration_s)
             cols = src.columns()
             log.clients = {k: cols[k] for k in ("client", "sent_s", "think_s", "cycle_end_s")}
             log.classes = cols["class"]

@@ -245,3 +245,36 @@ def test_stages_alone_on_an_autoscaled_shared_queue_scale():
     s = res.summary
     assert s["autoscaler"]["scale_ups"] == 1 and "stages" in s
     assert set(res.requests.loc[res.requests["arrival_s"] < 59, "replica"].unique()) == {0}
+
+
+def _clients(router, autoscaler, llm_engines=False):
+    if llm_engines:
+        raw = llm_scaled(autoscaler, duration_s=300.0).model_dump(mode="json", exclude_none=True)
+        raw["workload"].pop("arrival")
+        raw["workload"]["clients"] = {"count": 24, "think_time_ms": 2000}
+        raw["server"]["router"] = {"policy": router}
+        return sim.run(sim.validate(raw))
+    srv = {"replicas": 3, "router": {"policy": router}, "batching": BATCHING}
+    if autoscaler:
+        srv["autoscaler"] = autoscaler
+    return sim.run(sim.validate(scenario_dict(requests=20000, seed=2, cost_model=COST, server=srv,
+                                              workload={"arrival": None, "clients": {"count": 30, "think_time_ms": 5}})))
+
+
+@pytest.mark.parametrize("router,llm_engines", [("shared_queue", False), ("join_shortest_queue", False),
+                                                ("round_robin", False), ("shared_queue", True),
+                                                ("join_shortest_queue", True)])
+def test_closed_loop_clients_behind_a_constant_schedule_are_the_fixed_fleet_request_for_request(router, llm_engines):
+    a = _clients(router, {"policy": "schedule", "schedule": [[0, 3]]}, llm_engines).logs[0]
+    b = _clients(router, None, llm_engines).logs[0]
+    if llm_engines:
+        assert np.array_equal(a.finish_s, b.finish_s, equal_nan=True)
+    else:
+        assert np.array_equal(a.request_times("completion_s"), b.request_times("completion_s"))
+
+
+def test_closed_loop_clients_with_a_utilization_target_scale_and_keep_the_response_time_law():
+    res = _clients("join_shortest_queue", {"policy": "target_utilization", "target": 0.5, "interval_s": 0.5})
+    s = res.summary
+    assert s["autoscaler"]["scale_ups"] >= 1 and s["autoscaler"]["decisions"] >= 5
+    assert s["closed_loop"]["law_rel_error"] < 0.02  # every cycle still ends: nothing is lost to a release

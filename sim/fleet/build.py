@@ -191,10 +191,12 @@ def _scaled_pool(router, specs, arrivals, rng, seed, replication, max_queue, tim
 
 def run_batch_closed(groups: list[ReplicaGroup], router, source, seed: int, replication: int,
                      max_queue: Optional[int] = None, levels: int = 1, instances: int = 1,
-                     slowdown: Optional[list] = None) -> BatchLog:
+                     slowdown: Optional[list] = None, autoscaler=None, server_replicas: int = 1,
+                     end_s: Optional[float] = None) -> BatchLog:
     """Runs request-level replicas behind `router` for closed-loop clients (`source`: sim.clients.ClientLoop);
-    returns the BatchLog over the requests the clients sent (every replica has a queue of its own, or one
-    replica stands alone behind the shared queue)."""
+    returns the BatchLog over the requests the clients sent (replicas with queues of their own, or one queue
+    shared by them). With an `autoscaler`, its record is the log's `scaling`, billed until `end_s` (default:
+    the last arrival)."""
     per = _per_replica(groups)
     specs = [(g.batching.rule(g.cost_model.batch_limit()), g.cost_model) for g in per]
     rng = component_rng(seed, replication, "server.router")
@@ -202,28 +204,42 @@ def run_batch_closed(groups: list[ReplicaGroup], router, source, seed: int, repl
         pools = _instance_pools(specs, router, instances, slowdown, seed, replication, max_queue, None,
                                 source.level if source.level is not None else _Zeros(), levels, False)
         return _run_pools(pools, router, None, seed, replication, max_queue is not None, source)
-    if router.policy == "shared_queue" and len(per) > 1:
+    from .scaling import FleetScaler
+
+    if router.policy == "shared_queue" and (len(per) > 1 or autoscaler is not None):
         pool = _shared_pool(specs, seed, replication, max_queue, None,
                             source.level if source.level is not None else _Zeros(), levels, False)
         pool.notify = source.done
-        Fleet([pool], lambda sid, a: 0).run_closed(source)
+        ctl = FleetScaler(autoscaler, [pool], server_replicas, pool=pool, source=source) if autoscaler else None
+        Fleet([pool], lambda sid, a: 0, ctl).run_closed(source)
         log = _pool_log(pool, np.asarray(source.arrival, float))
         if max_queue is None:
             log.rejected = log.timed_out = None
-        return log
-    out = router.counts(len(per))
+        return _scaled(log, ctl, end_s, source)
+    out = router.counts(len(per), pool=autoscaler is not None)
     replicas = _batch_replicas(specs, out, seed, replication, max_queue, None, source.level, levels)
     for r in replicas:
         r.notify = source.done
-    if router.reads_state:
+    ctl = FleetScaler(autoscaler, replicas, server_replicas, out=out, source=source) if autoscaler else None
+    if ctl is not None:
+        choose = router.pool_chooser(replicas, out, rng)
+    elif router.reads_state:
         choose = router.chooser(replicas, out, rng)
     elif router.policy == "shared_queue":
         choose = lambda sid, a: 0  # noqa: E731 (one replica: sim.checks)
     else:
         split = _Split(router, len(per), rng)
         choose = split.choose
-    Fleet(replicas, choose).run_closed(source)
-    return _replica_log(replicas, np.asarray(source.arrival, float), max_queue is not None)
+    Fleet(replicas, choose, ctl).run_closed(source)
+    return _scaled(_replica_log(replicas, np.asarray(source.arrival, float), max_queue is not None), ctl, end_s, source)
+
+
+def _scaled(log, controller, end_s, source):
+    """Attaches the autoscaler's record (billed until end_s, default the last arrival) to a closed loop's log."""
+    if controller is not None:
+        last = source.arrival[-1] if source.arrival else 0.0
+        log.scaling = controller.record(end_s if end_s is not None else float(last))
+    return log
 
 
 class _Zeros:
@@ -330,16 +346,17 @@ def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, 
 
 
 def run_llm_closed(groups: list[ReplicaGroup], router, source, tokens, seed: int, replication: int,
-                   max_waiting: Optional[int] = None, levels: int = 1, block: int = 4096) -> LlmLog:
+                   max_waiting: Optional[int] = None, levels: int = 1, block: int = 4096, autoscaler=None,
+                   server_replicas: int = 1, end_s: Optional[float] = None) -> LlmLog:
     """Runs continuous-batching replicas behind `router` for closed-loop clients (`source`: sim.clients.ClientLoop);
     `tokens(n0, n1)` returns the (prompt, output) token counts of request ids n0..n1-1, drawn in blocks as the
-    clients send. Returns the fleet's LlmLog over the requests sent."""
+    clients send. Returns the fleet's LlmLog over the requests sent (with an `autoscaler`, its `scaling`)."""
     per = _per_replica(groups)
     reqs = LlmRequests([], [], [])
     prompt, output = tokens(0, block)
     reqs.extend(prompt, output)
     rng = component_rng(seed, replication, "server.router")
-    out = router.counts(len(per))
+    out = router.counts(len(per), pool=autoscaler is not None)
     classed = levels > 1
 
     def queue():
@@ -369,10 +386,17 @@ def run_llm_closed(groups: list[ReplicaGroup], router, source, tokens, seed: int
                 reqs.arrival[sid] = b
             return got
     routed: list = []
+    ctl = None
+    if autoscaler is not None:
+        from .scaling import FleetScaler
+
+        ctl = FleetScaler(autoscaler, replicas, server_replicas, waiting=shared, out=out if shared is None else None,
+                          source=source)
     if shared is not None:
-        run_shared_llm(replicas, shared, reqs, None, source=Growing)
+        run_shared_llm(replicas, shared, reqs, None, source=Growing, controller=ctl)
     else:
-        choose = router.chooser(replicas, out, rng) if router.reads_state else _Split(router, len(per), rng).choose
+        choose = (router.pool_chooser(replicas, out, rng) if ctl is not None else
+                  router.chooser(replicas, out, rng) if router.reads_state else _Split(router, len(per), rng).choose)
         runs = [r for r in replicas if router.reads_kv]
 
         def record(sid, a):
@@ -381,9 +405,10 @@ def run_llm_closed(groups: list[ReplicaGroup], router, source, tokens, seed: int
                     r.sync(a)
             routed.append(choose(sid, a))
             return routed[-1]
-        Fleet(replicas, record).run_closed(Growing)
+        Fleet(replicas, record, ctl).run_closed(Growing)
     reqs.trim(len(source.arrival))
-    return _continuous_log(reqs, replicas, per, np.asarray(routed, np.int32) if shared is None else None)
+    return _scaled(_continuous_log(reqs, replicas, per, np.asarray(routed, np.int32) if shared is None else None), ctl,
+                   end_s, source)
 
 
 def _route(router, replicas, out, rng, arr: np.ndarray, controller=None) -> np.ndarray:

@@ -68,13 +68,18 @@ class Fleet:
         """Routes the requests of a closed-loop source (sim.clients.ClientLoop), whose next arrival may be
         created by any replica event (a completion or rejection ends a client's cycle); replicas report
         through their `notify` hook, which the caller points at `source.done`."""
-        replicas, choose = self.replicas, self.choose
-        drive_closed(replicas, source, lambda sid, a, push: replicas[choose(sid, a)].accept(sid, a, push))
+        replicas, choose, ctl = self.replicas, self.choose, self.controller
+        heap: list = []
+        handlers = replicas if ctl is None else replicas + [ctl]
+        if ctl is not None:
+            ctl.start(partial(heappush, heap))
+        drive_closed(handlers, source, lambda sid, a, push: replicas[choose(sid, a)].accept(sid, a, push), heap)
 
 
 def drive_closed(replicas: list, source, arrive, heap: Optional[list] = None) -> None:
-    """The closed-loop event loop: runs replica events in time order and hands each request the source sends
-    to `arrive(sid, a, push)` at its arrival instant. A replica event may make the source send earlier than
+    """The closed-loop event loop: runs the events of `replicas` (every event handler: replicas, and an
+    autoscaler after them) in time order and hands each request the source sends to `arrive(sid, a, push)` at
+    its arrival instant. A replica event may make the source send earlier than
     its next pending arrival (a completion at t with no think time sends again at t), so the next arrival is
     looked up again after every event. `heap` is the event heap replicas already push to, if any."""
     heap = [] if heap is None else heap
@@ -187,7 +192,7 @@ def run_shared_llm(replicas: list, waiting, reqs, arrival_s, source=None, contro
             notify((sid,), a, False)
 
     if source is not None:
-        drive_closed(replicas, source, arrive, heap)
+        drive_closed(handlers, source, arrive, heap)
         return
     for sid, a in enumerate(arrival_s):
         key = (a, START)

@@ -162,6 +162,8 @@ class _EngineHooks(PoolHooks):
     reads the serving engines' mean KV-cache use at the decision (an engine with any sequence is busy every
     step, so busy time says nothing about headroom: vLLM's gpu_cache_usage is the measure)."""
 
+    source = None  # closed-loop clients (sim.clients.ClientLoop): arrivals are over when they have sent everything
+
     def __init__(self, replicas: list, waiting):
         self.replicas, self.waiting = replicas, waiting
         self.push = None
@@ -183,11 +185,14 @@ class _EngineHooks(PoolHooks):
     def idle(self, replica) -> bool:
         return not replica.prefilling and replica.n_dec == 0
 
-    def over(self) -> bool:
-        return self.arrivals_done and not self.waiting and all(r.running_step is None for r in self.replicas)
+    def arrivals_over(self, t: float) -> bool:
+        return self.arrivals_done or (self.source is not None and self.source.finished(t))
+
+    def over(self, t: float) -> bool:
+        return self.arrivals_over(t) and not self.waiting and all(r.running_step is None for r in self.replicas)
 
     def observe(self, t, serving):
-        if self.over():
+        if self.over(t):
             return None
         engines = [self.replicas[i] for i in serving]
         for r in engines:
@@ -223,8 +228,8 @@ class _RoutedEngineHooks(_EngineHooks):
     def idle(self, replica) -> bool:
         return super().idle(replica) and not replica.waiting
 
-    def over(self) -> bool:
-        return self.arrivals_done and all(r.running_step is None and not r.waiting for r in self.replicas)
+    def over(self, t: float) -> bool:
+        return self.arrivals_over(t) and all(r.running_step is None and not r.waiting for r in self.replicas)
 
     def queued(self, serving) -> int:
         return sum(len(self.replicas[i].waiting) for i in serving)
@@ -234,6 +239,8 @@ class _QueuedHooks(PoolHooks):
     """Request-level replicas with queues of their own behind a router: a released replica leaves the router's
     members and serves its queue before it leaves; utilisation is the serving replicas' busy time over the
     interval (batch steps counted when they start)."""
+
+    source = None
 
     def __init__(self, replicas: list, out):
         self.replicas, self.out = replicas, out
@@ -258,7 +265,8 @@ class _QueuedHooks(PoolHooks):
 
     def observe(self, t, serving):
         reps = self.replicas
-        if self.arrivals_done and not any(r.holds_work() for r in reps):
+        if (self.arrivals_done or (self.source is not None and self.source.finished(t))) and \
+                not any(r.holds_work() for r in reps):
             return None
         for i, r in enumerate(reps):
             steps = r.steps
@@ -276,6 +284,8 @@ class _PoolServerHooks(PoolHooks):
     """Request-level servers behind one queue with limits, priorities or stages (sim.replica.shared_pool): a
     released server takes no new batch and finishes the one it runs; utilisation is the serving servers' busy time
     over the interval (batch steps counted when they start)."""
+
+    source = None
 
     def __init__(self, pool):
         self.pool = pool
@@ -297,7 +307,7 @@ class _PoolServerHooks(PoolHooks):
 
     def observe(self, t, serving):
         pool = self.pool
-        if self.arrivals_done and not pool.holds_work():
+        if (self.arrivals_done or (self.source is not None and self.source.finished(t))) and not pool.holds_work():
             return None
         steps = pool.steps
         if len(steps) > self.seen:
@@ -313,8 +323,12 @@ class FleetScaler:
     its index is len(replicas)), over any pool: engines behind the shared queue (`waiting`), or request-level
     replicas or engines behind a router (`out`, the router's counts, whose members it keeps)."""
 
-    def __init__(self, scaler, replicas: list, server_replicas: int, waiting=None, out=None, pool=None):
+    def __init__(self, scaler, replicas: list, server_replicas: int, waiting=None, out=None, pool=None, source=None):
         self.index = len(replicas)
+        self._init_hooks(scaler, replicas, server_replicas, waiting, out, pool)
+        self.hooks.source = source
+
+    def _init_hooks(self, scaler, replicas, server_replicas, waiting, out, pool) -> None:
         if pool is not None:  # the servers of one shared-queue pool (the fleet's only replica)
             self.hooks = _PoolServerHooks(pool)
             self.control = ScalingController(scaler, len(pool.servers), self.hooks, server_replicas)
