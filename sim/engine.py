@@ -77,6 +77,23 @@ class BatchLog:
         return int(self.size.sum(dtype=np.int64))
 
 
+def step_samplers(specs: list, noise_rng: Optional[np.random.Generator]) -> list:
+    """Returns, per (DispatchRule, CostModel) in `specs`, (step table in seconds by batch size, jitter sampler or
+    None): one table per distinct cost model and batch limit, one sampler per distinct cost model, all drawing from
+    `noise_rng` in the order batches ask (the shared-queue rule: replicas of one model share its stream)."""
+    tables, jitters, out = {}, {}, []
+    for rule, cost in specs:
+        key = (id(cost), rule.max_batch_size)
+        if key not in tables:
+            tables[key] = cost.step_table_s(rule.max_batch_size).tolist()
+        if id(cost) not in jitters:
+            if cost.is_noisy() and noise_rng is None:
+                raise ValueError("the cost model has noise: pass noise_rng")
+            jitters[id(cost)] = cost.jitter(noise_rng) if noise_rng is not None else None
+        out.append((tables[key], jitters[id(cost)]))
+    return out
+
+
 def simulate(rule: DispatchRule, cost: CostModel, arrival_s: np.ndarray, *, replicas: int = 1,
              noise_rng: Optional[np.random.Generator] = None) -> BatchLog:
     """Runs `replicas` identical replicas sharing one FCFS queue over the given sorted arrival times
@@ -109,12 +126,7 @@ def simulate_shared(specs: list, arrival_s: Optional[np.ndarray], *, noise_rng: 
     steps = array("d")
     who = array("i")
     flush_at = flush_requests if sink is not None else inf
-    prepared: dict = {}
-    for rule, cost in specs:
-        if id(cost) not in prepared:
-            if cost.is_noisy() and noise_rng is None:
-                raise ValueError("the cost model has noise: pass noise_rng")
-            prepared[id(cost)] = cost.jitter(noise_rng) if noise_rng is not None else None
+    samplers = step_samplers(specs, noise_rng)
 
     def load(upto: int) -> int:
         """Appends chunks until `upto` arrivals are loaded or none are left; returns how many are loaded."""
@@ -179,12 +191,8 @@ def simulate_shared(specs: list, arrival_s: Optional[np.ndarray], *, noise_rng: 
             yield timeout(end - t)
 
     env = simpy.Environment()
-    tables: dict = {}
-    for rid, (rule, cost) in enumerate(specs):
-        key = (id(cost), rule.max_batch_size)
-        if key not in tables:
-            tables[key] = cost.step_table_s(rule.max_batch_size).tolist()
-        env.process(replica(env, rid, rule, tables[key], prepared[id(cost)]))
+    for rid, ((rule, _), (table, jitter)) in enumerate(zip(specs, samplers)):
+        env.process(replica(env, rid, rule, table, jitter))
     env.run()
     if sink is not None:
         flush()

@@ -19,13 +19,14 @@ from typing import Optional
 
 import numpy as np
 
-from .engine import BatchLog
+from .engine import BatchLog, step_samplers
 
 FREE, DONE, START = 0, 1, 2  # same-instant order: an instance frees, a step ends, a step starts
 
 
-class _Gpu:
-    """The steps running on one GPU: remaining solo work, last update, and the slowdown table."""
+class GpuShare:
+    """The steps running on one GPU: remaining solo work (and the version of each step's live end event), the
+    last update, and the slowdown table."""
 
     def __init__(self, slowdown: list[float]):
         self.slowdown = slowdown  # s(k) for k = 1..K (index k - 1)
@@ -52,16 +53,8 @@ def simulate_instances(specs: list, instances: int, slowdown: list[float], arriv
     `step_s` each step's wall time under contention)."""
     arr = np.ascontiguousarray(arrival_s, dtype=float).tolist()
     n = len(arr)
-    gpus = [_Gpu(slowdown) for _ in specs]
-    tables, jitters = {}, {}
-    for rule, cost in specs:
-        key = (id(cost), rule.max_batch_size)
-        if key not in tables:
-            tables[key] = cost.step_table_s(rule.max_batch_size).tolist()
-        if id(cost) not in jitters:
-            if cost.is_noisy() and noise_rng is None:
-                raise ValueError("the cost model has noise: pass noise_rng")
-            jitters[id(cost)] = cost.jitter(noise_rng) if noise_rng is not None else None
+    gpus = [GpuShare(slowdown) for _ in specs]
+    samplers = step_samplers(specs, noise_rng)
     heap: list = []
     n_inst = len(specs) * instances
     for inst in range(n_inst):
@@ -73,7 +66,7 @@ def simulate_instances(specs: list, instances: int, slowdown: list[float], arriv
     version = 0  # one counter for every end event: an end computed before its GPU's concurrency changed is stale
     inf = math.inf
 
-    def reschedule(gpu: _Gpu, t: float, only=None) -> None:
+    def reschedule(gpu: GpuShare, t: float, only=None) -> None:
         """Pushes fresh end events: for every running step when the rate changed, else for `only`."""
         nonlocal version
         r = gpu.rate()
@@ -86,7 +79,7 @@ def simulate_instances(specs: list, instances: int, slowdown: list[float], arriv
     while heap:
         t, kind, inst, a1, a2 = heappop(heap)
         g = inst // instances
-        rule, cost = specs[g]
+        rule = specs[g][0]
         if kind == FREE:
             # the shared queue's rule (sim.engine.simulate_shared), for this instance
             if head >= n:
@@ -101,8 +94,8 @@ def simulate_instances(specs: list, instances: int, slowdown: list[float], arriv
             if d < due and not rule.plain:
                 k = rule._floor[k]
             head += k
-            work = tables[(id(cost), rule.max_batch_size)][k]
-            jitter = jitters[id(cost)]
+            table, jitter = samplers[g]
+            work = table[k]
             if jitter is not None:  # drawn in claim order, as the shared-queue engine draws them
                 work *= jitter(k)
             pending[inst] = (d, k, claims, work)

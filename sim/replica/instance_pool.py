@@ -16,31 +16,9 @@ import math
 from array import array
 from typing import Optional
 
+from ..instances import GpuShare
 from .queued import DONE
 from .shared_pool import SharedQueuePool
-
-
-class _Gpu:
-    """The steps running on one GPU: remaining solo work, the version of their live end, the slowdown table."""
-
-    __slots__ = ("slowdown", "running", "t")
-
-    def __init__(self, slowdown: list):
-        self.slowdown = slowdown  # s(k) for k = 1..K (index k - 1)
-        self.running: dict = {}   # server -> [remaining solo seconds, version of its live end, batch index]
-        self.t = 0.0
-
-    def rate(self) -> float:
-        k = len(self.running)
-        return 1.0 / self.slowdown[k - 1] if k else 0.0
-
-    def advance(self, t: float) -> None:
-        """Counts the work done since the last change, at the rate of the steps that were running."""
-        if self.running and t > self.t:
-            done = (t - self.t) * self.rate()
-            for step in self.running.values():
-                step[0] -= done
-        self.t = t
 
 
 class InstancePool(SharedQueuePool):
@@ -53,7 +31,7 @@ class InstancePool(SharedQueuePool):
         super().__init__([spec for spec in specs for _ in range(instances)], out, level, levels, noise_rng, max_queue,
                          timeout_s, delay, index)
         self.instances = instances
-        self.gpus = [_Gpu(slowdown) for _ in specs]
+        self.gpus = [GpuShare(slowdown) for _ in specs]
         self.version = 0
         self.steps = array("d")  # filled in as the steps end (wall time)
 
@@ -67,13 +45,13 @@ class InstancePool(SharedQueuePool):
         gpu = self.gpus[s.rid // self.instances]
         before = gpu.rate()
         gpu.advance(t)
-        gpu.running[s.rid] = [step, 0, len(self.sizes) - 1]
+        gpu.running[s.rid] = [step, 0, len(self.sizes) - 1]  # remaining work, version of its end, batch
         self.completion.append(math.nan)
         self.steps.append(math.nan)
         # a step alone, or joining at an unchanged rate, leaves the other ends where they are (and exact)
         self._reschedule(gpu, t, push, None if before and gpu.rate() != before else s.rid)
 
-    def _reschedule(self, gpu: _Gpu, t: float, push, only=None) -> None:
+    def _reschedule(self, gpu: GpuShare, t: float, push, only=None) -> None:
         """Pushes fresh ends: for every running step when the GPU's rate changed, else for `only`."""
         r = gpu.rate()
         for rid, step in gpu.running.items():

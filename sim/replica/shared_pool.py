@@ -16,6 +16,7 @@ import math
 from array import array
 from typing import Optional
 
+from ..engine import step_samplers
 from .priority import PriorityBatchReplica
 from .queued import DONE
 
@@ -37,17 +38,8 @@ class SharedQueuePool(PriorityBatchReplica):
                  timeout_s: Optional[float] = None, delay: bool = False, index: int = 0):
         rule0, cost0 = specs[0]
         super().__init__(index, rule0, cost0, out, level, levels, None, max_queue, timeout_s, delay)
-        tables, jitters = {}, {}
-        self.servers = []
-        for rid, (rule, cost) in enumerate(specs):
-            key = (id(cost), rule.max_batch_size)
-            if key not in tables:
-                tables[key] = cost.step_table_s(rule.max_batch_size).tolist()
-            if id(cost) not in jitters:
-                if cost.is_noisy() and noise_rng is None:
-                    raise ValueError("the cost model has noise: pass noise_rng")
-                jitters[id(cost)] = cost.jitter(noise_rng) if cost.is_noisy() else None
-            self.servers.append(_Server(rid, rule, tables[key], jitters[id(cost)]))
+        self.servers = [_Server(rid, rule, table, jitter)
+                        for rid, ((rule, _), (table, jitter)) in enumerate(zip(specs, step_samplers(specs, noise_rng)))]
         self.idle = list(range(len(specs)))  # idle servers, longest idle first
         self.ends: list = []                 # (end, server) of running batches
         self.who = array("i")                # server of each batch
