@@ -44,3 +44,19 @@ def servesim_cmd():
 def run_cli(*args, cwd=None):
     return subprocess.run(servesim_cmd() + [str(a) for a in args], capture_output=True, text=True, cwd=cwd or ROOT,
                           timeout=300)
+
+
+def replicated(raw_of_seed, seeds=range(8)) -> list:
+    """Returns the summaries of independent replications, one per seed (raw_of_seed(seed) -> a raw scenario)."""
+    import sim
+
+    return [sim.run(sim.validate(raw_of_seed(seed))).summary for seed in seeds]
+
+
+def within_ci(got, exact: float, what: str = "") -> None:
+    """Asserts that the mean of independent estimates lies within 3 half-widths of its 95% interval of `exact`."""
+    import numpy as np
+
+    got = np.asarray(got, float)
+    half = 2.365 * got.std(ddof=1) / np.sqrt(got.size)
+    assert abs(got.mean() - exact) <= 3 * half + 1e-12, (what, got.mean(), half, exact)

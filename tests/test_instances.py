@@ -11,7 +11,7 @@ from sim.engine import simulate_shared
 from sim.instances import simulate_instances
 from sim.theory import mmc_mean_wait_s
 
-from .conftest import run_cli, scenario_dict
+from .conftest import replicated, run_cli, scenario_dict, within_ci
 
 ONE_MS = AffineCost(base_ms=1.0, per_item_ms=0.0)
 
@@ -110,26 +110,16 @@ def test_utilization_is_the_time_the_gpu_runs_anything():
 EXP = {"kind": "affine", "base_ms": 1.0, "per_item_ms": 0.0, "noise": {"dist": "exponential"}}
 
 
-def _replicated(raw_of_seed, seeds=range(8)):
-    return [sim.run(sim.validate(raw_of_seed(seed))).summary for seed in seeds]
-
-
-def _within(got, exact, what):
-    got = np.asarray(got, float)
-    half = 2.365 * got.std(ddof=1) / np.sqrt(got.size)
-    assert abs(got.mean() - exact) <= 3 * half + 1e-12, (what, got.mean(), half, exact)
-
-
 def test_instance_groups_behind_random_routing_are_independent_m_m_1_processor_sharing_queues():
     # two GPUs behind `random`: each sees Poisson at lambda / 2; two instances sharing a GPU's throughput serve
     # as one processor-sharing server, whose mean time in system is M/M/1's 1 / (mu - lambda / 2)
     lam, mu = 1400.0, 1000.0
-    runs = _replicated(lambda seed: scenario_dict(
+    runs = replicated(lambda seed: scenario_dict(
         requests=40000, seed=seed, warmup_s=1.0, cost_model=EXP,
         workload={"arrival": {"process": "poisson", "rate_rps": lam}},
         server={"replicas": 2, "router": {"policy": "random"}, "instances_per_gpu": 2, "batching": {"policy": "none"}},
         outputs={"records": False, "plots": False}))
-    _within([r["latency_s"]["mean"] for r in runs], 1 / (mu - lam / 2), "latency")
+    within_ci([r["latency_s"]["mean"] for r in runs], 1 / (mu - lam / 2), "latency")
 
 
 def test_a_queue_limit_on_instance_groups_blocks_as_m_m_1_k():
@@ -138,12 +128,12 @@ def test_a_queue_limit_on_instance_groups_blocks_as_m_m_1_k():
     from sim.theory import mmck_blocking
 
     lam, m = 1100.0, 3
-    runs = _replicated(lambda seed: scenario_dict(
+    runs = replicated(lambda seed: scenario_dict(
         requests=40000, seed=seed, warmup_s=1.0, cost_model=EXP,
         workload={"arrival": {"process": "poisson", "rate_rps": lam}},
         server={"replicas": 1, "instances_per_gpu": 2, "queue": {"max_queue_size": m},
                 "batching": {"policy": "none"}}, outputs={"records": False, "plots": False}))
-    _within([r["rejected"]["fraction"] for r in runs], mmck_blocking(lam, 0.001, 1, 2 + m), "blocking")
+    within_ci([r["rejected"]["fraction"] for r in runs], mmck_blocking(lam, 0.001, 1, 2 + m), "blocking")
 
 
 def test_instance_groups_with_priorities_and_closed_loop_clients_run():

@@ -14,7 +14,7 @@ from sim.rng import component_rng
 from sim.runner import generate_workload
 from sim.theory import finite_source_mmc, mmc_priority_waits_s, mmck_blocking
 
-from .conftest import scenario_dict
+from .conftest import replicated, scenario_dict, within_ci
 
 EXP = {"kind": "affine", "base_ms": 1.0, "per_item_ms": 0.0, "noise": {"dist": "exponential"}}
 TWO = [{"name": "gold", "share": 0.3, "priority": 1}, {"name": "bronze", "share": 0.7, "priority": 2}]
@@ -73,47 +73,37 @@ def test_with_one_replica_the_pool_is_the_replica_s_own_queue_request_for_reques
     assert np.array_equal(ref.rejected, log.rejected) and np.array_equal(ref.timed_out, log.timed_out)
 
 
-def _replicated(raw_of_seed, seeds=range(8)):
-    return [sim.run(sim.validate(raw_of_seed(seed))).summary for seed in seeds]
-
-
-def _within(got, exact, what):
-    got = np.asarray(got, float)
-    half = 2.365 * got.std(ddof=1) / np.sqrt(got.size)
-    assert abs(got.mean() - exact) <= 3 * half + 1e-12, (what, got.mean(), half, exact)
-
-
 def test_two_priorities_on_one_queue_of_three_replicas_match_cobham_for_m_m_c():
     lam, c = 2400.0, 3  # mean step 1 ms, load 0.8
-    runs = _replicated(lambda seed: scenario_dict(
+    runs = replicated(lambda seed: scenario_dict(
         requests=60000, seed=seed, warmup_s=1.0, cost_model=EXP,
         workload={"arrival": {"process": "poisson", "rate_rps": lam}, "classes": TWO},
         server={"replicas": c, "batching": {"policy": "none"}}, outputs={"records": False, "plots": False}))
     exact = mmc_priority_waits_s([0.3 * lam, 0.7 * lam], 0.001, c)
     for name, w in zip(("gold", "bronze"), exact):
-        _within([r["classes"][name]["queue_wait_s"]["mean"] for r in runs], w, name)
+        within_ci([r["classes"][name]["queue_wait_s"]["mean"] for r in runs], w, name)
 
 
 @pytest.mark.parametrize("rho,m", [(0.9, 2), (1.2, 4)])
 def test_a_limit_on_one_queue_shared_by_three_replicas_blocks_as_m_m_c_k(rho, m):
     c = 3
-    runs = _replicated(lambda seed: scenario_dict(
+    runs = replicated(lambda seed: scenario_dict(
         requests=40000, seed=seed, warmup_s=1.0, cost_model=EXP,
         workload={"arrival": {"process": "poisson", "rate_rps": rho * c * 1000}},
         server={"replicas": c, "batching": {"policy": "none"}, "queue": {"max_queue_size": m}},
         outputs={"records": False, "plots": False}))
-    _within([r["rejected"]["fraction"] for r in runs], mmck_blocking(rho * c * 1000, 0.001, c, c + m), "blocking")
+    within_ci([r["rejected"]["fraction"] for r in runs], mmck_blocking(rho * c * 1000, 0.001, c, c + m), "blocking")
 
 
 def test_closed_loop_clients_on_one_queue_of_three_replicas_match_the_finite_source_chain():
     n, c, z = 8, 3, 0.002
-    runs = _replicated(lambda seed: scenario_dict(
+    runs = replicated(lambda seed: scenario_dict(
         requests=40000, seed=seed, warmup_s=0.5, cost_model=EXP,
         workload={"arrival": None, "clients": {"count": n, "think_time_ms": {"dist": "exponential", "mean_ms": 2.0}}},
         server={"replicas": c, "batching": {"policy": "none"}}, outputs={"records": False, "plots": False}))
     exact = finite_source_mmc(n, c, z, 0.001)
-    _within([r["throughput_rps"] for r in runs], exact["throughput_rps"], "throughput")
-    _within([r["closed_loop"]["response_time_s"] for r in runs], exact["response_s"], "response")
+    within_ci([r["throughput_rps"] for r in runs], exact["throughput_rps"], "throughput")
+    within_ci([r["closed_loop"]["response_time_s"] for r in runs], exact["response_s"], "response")
 
 
 def test_no_served_request_waited_past_the_timeout_on_a_shared_queue():
