@@ -24,6 +24,7 @@ def load() -> list[str]:
         try:
             import_module(name)
         except Exception as exc:  # a plugin's own error: say which plugin, not a traceback
+            _loaded.clear()  # a later import tries again (and fails again) rather than run without it
             raise ScenarioError(origin, "", f"cannot import plugin module {name!r}: {type(exc).__name__}: {exc}") from None
         _loaded.append(name)
     return _loaded

@@ -113,7 +113,10 @@ class ScalingController:
     def _next_decision(self, t: float) -> None:
         if self.times is None:
             self._push(t + self.scaler.interval_s, _DECIDE)
-        elif self.times:
+            return
+        while self.times and self.times[0] <= t:  # a policy's times must increase: never decide in the past
+            self.times.pop(0)
+        if self.times:
             self._push(self.times.pop(0), _DECIDE)
 
     def _decide(self, t: float) -> None:

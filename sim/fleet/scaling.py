@@ -41,9 +41,11 @@ class _SharedQueueHooks(PoolHooks):
 
     def observe(self, t, serving):
         st, arr = self.state, self.arr
-        if not st["more"] and st["head"] >= len(arr) and not any(self.busy_until[i] > t for i in serving):
+        # over once nothing more arrives and no replica runs a batch: requests still waiting then are a partial
+        # static batch that never fills (a free replica claims every batch it can as soon as it is free)
+        if not st["more"] and (not arr or arr[-1] <= t) and not any(self.busy_until[i] > t for i in serving):
             return None
-        util = (st["busy"] - self.last_busy) / (max(len(serving), 1) * (t - self.last_t))
+        util = (st["busy"] - self.last_busy) / (max(len(serving), 1) * (t - self.last_t)) if t > self.last_t else 0.0
         self.last_busy, self.last_t = st["busy"], t
         while st["more"] and (not arr or arr[-1] <= t):  # streaming: see every arrival by now
             st["load"](len(arr))
@@ -176,8 +178,12 @@ class _EngineHooks(PoolHooks):
         return r.running_step is not None or bool(r.prefilling) or r.n_dec > 0
 
     def serve(self, rid, t):
-        self.replicas[rid].accepting = True
-        self.push((t, 1, rid))  # wake it (a step start): it may admit from the queue now
+        r = self.replicas[rid]
+        r.accepting = True
+        if r.in_run:
+            r.cut(t, self.push)  # a draining engine kept in a run of decode steps admits at its next step
+        else:
+            self.push((t, 1, rid))  # wake it (a step start): it may admit from the queue now
 
     def stop(self, rid, t):
         self.replicas[rid].accepting = False
@@ -266,14 +272,15 @@ class _QueuedHooks(PoolHooks):
     def observe(self, t, serving):
         reps = self.replicas
         if (self.arrivals_done or (self.source is not None and self.source.finished(t))) and \
-                not any(r.holds_work() for r in reps):
-            return None
+                not any(r.progressing() for r in reps):
+            return None  # nothing more arrives and nothing will run (what waits is a batch that never fills)
         for i, r in enumerate(reps):
             steps = r.steps
             if len(steps) > self.seen[i]:
                 self.busy_s += sum(steps[self.seen[i]:])
                 self.seen[i] = len(steps)
-        util = (self.busy_s - self.last_busy) / (max(len(serving), 1) * (t - self.last_t))
+        util = ((self.busy_s - self.last_busy) / (max(len(serving), 1) * (t - self.last_t)) if t > self.last_t
+                else 0.0)
         self.last_busy, self.last_t = self.busy_s, t
         waiting = sum(reps[i].waiting if hasattr(reps[i], "qa") else len(reps[i].arr) - reps[i].head
                       for i in serving)
@@ -307,13 +314,14 @@ class _PoolServerHooks(PoolHooks):
 
     def observe(self, t, serving):
         pool = self.pool
-        if (self.arrivals_done or (self.source is not None and self.source.finished(t))) and not pool.holds_work():
+        if (self.arrivals_done or (self.source is not None and self.source.finished(t))) and not pool.progressing():
             return None
         steps = pool.steps
         if len(steps) > self.seen:
             self.busy_s += sum(steps[self.seen:])
             self.seen = len(steps)
-        util = (self.busy_s - self.last_busy) / (max(len(serving), 1) * (t - self.last_t))
+        util = ((self.busy_s - self.last_busy) / (max(len(serving), 1) * (t - self.last_t)) if t > self.last_t
+                else 0.0)
         self.last_busy, self.last_t = self.busy_s, t
         return util, pool.waiting
 

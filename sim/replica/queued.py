@@ -62,6 +62,11 @@ class QueuedReplica:
         """Returns whether a batch runs or a request waits here."""
         return self.inflight > 0 or self.head < len(self.arr)
 
+    def progressing(self) -> bool:
+        """Returns whether a batch runs or one is due to start (requests left waiting otherwise can never form a
+        batch: a static batch that never fills)."""
+        return self.inflight > 0 or self.pending is not None
+
     def accepted_ids(self) -> list[int]:
         """Returns the ids of every request this replica queued (served, timed out or still waiting)."""
         return self.ids

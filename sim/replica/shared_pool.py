@@ -47,6 +47,7 @@ class SharedQueuePool(PriorityBatchReplica):
         # is told when a server's batch ends and it holds nothing more
         self.active = [True] * len(specs)
         self.on_server_idle = None
+        self.pending_rid = None  # the server the pending START is for
         self._sync()
 
     def _sync(self) -> None:
@@ -59,6 +60,9 @@ class SharedQueuePool(PriorityBatchReplica):
 
     def holds_work(self) -> bool:
         return bool(self.ends) or self.waiting > 0
+
+    def progressing(self) -> bool:
+        return len(self.idle) < sum(self.active) or self.pending is not None
 
     def on_event(self, t: float, kind: int, push) -> None:
         """Ends the batch of the server finishing at t (DONE), or starts the next batch on the first idle server
@@ -86,11 +90,13 @@ class SharedQueuePool(PriorityBatchReplica):
         if t != self.pending:
             return
         self.pending = None
-        if not self.idle:
+        rid = self.pending_rid if self.pending_rid in self.idle else None
+        if rid is None:
             return  # the server it was for stopped (autoscaled); the next to free up takes the batch
         if self.delay:
             self._purge(t)
-        s = self.servers[self.idle.pop(0)]
+        self.idle.remove(rid)
+        s = self.servers[rid]
         k = s.rule.take(self.waiting, t < self._oldest() + s.rule.delay_s)
         step = s.table[k] * (s.jitter(k) if s.jitter is not None else 1.0)
         s.ids = self._take(k)
@@ -116,8 +122,27 @@ class SharedQueuePool(PriorityBatchReplica):
         elif not active and rid in self.idle:
             self.idle.remove(rid)
         self._sync()
+        self.pending = None  # a START planned for a server that stopped, or before one started, is stale
+        if self.timeout_s is not None:
+            self._purge(t)  # what timed out while no server was free leaves before a new one takes it
         if self.idle and self.waiting:
             self._schedule(push)
+
+    def _schedule(self, push) -> None:
+        """Plans the next batch start: the longest-idle server whose rule can start one (a static server whose
+        batch can never fill lets the next one take the requests, as the shared-queue engine's replica does)."""
+        if not self.waiting:
+            return
+        oldest, servers = self._oldest(), self.servers
+        for rid in self.idle:
+            s = servers[rid]
+            rule = s.rule
+            d = rule.start_s(s.free_s, oldest, self.last_a if self.waiting >= rule.smallest else math.inf)
+            if d != math.inf:
+                if d != self.pending or rid != self.pending_rid:
+                    self.pending, self.pending_rid = d, rid
+                    push((d, 1, self.index))
+                return
 
     def server_busy(self, rid: int) -> bool:
         """Returns whether server rid runs a batch."""

@@ -39,10 +39,9 @@ class Router(StrictModel):
 
     def pool_chooser(self, replicas: list, out, rng: np.random.Generator) -> Callable[[int, float], int]:
         """Returns choose(sid, arrival_s) -> replica index among `out.members`, the replicas of an autoscaled
-        pool taking new work now (the set changes as the autoscaler requests and releases replicas)."""
-        u = Uniforms(rng)
-        members = out.members
-        return lambda sid, arrival_s: members[int(u.next() * len(members))]
+        pool taking new work now (the set changes as the autoscaler requests and releases replicas). A router
+        without one is refused behind an autoscaler (sim.checks)."""
+        raise NotImplementedError
 
 
 class Uniforms:

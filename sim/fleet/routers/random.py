@@ -6,7 +6,7 @@ from typing import Literal
 import numpy as np
 
 from . import REGISTRY
-from .base import Router
+from .base import Router, Uniforms
 
 
 @REGISTRY.register
@@ -16,3 +16,7 @@ class RandomRouter(Router):
 
     def split(self, n: int, replicas: int, rng: np.random.Generator) -> np.ndarray:
         return rng.integers(0, replicas, size=n, dtype=np.int32)
+
+    def pool_chooser(self, replicas, out, rng):
+        u, members = Uniforms(rng), out.members
+        return lambda sid, arrival_s: members[int(u.next() * len(members))]
