@@ -138,8 +138,6 @@ def _check_autoscaler(scenario: Scenario) -> list[tuple[str, str]]:
         if top > total:
             return [("server.autoscaler", f"asks for up to {top} replicas; with groups the pool is the groups' "
                      f"{total} replicas (started in the order the groups list them): give at most {total}")]
-    if srv.instances_per_gpu > 1:
-        needs.append("instance groups")
     if srv.router.policy != "shared_queue" and type(srv.router).pool_chooser is routers.Router.pool_chooser:
         needs.append(f"router {srv.router.policy} (it has no pool_chooser: which of the serving replicas to pick)")
     if needs:

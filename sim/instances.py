@@ -32,6 +32,7 @@ class GpuShare:
         self.slowdown = slowdown  # s(k) for k = 1..K (index k - 1)
         self.running: dict = {}   # instance -> [remaining solo seconds, version of its live end event]
         self.t = 0.0
+        self.busy = 0.0           # seconds the GPU ran any step, up to t
 
     def rate(self, k: Optional[int] = None) -> float:
         k = len(self.running) if k is None else k
@@ -43,6 +44,7 @@ class GpuShare:
             done = (t - self.t) * self.rate()
             for step in self.running.values():
                 step[0] -= done
+            self.busy += t - self.t
         self.t = t
 
 

@@ -68,7 +68,7 @@ class BatchKind(EngineKind):
                               "post_wait_s": cols["post_wait_s"]}
             return log
         limited = (srv.queue.max_queue_size is not None or srv.queue.timeout_ms is not None or wl.priority_levels > 1
-                   or has_stages(srv) or bool(srv.groups))
+                   or has_stages(srv) or bool(srv.groups) or srv.instances_per_gpu > 1)
         if srv.autoscaler is not None and srv.router.policy == "shared_queue" and not limited:
             from .fleet.scaling import simulate_autoscaled
             from .rng import component_rng

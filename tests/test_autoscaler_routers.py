@@ -133,16 +133,6 @@ def test_queue_limits_priorities_and_stages_compose_with_autoscaling_behind_a_ro
     assert "stages" in s and s["autoscaler"]["scale_ups"] == 2
 
 
-@pytest.mark.parametrize("server,text", [
-    ({"instances_per_gpu": 2}, "instance groups"),
-])
-def test_what_autoscaling_still_refuses_names_itself(write_yaml, server, text):
-    srv = {"replicas": 2, "batching": BATCHING, "autoscaler": {"policy": "schedule", "schedule": [[0, 1]]}, **server}
-    srv = {k: v for k, v in srv.items() if v is not None}
-    proc = run_cli("check", write_yaml(scenario_dict(server=srv)))
-    assert proc.returncode == 2 and ": server.autoscaler: " in proc.stderr and text in proc.stderr, proc.stderr
-
-
 def _pool(autoscaler, queue, classes=None, stages=None, duration_s=300.0, rate_rps=2500.0):
     server = {**({"queue": queue} if queue else {}), **(stages or {})}
     return batch("shared_queue", autoscaler, duration_s=duration_s, rate_rps=rate_rps, server=server,
@@ -278,3 +268,24 @@ def test_closed_loop_clients_with_a_utilization_target_scale_and_keep_the_respon
     s = res.summary
     assert s["autoscaler"]["scale_ups"] >= 1 and s["autoscaler"]["decisions"] >= 5
     assert s["closed_loop"]["law_rel_error"] < 0.02  # every cycle still ends: nothing is lost to a release
+
+
+@pytest.mark.parametrize("router", ["shared_queue", "join_shortest_queue", "round_robin"])
+def test_instance_groups_autoscale_by_gpu_and_a_constant_schedule_is_the_fixed_fleet(router):
+    inst = {"instances_per_gpu": 2, "instance_contention": [1.0, 1.5]}
+    a = batch(router, {"policy": "schedule", "schedule": [[0, 3]]}, duration_s=100.0, server=inst).logs[0]
+    b = batch(router, duration_s=100.0, server=inst).logs[0]
+    assert np.allclose(a.request_times("completion_s"), b.request_times("completion_s"), rtol=1e-12, atol=0)
+    res = batch(router, SWITCHING, server=inst)
+    log, s = res.logs[0], res.summary
+    lives = log.scaling["lives"]
+    assert sorted(life[0] for life in lives) == [0, 1, 2]  # one life per GPU: its instances start and stop together
+    released = [life for life in lives if life[3] < log.scaling["end_s"]]
+    assert len(released) == 1 and 210.0 <= released[0][3] < 210.1
+    assert s["replica_hours"] * 3600 == pytest.approx(600 + (released[0][3] - 200.0), rel=1e-12)
+    # no batch ran on a GPU outside its serving life
+    end_s = log.scaling["end_s"]
+    lv = np.asarray(lives, float)
+    for rid, start, end in zip(log.replica, log.dispatch_s, log.completion_s):
+        mine = lv[lv[:, 0] == rid]
+        assert ((mine[:, 2] <= start) & ((end <= mine[:, 3] + 1e-12) | (mine[:, 3] == end_s))).any()

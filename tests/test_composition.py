@@ -72,7 +72,7 @@ def refusals(cell: dict) -> list[str]:
                                                                        "stages", "instances")
                                           or (cell["scaling"] == "autoscaled" and cell["groups"] == "groups")):
         out.append(STREAMING)
-    if cell["scaling"] == "autoscaled" and (f == "instances" or static):
+    if cell["scaling"] == "autoscaled" and static:
         out.append(AUTOSCALER)
     return out
 

@@ -57,15 +57,17 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
         level = [2 * x for x in level] if level is not None else [0] * len(arrival_s)
         levels *= 2
     limited = max_queue is not None or timeout_s is not None or levels > 1
-    if instances > 1 and router.policy == "shared_queue" and not limited:  # the fast path: claims over known arrivals
+    if instances > 1 and router.policy == "shared_queue" and not limited and autoscaler is None:  # the fast path
         from ..instances import simulate_instances
 
         return simulate_instances(specs, instances, slowdown or [float(k) for k in range(1, instances + 1)], arrival_s,
                                   noise_rng=component_rng(seed, replication, "cost_model.noise"))
     if instances > 1:  # instance groups: every GPU's instances share its queue (sim.replica.instance_pool)
         pools = _instance_pools(specs, router, instances, slowdown, seed, replication, max_queue, timeout_s,
-                                level if level is not None else [0] * len(arrival_s), levels, delay)
-        return _run_pools(pools, router, np.ascontiguousarray(arrival_s, dtype=float), seed, replication, limited)
+                                level if level is not None else [0] * len(arrival_s), levels, delay,
+                                autoscaler is not None)
+        return _run_pools(pools, router, np.ascontiguousarray(arrival_s, dtype=float), seed, replication, limited,
+                          autoscaler=autoscaler, server_replicas=server_replicas, end_s=end_s)
     if router.policy == "shared_queue" and not limited and autoscaler is None:
         return simulate_shared(specs, arrival_s, noise_rng=component_rng(seed, replication, "cost_model.noise"))
     arrivals = np.ascontiguousarray(arrival_s, dtype=float)
@@ -116,7 +118,7 @@ def run_batch_fleet(groups: list[ReplicaGroup], router, arrival_s: np.ndarray, s
 
 
 def _instance_pools(specs, router, instances, slowdown, seed, replication, max_queue, timeout_s, level, levels,
-                    delay) -> list:
+                    delay, autoscaled: bool = False) -> list:
     """Instance groups: behind the shared queue one pool of every GPU's instances (one noise stream, in batch order,
     as the shared-queue engine); behind a router one pool per replica (its own noise stream)."""
     from ..replica.instance_pool import InstancePool
@@ -125,20 +127,30 @@ def _instance_pools(specs, router, instances, slowdown, seed, replication, max_q
     if router.policy == "shared_queue":
         return [InstancePool(specs, instances, slowdown, Counts(1), level, levels,
                              component_rng(seed, replication, "cost_model.noise"), max_queue, timeout_s, delay)]
-    out = router.counts(len(specs))
+    out = router.counts(len(specs), pool=autoscaled)
     return [InstancePool([spec], instances, slowdown, out, level, levels, _noise_rng(seed, replication, i), max_queue,
                          timeout_s, delay, index=i) for i, spec in enumerate(specs)]
 
 
-def _run_pools(pools, router, arrivals, seed, replication, limited, source=None) -> BatchLog:
-    """Runs instance pools (one behind the shared queue, or one per replica behind `router`); returns the log."""
-    if len(pools) == 1 and router.policy == "shared_queue":
-        fleet = Fleet(pools, lambda sid, a: 0)
+def _run_pools(pools, router, arrivals, seed, replication, limited, source=None, autoscaler=None,
+               server_replicas: int = 1, end_s: Optional[float] = None) -> BatchLog:
+    """Runs instance pools (one behind the shared queue, or one per replica behind `router`), with an autoscaler
+    starting and stopping GPUs if given; returns the log."""
+    from .scaling import FleetScaler
+
+    shared = len(pools) == 1 and router.policy == "shared_queue"
+    ctl = None
+    if autoscaler is not None:
+        ctl = FleetScaler(autoscaler, pools, server_replicas, pool=pools[0] if shared else None,
+                          out=None if shared else pools[0].out, source=source)
+    if shared:
+        fleet = Fleet(pools, lambda sid, a: 0, ctl)
     else:
         rng = component_rng(seed, replication, "server.router")
-        choose = (router.chooser(pools, pools[0].out, rng) if router.reads_state else
+        choose = (router.pool_chooser(pools, pools[0].out, rng) if ctl is not None else
+                  router.chooser(pools, pools[0].out, rng) if router.reads_state else
                   _Split(router, len(pools), rng).choose)
-        fleet = Fleet(pools, choose)
+        fleet = Fleet(pools, choose, ctl)
     if source is not None:
         for p in pools:
             p.notify = source.done
@@ -146,12 +158,16 @@ def _run_pools(pools, router, arrivals, seed, replication, limited, source=None)
         arrivals = np.asarray(source.arrival, float)
     else:
         fleet.run(arrivals.tolist())
-    if len(pools) == 1 and router.policy == "shared_queue":
+    if shared:
         log = _pool_log(pools[0], arrivals)
         if not limited:
             log.rejected = log.timed_out = None
-        return log
-    return _replica_log(pools, arrivals, limited)
+    else:
+        log = _replica_log(pools, arrivals, limited)
+    if ctl is not None:
+        last = float(arrivals[-1]) if len(arrivals) else 0.0
+        log.scaling = ctl.record(end_s if end_s is not None else last)
+    return log
 
 
 def _shared_pool(specs, seed, replication, max_queue, timeout_s, level, levels, delay):
@@ -202,8 +218,10 @@ def run_batch_closed(groups: list[ReplicaGroup], router, source, seed: int, repl
     rng = component_rng(seed, replication, "server.router")
     if instances > 1:
         pools = _instance_pools(specs, router, instances, slowdown, seed, replication, max_queue, None,
-                                source.level if source.level is not None else _Zeros(), levels, False)
-        return _run_pools(pools, router, None, seed, replication, max_queue is not None, source)
+                                source.level if source.level is not None else _Zeros(), levels, False,
+                                autoscaler is not None)
+        return _run_pools(pools, router, None, seed, replication, max_queue is not None, source, autoscaler,
+                          server_replicas, end_s)
     from .scaling import FleetScaler
 
     if router.policy == "shared_queue" and (len(per) > 1 or autoscaler is not None):

@@ -275,6 +275,10 @@ class _QueuedHooks(PoolHooks):
                 not any(r.progressing() for r in reps):
             return None  # nothing more arrives and nothing will run (what waits is a batch that never fills)
         for i, r in enumerate(reps):
+            if hasattr(r, "busy_s"):  # pools (instance groups) keep their own busy time
+                self.busy_s += r.busy_s(t) - self.seen[i]
+                self.seen[i] = r.busy_s(t)
+                continue
             steps = r.steps
             if len(steps) > self.seen[i]:
                 self.busy_s += sum(steps[self.seen[i]:])
@@ -298,31 +302,40 @@ class _PoolServerHooks(PoolHooks):
         self.pool = pool
         self.push = None
         self.arrivals_done = False
-        self.seen, self.busy_s, self.last_busy, self.last_t = 0, 0.0, 0.0, 0.0
+        self.unit = pool.unit  # the controller's replica u is servers u * unit .. (u + 1) * unit - 1 (a GPU's instances)
+        self.last_busy, self.last_t = 0.0, 0.0
         pool.active = [False] * len(pool.servers)
         pool.idle = []
         pool._sync()
 
+    def servers(self, u: int) -> range:
+        return range(u * self.unit, (u + 1) * self.unit)
+
     def busy(self, rid, t):
-        return self.pool.server_busy(rid)
+        return any(self.pool.server_busy(s) for s in self.servers(rid))
 
     def serve(self, rid, t):
-        self.pool.set_active(rid, True, t, self.push)
+        for s in self.servers(rid):
+            self.pool.set_active(s, True, t, self.push)
 
     def stop(self, rid, t):
-        self.pool.set_active(rid, False, t, self.push)
+        for s in self.servers(rid):
+            self.pool.set_active(s, False, t, self.push)
+
+    def server_idle(self, controller, rid: int, t: float) -> None:
+        """A stopped server's batch ended: its replica is drained once none of its servers runs one."""
+        u = rid // self.unit
+        if not self.busy(u, t):
+            controller.drained(u, t)
 
     def observe(self, t, serving):
         pool = self.pool
         if (self.arrivals_done or (self.source is not None and self.source.finished(t))) and not pool.progressing():
             return None
-        steps = pool.steps
-        if len(steps) > self.seen:
-            self.busy_s += sum(steps[self.seen:])
-            self.seen = len(steps)
-        util = ((self.busy_s - self.last_busy) / (max(len(serving), 1) * (t - self.last_t)) if t > self.last_t
+        busy = pool.busy_s(t)
+        util = ((busy - self.last_busy) / (max(len(serving), 1) * (t - self.last_t)) if t > self.last_t
                 else 0.0)
-        self.last_busy, self.last_t = self.busy_s, t
+        self.last_busy, self.last_t = busy, t
         return util, pool.waiting
 
 
@@ -339,9 +352,9 @@ class FleetScaler:
     def _init_hooks(self, scaler, replicas, server_replicas, waiting, out, pool) -> None:
         if pool is not None:  # the servers of one shared-queue pool (the fleet's only replica)
             self.hooks = _PoolServerHooks(pool)
-            self.control = ScalingController(scaler, len(pool.servers), self.hooks, server_replicas)
+            self.control = ScalingController(scaler, len(pool.servers) // pool.unit, self.hooks, server_replicas)
             self.pushed = None
-            pool.on_server_idle = self.control.drained
+            pool.on_server_idle = lambda rid, t: self.hooks.server_idle(self.control, rid, t)
             return
         if out is None:
             self.hooks = _EngineHooks(replicas, waiting)

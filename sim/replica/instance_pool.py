@@ -41,6 +41,14 @@ class InstancePool(SharedQueuePool):
     def holds_work(self) -> bool:
         return self.waiting > 0 or any(g.running for g in self.gpus)
 
+    @property
+    def unit(self) -> int:
+        return self.instances
+
+    def busy_s(self, t: float) -> float:
+        """Returns the seconds up to t that the GPUs ran anything (a GPU is busy while any instance runs)."""
+        return sum(g.busy + (t - g.t if g.running and t > g.t else 0.0) for g in self.gpus)
+
     def _begin(self, s, t, step, push) -> None:
         gpu = self.gpus[s.rid // self.instances]
         before = gpu.rate()

@@ -185,6 +185,9 @@ CONFIG_CASES = {
     "batch-autoscaled-closed-jsq": _batch(server={"router": {"policy": "join_shortest_queue"}, "autoscaler": {
         "policy": "target_utilization", "target": 0.5, "interval_s": 0.05}},
         workload={"arrival": None, "clients": {"count": 30, "think_time_ms": 5}}),
+    "batch-autoscaled-instances-jsq": _batch(requests=None, duration_s=1.2, server={
+        "router": {"policy": "join_shortest_queue"}, "instances_per_gpu": 2, "autoscaler": SCHEDULE},
+        workload={"arrival": {"process": "poisson", "rate_rps": 2500}}),
     # streaming (sim.sinks): the shared queue and the autoscaled shared queue
     "batch-streaming-shared": _batch(requests=20000, outputs={"streaming": True, "window_s": 2.0}),
     "batch-streaming-autoscaled": _batch(requests=None, duration_s=3.0, server={"replicas": 4, "autoscaler": {
