@@ -29,6 +29,21 @@ _COLD, _DECIDE, _DROP = 0, 1, 2
 class PoolHooks:
     """What a pool tells its autoscaler; one subclass per pool kind."""
 
+    arrivals_done = False  # set by the host loop once the last open-loop arrival is in
+    source = None          # closed-loop clients (sim.clients.ClientLoop): over once they have sent everything
+    _last_busy = _last_t = 0.0
+
+    def arrivals_over(self, t: float) -> bool:
+        """Returns whether no request arrives after t."""
+        return self.arrivals_done or (self.source is not None and self.source.finished(t))
+
+    def interval_utilization(self, busy_s: float, t: float, serving: list) -> float:
+        """Returns the busy fraction of the `serving` replicas since the last call, from cumulative busy seconds."""
+        dt = t - self._last_t
+        util = (busy_s - self._last_busy) / (max(len(serving), 1) * dt) if dt > 0 else 0.0
+        self._last_busy, self._last_t = busy_s, t
+        return util
+
     def busy(self, rid: int, t: float) -> bool:
         """Returns whether replica `rid` still holds work at t (a released busy replica drains it)."""
         raise NotImplementedError

@@ -29,8 +29,6 @@ class _SharedQueueHooks(PoolHooks):
         self.env, self.state, self.arr = env, state, arr
         self.wake = [env.event() for _ in range(size)]
         self.busy_until = [0.0] * size
-        self.last_busy = self.last_t = 0.0
-        self.controller = None
 
     def busy(self, rid, t):
         return self.busy_until[rid] > t
@@ -45,8 +43,7 @@ class _SharedQueueHooks(PoolHooks):
         # static batch that never fills (a free replica claims every batch it can as soon as it is free)
         if not st["more"] and (not arr or arr[-1] <= t) and not any(self.busy_until[i] > t for i in serving):
             return None
-        util = (st["busy"] - self.last_busy) / (max(len(serving), 1) * (t - self.last_t)) if t > self.last_t else 0.0
-        self.last_busy, self.last_t = st["busy"], t
+        util = self.interval_utilization(st["busy"], t, serving)
         while st["more"] and (not arr or arr[-1] <= t):  # streaming: see every arrival by now
             st["load"](len(arr))
         waiting = bisect_right(arr, t, st["head"]) - st["head"] if arr else 0
@@ -164,12 +161,9 @@ class _EngineHooks(PoolHooks):
     reads the serving engines' mean KV-cache use at the decision (an engine with any sequence is busy every
     step, so busy time says nothing about headroom: vLLM's gpu_cache_usage is the measure)."""
 
-    source = None  # closed-loop clients (sim.clients.ClientLoop): arrivals are over when they have sent everything
-
     def __init__(self, replicas: list, waiting):
         self.replicas, self.waiting = replicas, waiting
         self.push = None
-        self.arrivals_done = False
         for r in replicas:
             r.accepting = False
 
@@ -190,9 +184,6 @@ class _EngineHooks(PoolHooks):
 
     def idle(self, replica) -> bool:
         return not replica.prefilling and replica.n_dec == 0
-
-    def arrivals_over(self, t: float) -> bool:
-        return self.arrivals_done or (self.source is not None and self.source.finished(t))
 
     def over(self, t: float) -> bool:
         return self.arrivals_over(t) and not self.waiting and all(r.running_step is None for r in self.replicas)
@@ -218,7 +209,6 @@ class _RoutedEngineHooks(_EngineHooks):
     def __init__(self, replicas: list, out):
         self.replicas, self.out = replicas, out
         self.push = None
-        self.arrivals_done = False
         for i in range(len(replicas)):
             out.park(i)
 
@@ -246,14 +236,9 @@ class _QueuedHooks(PoolHooks):
     members and serves its queue before it leaves; utilisation is the serving replicas' busy time over the
     interval (batch steps counted when they start)."""
 
-    source = None
-
     def __init__(self, replicas: list, out):
         self.replicas, self.out = replicas, out
-        self.arrivals_done = False
         self.push = None
-        self.seen = [0] * len(replicas)
-        self.busy_s, self.last_busy, self.last_t = 0.0, 0.0, 0.0
         for i in range(len(replicas)):
             out.park(i)
 
@@ -271,24 +256,10 @@ class _QueuedHooks(PoolHooks):
 
     def observe(self, t, serving):
         reps = self.replicas
-        if (self.arrivals_done or (self.source is not None and self.source.finished(t))) and \
-                not any(r.progressing() for r in reps):
+        if self.arrivals_over(t) and not any(r.progressing() for r in reps):
             return None  # nothing more arrives and nothing will run (what waits is a batch that never fills)
-        for i, r in enumerate(reps):
-            if hasattr(r, "busy_s"):  # pools (instance groups) keep their own busy time
-                self.busy_s += r.busy_s(t) - self.seen[i]
-                self.seen[i] = r.busy_s(t)
-                continue
-            steps = r.steps
-            if len(steps) > self.seen[i]:
-                self.busy_s += sum(steps[self.seen[i]:])
-                self.seen[i] = len(steps)
-        util = ((self.busy_s - self.last_busy) / (max(len(serving), 1) * (t - self.last_t)) if t > self.last_t
-                else 0.0)
-        self.last_busy, self.last_t = self.busy_s, t
-        waiting = sum(reps[i].waiting if hasattr(reps[i], "qa") else len(reps[i].arr) - reps[i].head
-                      for i in serving)
-        return util, waiting
+        util = self.interval_utilization(sum(r.busy_s(t) for r in reps), t, serving)
+        return util, sum(reps[i].queued() for i in serving)
 
 
 class _PoolServerHooks(PoolHooks):
@@ -296,14 +267,10 @@ class _PoolServerHooks(PoolHooks):
     released server takes no new batch and finishes the one it runs; utilisation is the serving servers' busy time
     over the interval (batch steps counted when they start)."""
 
-    source = None
-
     def __init__(self, pool):
         self.pool = pool
         self.push = None
-        self.arrivals_done = False
         self.unit = pool.unit  # the controller's replica u is servers u * unit .. (u + 1) * unit - 1 (a GPU's instances)
-        self.last_busy, self.last_t = 0.0, 0.0
         pool.active = [False] * len(pool.servers)
         pool.idle = []
         pool._sync()
@@ -330,13 +297,9 @@ class _PoolServerHooks(PoolHooks):
 
     def observe(self, t, serving):
         pool = self.pool
-        if (self.arrivals_done or (self.source is not None and self.source.finished(t))) and not pool.progressing():
+        if self.arrivals_over(t) and not pool.progressing():
             return None
-        busy = pool.busy_s(t)
-        util = ((busy - self.last_busy) / (max(len(serving), 1) * (t - self.last_t)) if t > self.last_t
-                else 0.0)
-        self.last_busy, self.last_t = busy, t
-        return util, pool.waiting
+        return self.interval_utilization(pool.busy_s(t), t, serving), pool.waiting
 
 
 class FleetScaler:

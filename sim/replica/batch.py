@@ -21,6 +21,15 @@ class BatchReplica(QueuedReplica):
         self.table = cost.step_table_s(rule.max_batch_size).tolist()
         self.jitter = jitter
         self.steps: list[float] = []
+        self._busy_sum, self._busy_seen = 0.0, 0
+
+    def busy_s(self, t: float) -> float:
+        """Returns the busy seconds so far (a batch's step counted when it starts; summed incrementally)."""
+        steps = self.steps
+        if len(steps) > self._busy_seen:
+            self._busy_sum += sum(steps[self._busy_seen:])
+            self._busy_seen = len(steps)
+        return self._busy_sum
 
     def run_batch(self, t: float, head: int, k: int) -> tuple[int, float]:
         step = self.table[k]

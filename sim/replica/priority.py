@@ -38,6 +38,9 @@ class PriorityBatchReplica(BatchReplica):
     def holds_work(self) -> bool:
         return self.inflight > 0 or self.waiting > 0
 
+    def queued(self) -> int:
+        return self.waiting
+
     def accepted_ids(self) -> list[int]:
         return [sid for ids in self.qi for sid in ids]
 

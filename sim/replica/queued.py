@@ -62,6 +62,10 @@ class QueuedReplica:
         """Returns whether a batch runs or a request waits here."""
         return self.inflight > 0 or self.head < len(self.arr)
 
+    def queued(self) -> int:
+        """Returns the requests waiting here (not in service)."""
+        return len(self.arr) - self.head
+
     def progressing(self) -> bool:
         """Returns whether a batch runs or one is due to start (requests left waiting otherwise can never form a
         batch: a static batch that never fills)."""

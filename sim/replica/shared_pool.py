@@ -150,14 +150,6 @@ class SharedQueuePool(PriorityBatchReplica):
 
     unit = 1  # servers an autoscaler starts and stops together (instance groups: a GPU's instances)
 
-    def busy_s(self, t: float) -> float:
-        """Returns the busy server-seconds so far (a batch's step counted when it starts)."""
-        seen = getattr(self, "_busy_seen", 0)
-        if len(self.steps) > seen:
-            self._busy_sum = getattr(self, "_busy_sum", 0.0) + sum(self.steps[seen:])
-            self._busy_seen = len(self.steps)
-        return getattr(self, "_busy_sum", 0.0)
-
     def replica_of(self, rid: int) -> int:
         """Returns the replica index a server's batches are logged under."""
         return rid
