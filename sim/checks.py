@@ -103,8 +103,6 @@ def streaming_unsupported(scenario: Scenario) -> str:
     needs = []
     if scenario.is_llm:
         needs.append("LLM engines")
-    if srv.router.policy != "shared_queue" and scenario.total_replicas > 1:
-        needs.append(f"router {srv.router.policy}")
     if srv.queue.max_queue_size is not None or srv.queue.timeout_ms is not None:
         needs.append("queue limits")
     if wl.clients is not None or wl.classes:
@@ -113,12 +111,10 @@ def streaming_unsupported(scenario: Scenario) -> str:
         needs.append("server stages")
     if srv.instances_per_gpu > 1:
         needs.append("instance groups")
-    if srv.autoscaler is not None and srv.groups:
-        needs.append("an autoscaler over groups")
     if not needs:
         return ""
-    return ("request-level batching behind the shared queue (open-loop arrivals, any batching policy, groups, or an "
-            "autoscaler over identical replicas); this "
+    return ("request-level batching (open-loop arrivals, any batching policy, router and groups, fixed or "
+            "autoscaled); this "
             "scenario has " + ", ".join(needs) + ": use records (outputs.streaming: false) and a shorter run")
 
 

@@ -285,10 +285,35 @@ def streaming_preflight(scenario: Scenario, count: int, last: float, source: str
                             "measure; lower warmup_s or lengthen the run")
 
 
+def _stream_replication(scenario: Scenario, rep: int, specs: list, chunks, sink) -> None:
+    """Streams one replication's arrival `chunks` into `sink` through the engine that hosts the scenario: the
+    shared-queue engine (fixed, or autoscaled identical replicas), or replicas behind a router (sim.fleet.streamed)."""
+    srv = scenario.server
+    noise = component_rng(scenario.seed, rep, "cost_model.noise")
+    shared = srv.router.policy == "shared_queue" or scenario.total_replicas == 1
+    if shared and srv.autoscaler is None:
+        from .engine import simulate_shared
+
+        simulate_shared(specs, None, noise_rng=noise, chunks=chunks, sink=sink)
+        return
+    if shared and not srv.groups:
+        from .fleet.scaling import simulate_autoscaled
+
+        _, sink.scaling = simulate_autoscaled(specs[0][0], specs[0][1], srv.autoscaler, srv.replicas, None,
+                                              end_s=scenario.duration_s, noise_rng=noise, chunks=chunks, sink=sink)
+    else:
+        from .fleet.streamed import stream_batch_fleet
+
+        sink.scaling = stream_batch_fleet(scenario.fleet_groups, None if shared else srv.router, chunks, sink,
+                                          scenario.seed, rep, srv.autoscaler, scenario.scaling_replicas,
+                                          scenario.duration_s)
+    if sink.windows is not None and sink.scaling is not None:
+        sink.windows.add_active(sink.scaling["lives"])
+
+
 def _run_streaming(scenario: Scenario, source: str) -> Result:
-    """Runs every replication through the shared-queue engine in chunks into fixed-memory sinks (sim.sinks);
-    returns a Result with the summary and no per-request logs."""
-    from .engine import simulate_shared
+    """Runs every replication in chunks into fixed-memory sinks (sim.sinks); returns a Result with the summary
+    and no per-request logs."""
     from .sinks import StreamingSink
     from .stream_summary import summarize_stream
     from .sweeps.store import SUMMARY_FORMAT, SUMMARY_VERSION, scenario_hash
@@ -310,17 +335,7 @@ def _run_streaming(scenario: Scenario, source: str) -> Result:
                                        targets[top] / 1000 if top else None, sketches=True)
         chunks = iter(scenario.workload.arrival.arrival_chunks(component_rng(scenario.seed, rep, "workload.arrival"),
                                                                **scenario.horizon()))
-        noise = component_rng(scenario.seed, rep, "cost_model.noise")
-        if scenario.server.autoscaler is not None:
-            from .fleet.scaling import simulate_autoscaled
-
-            _, sink.scaling = simulate_autoscaled(specs[0][0], specs[0][1], scenario.server.autoscaler,
-                                                  scenario.server.replicas, None, end_s=scenario.duration_s,
-                                                  noise_rng=noise, chunks=chunks, sink=sink)
-            if sink.windows is not None:
-                sink.windows.add_active(sink.scaling["lives"])
-        else:
-            simulate_shared(specs, None, noise_rng=noise, chunks=chunks, sink=sink)
+        _stream_replication(scenario, rep, specs, chunks, sink)
         sinks.append(sink)
     summary = {"format": SUMMARY_FORMAT, "version": SUMMARY_VERSION, "scenario_hash": scenario_hash(scenario),
                **summarize_stream(scenario, sinks, source)}

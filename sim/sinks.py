@@ -102,22 +102,41 @@ class StreamingSink:
     # ---- fed by the engine ----
     def take(self, arrival_s: np.ndarray, size: np.ndarray, dispatch_s: np.ndarray, completion_s: np.ndarray,
              replica: np.ndarray, step_s: np.ndarray, safe_s: float = -math.inf) -> None:
-        """Adds finished batches (claim order) and the requests they took (arrival order, contiguous). `safe_s`:
-        an arrival time already generated (the window ends at the last arrival, so no later)."""
+        """Adds finished batches (claim order) and the requests they took (arrival order, contiguous: a shared
+        queue's batches take requests in arrival order). `safe_s`: an arrival time already generated (the window
+        ends at the last arrival, so no later)."""
+        if size.size:
+            per_req_batch = np.repeat(np.arange(size.size), size)
+            self.take_requests(arrival_s, dispatch_s[per_req_batch], completion_s[per_req_batch],
+                               replica[per_req_batch])
+        else:
+            self._arrivals(arrival_s)
+        self.take_batches(size, dispatch_s, completion_s, replica, safe_s)
+
+    def take_requests(self, arrival_s: np.ndarray, dispatch_s: np.ndarray, completion_s: np.ndarray,
+                      replica: np.ndarray) -> None:
+        """Adds served requests in arrival order (each with its batch's dispatch and completion time and its
+        replica): the CI sections are contiguous runs of them. Behind a router, sim.fleet.streamed puts them back
+        in arrival order."""
         self._arrivals(arrival_s)
+        if arrival_s.size == 0:
+            return
+        latency = completion_s - arrival_s
+        wait = dispatch_s - arrival_s
+        m = arrival_s >= self.warmup_s
+        self._measured(latency[m], wait[m], replica[m])
+        if self.windows is not None:
+            self.windows.add_requests(arrival_s, latency, dispatch_s, np.zeros(arrival_s.size, bool))
+        self.departures.add(completion_s)
+        self.horizon_s = max(self.horizon_s, float(completion_s.max()))
+
+    def take_batches(self, size: np.ndarray, dispatch_s: np.ndarray, completion_s: np.ndarray, replica: np.ndarray,
+                     safe_s: float = -math.inf) -> None:
+        """Adds started batches (any order): batch sizes, and busy time and completions inside the window."""
         if size.size == 0:
             return
-        per_req_batch = np.repeat(np.arange(size.size), size)
-        latency = completion_s[per_req_batch] - arrival_s
-        wait = dispatch_s[per_req_batch] - arrival_s
-        who = replica[per_req_batch]
-        m = arrival_s >= self.warmup_s
-        self._measured(latency[m], wait[m], who[m])
         if self.windows is not None:
-            self.windows.add_requests(arrival_s, latency, dispatch_s[per_req_batch], np.zeros(arrival_s.size, bool))
             self.windows.add_batches(size.astype(float), dispatch_s, completion_s)
-        self.departures.add(completion_s, size.astype(float))
-        self.horizon_s = max(self.horizon_s, float(completion_s.max()))
         keep = dispatch_s >= self.warmup_s
         self.batch_sizes += np.bincount(size[keep], minlength=self.batch_sizes.size)
         # busy time and completions need the window's end (the last arrival): a batch ending after an arrival

@@ -48,14 +48,13 @@ MAX_WAITING = "applies to continuous batching (sequences waiting for admission)"
 STATIC_FCFS = "llm_static batches first come, first served"
 STATIC_CLIENTS = "closed-loop LLM clients drive continuous batching"
 PLAN_CLIENTS = "closed-loop clients have no arrival rate to scale"
-STREAMING = "streaming runs support request-level batching behind the shared queue"
+STREAMING = "streaming runs support request-level batching (open-loop arrivals"
 AUTOSCALER = "autoscaling is simulated for replicas of one kind"
 
 
 def refusals(cell: dict) -> list[str]:
     """Returns the documented reasons a cell is refused (empty: it must run)."""
     llm, static, f = cell["kind"] != "batch", cell["kind"] == "llm_static", cell["feature"]
-    shared = cell["router"] == "shared_queue"
     out = []
     if cell["router"] == "least_kv" and not llm:
         out.append(KV_ONLY)
@@ -68,9 +67,8 @@ def refusals(cell: dict) -> list[str]:
                 "clients": [STATIC_CLIENTS]}.get(f, [])
     if cell["command"] == "plan" and f == "clients":
         out.append(PLAN_CLIENTS)
-    if cell["output"] == "streaming" and (llm or not shared or f in ("classes", "clients", "queue_limits", "timeouts",
-                                                                       "stages", "instances")
-                                          or (cell["scaling"] == "autoscaled" and cell["groups"] == "groups")):
+    if cell["output"] == "streaming" and (llm or f in ("classes", "clients", "queue_limits", "timeouts", "stages",
+                                                       "instances")):
         out.append(STREAMING)
     if cell["scaling"] == "autoscaled" and static:
         out.append(AUTOSCALER)

@@ -13,10 +13,12 @@ from sim.sketch import ACCURACY, LogSketch, merged
 from .conftest import run_cli, scenario_dict
 
 
-def both(**changes):
-    base = scenario_dict(outputs={"records": False, "plots": False}, **changes)
-    rec = sim.run(sim.validate({**base, "outputs": {"streaming": False, "records": False, "plots": False}})).summary
-    st = sim.run(sim.validate({**base, "outputs": {"streaming": True}})).summary
+def both(outputs=None, **changes):
+    base = scenario_dict(**changes)
+    extra = outputs or {}
+    rec = sim.run(sim.validate({**base, "outputs": {"streaming": False, "records": False, "plots": False, **extra}}))
+    st = sim.run(sim.validate({**base, "outputs": {"streaming": True, **extra}}))
+    rec, st = rec.summary, st.summary
     return rec, st
 
 
@@ -35,6 +37,11 @@ def both(**changes):
 ])
 def test_streaming_equals_records_within_the_sketch_accuracy(changes):
     rec, st = both(**changes)
+    assert_stream_matches(rec, st)
+
+
+def assert_stream_matches(rec: dict, st: dict) -> None:
+    """Counts exact, means and rates to 1e-9, percentiles within the sketch accuracy, per replica too."""
     for key in ("requests", "requests_generated", "unserved", "batch_size", "slo_attainment"):
         assert st.get(key) == rec.get(key), key
     for key in ("throughput_rps", "utilization", "duration_s", "measured_window_s"):
@@ -47,9 +54,88 @@ def test_streaming_equals_records_within_the_sketch_accuracy(changes):
             assert (st[metric]["ci95"][q] is None) == (rec[metric]["ci95"][q] is None)
     assert st["littles_law"]["L"] == pytest.approx(rec["littles_law"]["L"], rel=1e-6)
     assert st["stable"] == rec["stable"] and st["stability"]["verdict"] == rec["stability"]["verdict"]
+    assert len(st["replicas"]) == len(rec["replicas"])
     for a, b in zip(st["replicas"], rec["replicas"]):
         assert a["requests"] == b["requests"] and a["throughput_rps"] == pytest.approx(b["throughput_rps"], rel=1e-9)
+        assert a["utilization"] == pytest.approx(b["utilization"], rel=1e-9)
         assert a["latency_s"]["p99"] == pytest.approx(b["latency_s"]["p99"], rel=2 * ACCURACY)
+    assert st.get("fleet_cost_per_hour") == pytest.approx(rec.get("fleet_cost_per_hour"), rel=1e-12)
+    assert set(st) - set(rec) == {"streaming"} and set(rec) - set(st) == set()
+
+
+_FLEET = dict(duration_s=240.0, requests=None, warmup_s=10.0,
+              workload={"arrival": {"process": "diurnal", "mean_rate_rps": 1500, "peak_to_trough": 4,
+                                    "period_s": 240, "peak_at_s": 120}},
+              cost_model={"kind": "affine", "base_ms": 1.0, "per_item_ms": 1.0, "max_batch_size": 16,
+                          "noise": {"cv": 0.1}},
+              slo={"latency_p99_ms": 50})
+_SCALER = {"policy": "target_utilization", "target": 0.8, "min_replicas": 1, "max_replicas": 5, "interval_s": 15,
+           "scale_up_delay_s": 20, "scale_down_delay_s": 30}
+_GROUPS = [{"name": "a", "replicas": 3, "cost_per_hour": 4.0},
+           {"name": "b", "replicas": 2, "cost_per_hour": 2.0,
+            "batching": {"policy": "dynamic", "max_batch_size": 8, "max_queue_delay_ms": 1}}]
+
+
+@pytest.mark.parametrize("router", ["join_shortest_queue", "power_of_two", "round_robin", "random",
+                                    "least_outstanding_tokens"])
+@pytest.mark.parametrize("scaled", [False, True])
+def test_streaming_behind_every_router_equals_records(router, scaled):
+    """Replicas with queues of their own behind each router, fixed or autoscaled, two groups: the streamed summary
+    is the records' within the sketch accuracy, and the autoscaler's lives, ups, downs and bill are the same."""
+    server = {"router": {"policy": router}, "groups": _GROUPS,
+              "batching": {"policy": "dynamic", "max_batch_size": 16, "max_queue_delay_ms": 2}}
+    if scaled:
+        server["autoscaler"] = _SCALER
+    rec, st = both(server=server, outputs={"window_s": 30.0}, **_FLEET)
+    assert_stream_matches(rec, st)
+    if scaled:
+        assert st["autoscaler"] == rec["autoscaler"]
+        assert rec["autoscaler"]["scale_ups"] > 0 and rec["autoscaler"]["scale_downs"] > 0
+    assert st["windows"]["windows"] == rec["windows"]["windows"]
+
+
+def test_streaming_an_autoscaled_shared_queue_over_groups_equals_records():
+    server = {"groups": _GROUPS, "autoscaler": _SCALER,
+              "batching": {"policy": "dynamic", "max_batch_size": 16, "max_queue_delay_ms": 2}}
+    rec, st = both(server=server, **_FLEET)
+    assert_stream_matches(rec, st)
+    assert st["autoscaler"] == rec["autoscaler"] and rec["autoscaler"]["scale_ups"] > 0
+
+
+def test_a_routed_stream_holds_only_the_requests_in_flight():
+    """ArrivalOrder hands rows to the sink in arrival order and keeps none that finished (memory bounded by the
+    requests in flight, not by the run)."""
+    from sim.fleet.streamed import ArrivalOrder
+    from sim.replica.queued import Harvest
+
+    class Sink:
+        def __init__(self):
+            self.arrivals, self.never = [], []
+
+        def take_batches(self, *a):
+            pass
+
+        def take_requests(self, arrival, dispatch, completion, replica):
+            self.arrivals += arrival.tolist()
+
+        def finish(self, never):
+            self.never += never.tolist()
+
+    sink = Sink()
+    order = ArrivalOrder(sink)
+    blocks = order.tap([np.arange(4.0), np.arange(4.0, 8.0)])
+    next(blocks)
+    # a later request finishes first: nothing leaves until request 0 has
+    order.add(Harvest(np.array([1], np.int32), np.array([1.0]), np.array([2.0]), np.array([2]), [], []), 0)
+    order.flush()
+    assert sink.arrivals == [] and order.base == 0
+    order.add(Harvest(np.array([2], np.int32), np.array([1.0]), np.array([2.0]), np.array([0, 1]), [], [3]), 1)
+    order.flush()
+    assert sink.arrivals == [0.0, 1.0, 2.0] and order.base == 4 and order.state.size == 0
+    next(blocks)
+    order.add(Harvest(np.array([1], np.int32), np.array([9.0]), np.array([9.5]), np.array([6]), [], []), 0)
+    order.finish()
+    assert sink.arrivals == [0.0, 1.0, 2.0, 6.0] and sink.never == [4.0, 5.0, 7.0]
 
 
 def test_sketch_quantiles_are_within_the_stated_accuracy():
@@ -86,8 +172,8 @@ def test_a_long_run_streams_by_itself_with_a_notice(tmp_path, write_yaml):
 
 
 @pytest.mark.parametrize("changes,key,text", [
-    ({"outputs": {"streaming": True}, "server": {"replicas": 2, "router": {"policy": "round_robin"}}},
-     "outputs.streaming", "router round_robin"),
+    ({"outputs": {"streaming": True}, "server": {"replicas": 2, "queue": {"max_queue_size": 4}}},
+     "outputs.streaming", "queue limits"),
     ({"outputs": {"streaming": True, "records": True}}, "outputs.records", "keeps no per-request records"),
     ({"requests": 150_000_000, "outputs": {"streaming": False}}, "requests", "outputs.streaming: true"),
 ])

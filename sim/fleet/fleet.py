@@ -46,20 +46,28 @@ class Fleet:
         # an autoscaler (sim.fleet.scaling.FleetScaler) handles the events pushed with index len(replicas)
         self.controller = controller
 
-    def run(self, arrival_s) -> None:
+    def run(self, arrival_s, chunks=None, after_chunk: Optional[Callable[[], None]] = None) -> None:
+        """Routes every arrival (sorted times in s; or the blocks `chunks` yields, request ids numbered on across
+        them, with `after_chunk()` called once each block is routed) and runs every replica event."""
         replicas, choose, ctl = self.replicas, self.choose, self.controller
         heap: list = []
         push = partial(heappush, heap)
         handlers = replicas if ctl is None else replicas + [ctl]
         if ctl is not None:
             ctl.start(push)
-        # hot path: one heap comparison per arrival; replica events only when one is due
-        for sid, a in enumerate(arrival_s):
-            key = (a, START)
-            while heap and heap[0] < key:
-                t, kind, rid = heappop(heap)
-                handlers[rid].on_event(t, kind, push)
-            replicas[choose(sid, a)].accept(sid, a, push)
+        base = 0
+        for block in ([arrival_s] if chunks is None else chunks):
+            block = block.tolist() if isinstance(block, np.ndarray) else block
+            # hot path: one heap comparison per arrival; replica events only when one is due
+            for sid, a in enumerate(block, base):
+                key = (a, START)
+                while heap and heap[0] < key:
+                    t, kind, rid = heappop(heap)
+                    handlers[rid].on_event(t, kind, push)
+                replicas[choose(sid, a)].accept(sid, a, push)
+            base += len(block)
+            if after_chunk is not None:
+                after_chunk()
         if ctl is not None:
             ctl.arrivals_done = True
         drain(handlers, heap, push)
@@ -100,52 +108,61 @@ def drive_closed(replicas: list, source, arrive, heap: Optional[list] = None) ->
             arrive(got[0], got[1], push)
 
 
-def run_least_loaded(replicas: list, counts, rng, arrival_s) -> np.ndarray:
+def run_least_loaded(replicas: list, counts, rng, arrival_s, chunks=None,
+                     after_chunk: Optional[Callable[[], None]] = None) -> Optional[np.ndarray]:
     """join_shortest_queue over request-level replicas (sim.replica.queued): the same routing as
     Fleet(replicas, JoinShortestQueue.chooser(...)).run, with the router, the bucket update
-    (BucketCounts.inc) and a busy replica's accept inlined; returns the replica each request joined."""
+    (BucketCounts.inc) and a busy replica's accept inlined; returns the replica each request joined (None when
+    the arrivals come in `chunks`, as Fleet.run takes them: a streaming run keeps nothing per request)."""
     heap: list = []
     push = partial(heappush, heap)
     buckets, pos, n_out = counts.buckets, counts.pos, counts.n
-    routed = [0] * len(arrival_s)
+    routed: Optional[list] = [0] * len(arrival_s) if chunks is None else None
     buf: list = []
-    # hot path: one heap comparison, one bucket lookup and one bucket move per arrival
-    for sid, a in enumerate(arrival_s):
-        if heap and heap[0] < (a, START):
-            key = (a, START)
-            while heap and heap[0] < key:
-                t, kind, rid = heappop(heap)
-                replicas[rid].on_event(t, kind, push)
-        b = buckets[counts.low]
-        if len(b) > 1:
-            if not buf:
-                buf = rng.random(1 << 14).tolist()
-            i = b[int(buf.pop() * len(b))]
-        else:
-            i = b[0]
-        routed[sid] = i
-        r = replicas[i]
-        if r.inflight:  # busy: queue it (QueuedReplica.accept without the scheduling it does not need)
-            r.arr.append(a)
-            r.ids.append(sid)
-            v = n_out[i]  # BucketCounts.inc, inlined
-            n_out[i] = v + 1
-            last = b.pop()
-            if last != i:
-                p = pos[i]
-                b[p] = last
-                pos[last] = p
-            if v + 1 == len(buckets):
-                buckets.append([])
-            nb = buckets[v + 1]
-            pos[i] = len(nb)
-            nb.append(i)
-            if not b:
-                counts.low = v + 1
-        else:
-            r.accept(sid, a, push)
+    base = 0
+    for block in ([arrival_s] if chunks is None else chunks):
+        block = block.tolist() if isinstance(block, np.ndarray) else block
+        # hot path: one heap comparison, one bucket lookup and one bucket move per arrival
+        for sid, a in enumerate(block, base):
+            if heap and heap[0] < (a, START):
+                key = (a, START)
+                while heap and heap[0] < key:
+                    t, kind, rid = heappop(heap)
+                    replicas[rid].on_event(t, kind, push)
+            b = buckets[counts.low]
+            if len(b) > 1:
+                if not buf:
+                    buf = rng.random(1 << 14).tolist()
+                i = b[int(buf.pop() * len(b))]
+            else:
+                i = b[0]
+            if routed is not None:
+                routed[sid] = i
+            r = replicas[i]
+            if r.inflight:  # busy: queue it (QueuedReplica.accept without the scheduling it does not need)
+                r.arr.append(a)
+                r.ids.append(sid)
+                v = n_out[i]  # BucketCounts.inc, inlined
+                n_out[i] = v + 1
+                last = b.pop()
+                if last != i:
+                    p = pos[i]
+                    b[p] = last
+                    pos[last] = p
+                if v + 1 == len(buckets):
+                    buckets.append([])
+                nb = buckets[v + 1]
+                pos[i] = len(nb)
+                nb.append(i)
+                if not b:
+                    counts.low = v + 1
+            else:
+                r.accept(sid, a, push)
+        base += len(block)
+        if after_chunk is not None:
+            after_chunk()
     drain(replicas, heap, push)
-    return np.asarray(routed, np.int32)
+    return np.asarray(routed, np.int32) if routed is not None else None
 
 
 def drain(replicas: list, heap: list, push) -> None:

@@ -31,6 +31,12 @@ class BatchReplica(QueuedReplica):
             self._busy_seen = len(steps)
         return self._busy_sum
 
+    def _forget_dispatched(self) -> None:
+        super()._forget_dispatched()
+        # busy_s has summed these (the rest is summed as before: the same additions in the same order)
+        del self.steps[:self._busy_seen]
+        self._busy_seen = 0
+
     def run_batch(self, t: float, head: int, k: int) -> tuple[int, float]:
         step = self.table[k]
         if self.jitter is not None:

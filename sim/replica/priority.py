@@ -44,6 +44,13 @@ class PriorityBatchReplica(BatchReplica):
     def accepted_ids(self) -> list[int]:
         return [sid for ids in self.qi for sid in ids]
 
+    def _forget_dispatched(self) -> None:
+        super()._forget_dispatched()
+        for lv in range(len(self.qa)):
+            del self.qa[lv][:self.qh[lv]]
+            del self.qi[lv][:self.qh[lv]]
+            self.qh[lv] = 0
+
     def _oldest(self) -> float:
         qa, qh = self.qa, self.qh
         return min((qa[lv][qh[lv]] for lv in range(len(qa)) if qh[lv] < len(qa[lv])), default=math.inf)

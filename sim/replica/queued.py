@@ -3,11 +3,28 @@ from __future__ import annotations
 
 import math
 from array import array
+from dataclasses import dataclass
 from typing import Optional
+
+import numpy as np
 
 from ..batching import DispatchRule
 
 DONE, START = 0, 1  # event kinds: a batch completes (seen by a router arriving at that instant), a batch starts
+
+
+@dataclass
+class Harvest:
+    """What a replica did since its last harvest: batches started (sizes, dispatch and completion times in s,
+    the ids they took in batch order) and the ids of requests turned away (queue full) or timed out."""
+
+    size: np.ndarray
+    dispatch_s: np.ndarray
+    completion_s: np.ndarray
+    ids: np.ndarray
+    rejected: list
+    timed_out: list
+    replica: Optional[np.ndarray] = None  # per batch, where a pool's servers log under several replica indices
 
 
 class QueuedReplica:
@@ -25,6 +42,7 @@ class QueuedReplica:
         self.rejected: list[int] = []
         self.timed_out: list[int] = []
         self.served: list[int] = []  # request ids in the order batches took them
+        self._served_out = 0  # how many of them the last harvest handed out
         self.notify = None  # closed loop: notify(ids, t, answered) when requests finish (True) or are rejected at t
         self.on_idle = None  # autoscaled pool: on_idle(replica, t) when a batch ends and nothing is left here
         self.rule = rule
@@ -139,6 +157,27 @@ class QueuedReplica:
         self.dispatch.append(t)
         self.completion.append(end)
         push((end, DONE, self.index))
+
+    def harvest(self) -> "Harvest":
+        """Returns the batches started since the last call and the requests turned away meanwhile, and forgets
+        them and every request already dispatched, so a streaming run holds only the requests in flight
+        (sim.fleet.streamed). A run that harvests keeps no records of its own."""
+        got = Harvest(np.frombuffer(self.sizes, np.int32).copy(), np.frombuffer(self.dispatch, np.float64).copy(),
+                      np.frombuffer(self.completion, np.float64).copy(),
+                      np.asarray(self.served[self._served_out:], np.int64), self.rejected, self.timed_out)
+        self.sizes, self.dispatch, self.completion = array("i"), array("d"), array("d")
+        # the running batch's ids stay: a completion reports them (notify)
+        del self.served[:len(self.served) - self.inflight]
+        self._served_out = len(self.served)
+        self.rejected, self.timed_out = [], []
+        self._forget_dispatched()
+        return got
+
+    def _forget_dispatched(self) -> None:
+        """Drops the queue positions before the head (dispatched or timed out)."""
+        del self.arr[:self.head]
+        del self.ids[:self.head]
+        self.head = 0
 
     def run_batch(self, t: float, head: int, k: int) -> tuple[int, float]:
         """Runs a batch of queue positions head..head+k-1 starting at t; returns (requests taken, end time)."""

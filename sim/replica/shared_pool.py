@@ -16,6 +16,8 @@ import math
 from array import array
 from typing import Optional
 
+import numpy as np
+
 from ..engine import step_samplers
 from .priority import PriorityBatchReplica
 from .queued import DONE
@@ -143,6 +145,12 @@ class SharedQueuePool(PriorityBatchReplica):
                     self.pending, self.pending_rid = d, rid
                     push((d, 1, self.index))
                 return
+
+    def harvest(self):
+        got = super().harvest()
+        got.replica = np.frombuffer(self.who, np.int32).copy()
+        self.who = array("i")
+        return got
 
     def server_busy(self, rid: int) -> bool:
         """Returns whether server rid runs a batch."""

@@ -1,0 +1,136 @@
+"""Streaming runs of request-level replicas with queues of their own behind a router (fixed or autoscaled), or of a
+shared queue over several groups with an autoscaler: the fleet takes the arrivals block by block and, after each
+block, every replica hands over what it did (`harvest`) and forgets it.
+
+Batches go to the sink at once (sizes, busy time and completions do not depend on order). Requests go through
+`ArrivalOrder`: the request columns of the requests in flight (a struct of arrays indexed by request id), whose
+leading run of finished rows goes to the sink in arrival order, so the sink's confidence-interval sections are
+the same contiguous runs of arrivals a records run cuts (sim.stats.with_ci). Memory is bounded by the requests
+between the oldest one not yet dispatched and the newest arrival, not by the run.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import numpy as np
+
+from ..rng import component_rng
+
+WAITING, SERVED, TURNED_AWAY = 0, 1, 2
+
+
+class ArrivalOrder:
+    """Request columns (arrival, dispatch and completion in s, replica, state) of the requests from id `base` on;
+    finished leading rows are handed to `sink` (sim.sinks.StreamingSink) in arrival order and dropped."""
+
+    def __init__(self, sink):
+        self.sink = sink
+        self.base = 0
+        self.arrival = np.empty(0)
+        self.dispatch = np.empty(0)
+        self.completion = np.empty(0)
+        self.replica = np.empty(0, np.int32)
+        self.state = np.empty(0, np.int8)
+
+    def tap(self, chunks: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
+        """Yields the arrival blocks as the fleet takes them, adding a row for each of their requests first."""
+        for block in chunks:
+            block = np.asarray(block, float)
+            n = block.size
+            self.arrival = np.concatenate([self.arrival, block])
+            self.dispatch = np.concatenate([self.dispatch, np.full(n, np.nan)])
+            self.completion = np.concatenate([self.completion, np.full(n, np.nan)])
+            self.replica = np.concatenate([self.replica, np.full(n, -1, np.int32)])
+            self.state = np.concatenate([self.state, np.zeros(n, np.int8)])
+            yield block
+
+    def add(self, got, replica: int) -> None:
+        """Adds one replica's harvest (sim.replica.queued.Harvest): its batches to the sink, its requests' rows."""
+        size = got.size
+        if size.size:
+            who = got.replica if got.replica is not None else np.full(size.size, replica, np.int32)
+            self.sink.take_batches(size, got.dispatch_s, got.completion_s, who)
+            per = np.repeat(np.arange(size.size), size)
+            pos = got.ids - self.base
+            self.dispatch[pos] = got.dispatch_s[per]
+            self.completion[pos] = got.completion_s[per]
+            self.replica[pos] = who[per]
+            self.state[pos] = SERVED
+        for ids in (got.rejected, got.timed_out):
+            if ids:
+                self.state[np.asarray(ids, np.int64) - self.base] = TURNED_AWAY
+
+    def flush(self) -> None:
+        """Hands the leading run of finished rows to the sink and drops them."""
+        waiting = np.flatnonzero(self.state == WAITING)
+        n = int(waiting[0]) if waiting.size else self.state.size
+        if n:
+            self._take(np.arange(n))
+            self._drop(n)
+
+    def finish(self) -> None:
+        """Ends the run: served rows go to the sink in arrival order, rows never dispatched as never taken."""
+        served = np.flatnonzero(self.state == SERVED)
+        self._take(served)
+        self.sink.finish(self.arrival[self.state == WAITING])
+        self._drop(self.state.size)
+
+    def _take(self, rows: np.ndarray) -> None:
+        served = rows[self.state[rows] == SERVED]
+        self.sink.take_requests(self.arrival[served], self.dispatch[served], self.completion[served],
+                                self.replica[served])
+
+    def _drop(self, n: int) -> None:
+        self.base += n
+        for k in ("arrival", "dispatch", "completion", "replica", "state"):
+            setattr(self, k, getattr(self, k)[n:])
+
+
+def stream_batch_fleet(groups: list, router, chunks: Iterable[np.ndarray], sink, seed: int, replication: int,
+                       autoscaler=None, server_replicas: int = 1, end_s: Optional[float] = None) -> Optional[dict]:
+    """Runs request-level replicas behind `router` (None: one queue shared by them, autoscaled) over the arrival
+    `chunks` into `sink`; returns the autoscaler's record of replica lives (None without one), billed until `end_s`
+    (default: the last arrival)."""
+    from .build import LEAST_LOADED_FAST, _batch_replicas, _per_replica, _shared_pool, _Split, _Zeros
+    from .fleet import Fleet, run_least_loaded
+    from .scaling import FleetScaler
+
+    per = _per_replica(groups)
+    specs = [(g.batching.rule(g.cost_model.batch_limit()), g.cost_model) for g in per]
+    rng = component_rng(seed, replication, "server.router")
+    order = ArrivalOrder(sink)
+    ctl = None
+    if router is None:  # several groups behind one queue, autoscaled (else sim.engine streams it)
+        replicas = [_shared_pool(specs, seed, replication, None, None, _Zeros(), 1, False)]
+        ctl = FleetScaler(autoscaler, replicas, server_replicas, pool=replicas[0])
+        choose = _first
+    else:
+        out = router.counts(len(per), pool=autoscaler is not None)
+        replicas = _batch_replicas(specs, out, seed, replication, None, None, None, 1)
+        if autoscaler is not None:
+            ctl = FleetScaler(autoscaler, replicas, server_replicas, out=out)
+            choose = router.pool_chooser(replicas, out, rng)
+        elif router.reads_state:
+            choose = router.chooser(replicas, out, rng)
+        else:
+            choose = _Split(router, len(per), rng).choose
+
+    def after_chunk() -> None:
+        for r in replicas:
+            order.add(r.harvest(), r.index)
+        order.flush()
+
+    blocks = order.tap(chunks)
+    if ctl is None and router.policy in LEAST_LOADED_FAST:  # ctl is None: a router is given
+        run_least_loaded(replicas, out, rng, None, blocks, after_chunk)
+    else:
+        Fleet(replicas, choose, ctl).run(None, blocks, after_chunk)
+    after_chunk()  # what ran after the last arrival
+    order.finish()
+    if ctl is None:
+        return None
+    return ctl.record(end_s if end_s is not None else max(sink.last_arrival, 0.0))
+
+
+def _first(sid: int, a: float) -> int:
+    return 0
