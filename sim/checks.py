@@ -74,16 +74,17 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
 
         rate = getattr(arr, "rate_rps", None) if arr is not None else None
         horizon = scenario.duration_s or (expected / rate if rate else None)
-        cap = MAX_STREAMING_WINDOWS if scenario.streaming else MAX_WINDOWS
+        cap = MAX_STREAMING_WINDOWS if scenario.streaming and not scenario.is_llm else MAX_WINDOWS
         if horizon is not None and horizon / out.window_s > cap:
             problems.append(("outputs.window_s", f"{out.window_s:g} s cuts about {horizon:.6g} s into "
                              f"{horizon / out.window_s:,.0f} windows; at most {cap:,} "
                              f"({'streaming' if scenario.streaming else 'records'}): give at least "
                              f"{horizon / cap:.3g} s"))
-    limit = MAX_STREAMING_REQUESTS if scenario.streaming else MAX_TOTAL_REQUESTS
+    # an LLM stream keeps its per-request columns (sim.replica.step_stats): the records limit holds
+    limit = MAX_STREAMING_REQUESTS if scenario.streaming and not scenario.is_llm else MAX_TOTAL_REQUESTS
     if total > limit:
         hint = ("; a streaming run (outputs.streaming: true) takes up to " f"{MAX_STREAMING_REQUESTS:,}"
-                if not scenario.streaming and not why_not else "")
+                if not scenario.streaming and not why_not and not scenario.is_llm else "")
         problems.append(("requests" if scenario.requests is not None else "duration_s",
                          f"about {total:.3g} requests in all (x{scenario.replications} replications) is beyond one "
                          f"run's limit of {limit:,}{hint}; shorten the run or split it into several seeds"))
@@ -101,20 +102,22 @@ def streaming_unsupported(scenario: Scenario) -> str:
     """Returns what streaming runs support when `scenario` needs something else ('' when it can stream)."""
     srv, wl = scenario.server, scenario.workload
     needs = []
-    if scenario.is_llm:
-        needs.append("LLM engines")
-    if srv.queue.max_queue_size is not None or srv.queue.timeout_ms is not None:
-        needs.append("queue limits")
-    if wl.clients is not None or wl.classes:
-        needs.append("closed-loop clients" if wl.clients is not None else "request classes")
-    if srv.preprocess is not None or srv.postprocess is not None or srv.pipeline_latency_ms is not None:
-        needs.append("server stages")
-    if srv.instances_per_gpu > 1:
-        needs.append("instance groups")
+    if scenario.is_llm:  # the engines' step rows are streamed; the window must be known before the run
+        if wl.clients is not None:
+            needs.append("LLM closed-loop clients")
+    else:
+        if srv.queue.max_queue_size is not None or srv.queue.timeout_ms is not None:
+            needs.append("queue limits")
+        if wl.clients is not None or wl.classes:
+            needs.append("closed-loop clients" if wl.clients is not None else "request classes")
+        if srv.preprocess is not None or srv.postprocess is not None or srv.pipeline_latency_ms is not None:
+            needs.append("server stages")
+        if srv.instances_per_gpu > 1:
+            needs.append("instance groups")
     if not needs:
         return ""
     return ("request-level batching (open-loop arrivals, any batching policy, router and groups, fixed or "
-            "autoscaled); this "
+            "autoscaled) and LLM engines with open-loop arrivals (any router, classes, limits, autoscaling); this "
             "scenario has " + ", ".join(needs) + ": use records (outputs.streaming: false) and a shorter run")
 
 

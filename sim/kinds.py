@@ -172,7 +172,7 @@ class LlmKind(EngineKind):
                             levels=wl.priority_levels,
                             client_timeout_s=None if wl.client_timeout_ms is None else wl.client_timeout_ms / 1000,
                             autoscaler=scenario.server.autoscaler, server_replicas=scenario.scaling_replicas,
-                            end_s=scenario.duration_s)
+                            end_s=scenario.duration_s, steps=_step_stats(scenario, workload.arrival_s))
         log.classes = workload.classes
         return log
 
@@ -216,6 +216,27 @@ class LlmKind(EngineKind):
                     f"({a.size - first_measured} after the warm-up) and batches wait for {pol.max_batch_size}; lower "
                     "max_batch_size, lengthen the run or set max_queue_delay_ms")
         return None
+
+
+def _step_stats(scenario, arrival_s: np.ndarray):
+    """Returns the StepStats a streaming LLM run hands its engine steps to (sim.replica.step_stats), or None for
+    records (or when the measured window's end, the last arrival, is not past its start)."""
+    if not scenario.streaming or arrival_s.size == 0:
+        return None
+    from .replica.step_stats import StepStats
+
+    start = scenario.warmup_s if scenario.warmup_s > 0 else float(arrival_s[0])
+    end = float(arrival_s[-1])
+    if not end > start:
+        return None
+    kv = [g.batching.kv_cache_tokens for g in scenario.fleet_groups for _ in range(g.replicas)]
+    windows = None
+    if scenario.outputs.window_s is not None:  # busy time per window, as window_rows adds it from step rows
+        from .windows import WindowStats
+
+        windows = WindowStats(scenario.outputs.window_s, max(scenario.duration_s or end, 1e-9), scenario.total_replicas,
+                              None, sketches=False)
+    return StepStats(start, end, np.asarray(kv), exact=False, windows=windows)
 
 
 def _never_fits(pol, prompt: np.ndarray, output: np.ndarray) -> tuple[str, str]:

@@ -14,8 +14,9 @@ import pandas as pd
 
 from .errors import ScenarioError
 from .replica.llm_log import LlmLog
+from .replica.step_stats import StepStats
 from .metrics import offered_load, stability
-from .stats import PERCENTILES, confidence, scalar_ci, slo_verdict, with_ci
+from .stats import confidence, scalar_ci, slo_verdict, with_ci
 
 
 class _LlmRep:
@@ -53,12 +54,9 @@ class _LlmRep:
         admitted = ~log.refused & ~turned & ~gave_up
         self.arrival_admitted = log.arrival_s[admitted]
         self.departure = log.finish_s[admitted]
-        win = (log.step_start_s >= self.start_s) & (log.step_start_s < self.end_s)
-        self.win = win  # step rows that start in the window (counts: steps, decode slots)
-        # busy time inside the window, each row clipped to it (a row may be a run of many steps)
-        ends = log.step_start_s + log.step_s
-        self.overlap = np.clip(np.minimum(ends, self.end_s) - np.maximum(log.step_start_s, self.start_s), 0.0, None)
-        self.busy_s = float(self.overlap.sum())
+        # the engine steps: accumulated while a streaming run went on, or from the step rows of a records run
+        self.steps = log.step_stats if log.step_stats is not None else StepStats.of_log(log, self.start_s, self.end_s)
+        self.busy_s = self.steps.busy_s
         self.measured = log.arrival_s >= warmup_s
         self.done_in_window = done
 
@@ -75,24 +73,10 @@ class _LlmRep:
 
         def lat():
             return np.where(log.finished, log.finish_s - log.arrival_s, np.nan)[self.measured]
-        step_rep = log.step_replica if log.step_replica is not None else np.zeros(log.step_s.size, np.int32)
         served_by = log.replica if log.replica is not None else np.zeros(log.arrival_s.size, np.int32)
         done = self.done_in_window & (served_by >= 0)
         return ReplicaView(rep, lat, n, np.bincount(served_by[done], minlength=replicas),
-                           np.bincount(step_rep, weights=self.overlap, minlength=replicas), self.span_s)
-
-
-def _weighted_stats(values: np.ndarray, weights: np.ndarray) -> dict:
-    if values.size == 0 or weights.sum() == 0:
-        return {"mean": math.nan, **{f"p{q}": math.nan for q in PERCENTILES}, "max": math.nan}
-    order = np.argsort(values)
-    v, w = values[order], weights[order].astype(float)
-    cum = np.cumsum(w) / w.sum()
-    out = {"mean": float((v * w).sum() / w.sum())}
-    for q in PERCENTILES:
-        out[f"p{q}"] = float(v[min(np.searchsorted(cum, q / 100), v.size - 1)])
-    out["max"] = float(v[-1])
-    return out
+                           self.steps.busy_per_replica, self.span_s)
 
 
 def capacity_rps(scenario, logs: list[LlmLog]) -> float:
@@ -186,20 +170,11 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
     throughput = sum(r.completed for r in reps) / span
     # continuous batching records each distinct inter-token gap with the number of tokens that waited it;
     # static batching delivers one token per live slot per decode step, so a step's duration is the gap
-    itl_parts = [(r.log.itl_s, r.log.itl_weight) if r.log.itl_s is not None else
-                 (r.log.step_s[r.win], r.log.step_decode_tokens[r.win]) for r in reps]
-    itl = _weighted_stats(np.concatenate([v for v, _ in itl_parts]), np.concatenate([w for _, w in itl_parts]))
-    kv_util = []
+    itl = reps[0].steps.itl() if len(reps) == 1 else _pooled_itl(reps)
+    kv_util = [r.steps.kv_utilization() for r in reps]  # each replica's cache over its busy time (idle holds no KV)
     replicas = scenario.total_replicas
-    for r in reps:
-        on = r.overlap > 0
-        w = r.overlap[on]
-        kv = r.log.step_kv_fraction()[on]
-        # time-weighted mean over each replica's busy time, averaged over replicas (idle time holds no KV)
-        kv_util.append((float((kv * w).sum() / w.sum()) if w.sum() else math.nan,
-                        float(r.log.step_kv_fraction(peak=True)[on].max(initial=0.0))))
-    decode_slots = sum(int(r.log.step_decode_slots[r.win].sum()) for r in reps)
-    decode_tokens = sum(int(r.log.step_decode_tokens[r.win].sum()) for r in reps)
+    decode_slots = sum(r.steps.decode_slots for r in reps)
+    decode_tokens = sum(r.steps.decode_tokens for r in reps)
     summary = {
         "scenario": scenario.name, "seed": scenario.seed, "replications": len(reps), "requests": n,
         "requests_generated": int(sum(r.log.arrival_s.size for r in reps)), "unfinished": unfinished,
@@ -220,10 +195,9 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
         "e2e_s": e2e,
         "latency_s": e2e,
         # a step row may stand for a run of identical decode steps: slots are its total, `steps` its count
-        "batch_size": {"mean": decode_slots / max(1, sum(int(r.log.steps[(r.log.step_decode_slots > 0) & r.win].sum())
-                                                      for r in reps)),
-                       "max": int(max((r.log.step_decode_slots // r.log.steps).max(initial=0) for r in reps)),
-                       "steps": int(sum(r.log.steps[r.win].sum() for r in reps))},
+        "batch_size": {"mean": decode_slots / max(1, sum(r.steps.decode_steps for r in reps)),
+                       "max": max(r.steps.max_slots for r in reps),
+                       "steps": sum(r.steps.steps for r in reps)},
         "decode_padding_fraction": 1 - decode_tokens / decode_slots if decode_slots else 0.0,
         "utilization": sum(r.busy_s for r in reps) / (replicas * span),
         "kv_cache": {"capacity_tokens": logs[0].kv_capacity_tokens,
@@ -285,6 +259,19 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
         summary.update(autoscaler_keys(scenario.fleet_groups, [r.log.scaling for r in reps],
                                        [(r.start_s, r.end_s) for r in reps], sum(r.busy_s for r in reps), throughput))
     return summary
+
+
+def _pooled_itl(reps: list) -> dict:
+    """Returns the inter-token latency over several replications' gaps (sketches when streamed)."""
+    if reps[0].steps.exact:
+        from .replica.step_stats import weighted_stats
+
+        parts = [p for r in reps for p in r.steps.itl_parts]
+        return weighted_stats(np.concatenate([v for v, _ in parts]), np.concatenate([w for _, w in parts]))
+    pooled = StepStats(0.0, 0.0, np.ones(1), exact=False)
+    for r in reps:
+        pooled.itl_sketch.merge(r.steps.itl_sketch)
+    return pooled.itl()
 
 
 def _class_rep(r: _LlmRep, n_classes: int) -> dict:
@@ -359,7 +346,10 @@ def window_rows(scenario, logs: list[LlmLog]) -> list[dict]:
             ws.hits[:] = 0
             hit = np.isfinite(ttft) & (ttft <= ws.slo)
             ws.hits += np.bincount(ws._w(a[hit]), minlength=ws.n)
-        ws.add_busy(log.step_start_s, log.step_start_s + log.step_s)
+        if log.step_stats is not None and log.step_stats.windows is not None:  # streamed: added as it ran
+            ws.busy += log.step_stats.windows.busy
+        else:
+            ws.add_busy(log.step_start_s, log.step_start_s + log.step_s)
         if log.scaling is not None:
             ws.add_active(log.scaling["lives"])
         ws.add_completions(log.finish_s[np.isfinite(log.finish_s)])

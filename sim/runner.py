@@ -229,7 +229,7 @@ def run(scenario: Scenario, source: str = "<scenario>") -> Result:
 
     Raises ScenarioError (naming `source`) for input that passes the schema but cannot be simulated."""
     check(scenario, source)
-    if scenario.streaming:
+    if scenario.streaming and not scenario.is_llm:
         return _run_streaming(scenario, source)
     first = generate_workload(scenario, 0)
     preflight(scenario, first, source)
@@ -241,6 +241,11 @@ def run(scenario: Scenario, source: str = "<scenario>") -> Result:
                **kind.summarize(scenario, logs, source)}
     summary["batching"] = scenario.batching_description()
     summary["warnings"] = summary["warnings"] + scenario_warnings(scenario)
+    if scenario.streaming:  # LLM: the engine steps were streamed (sim.replica.step_stats)
+        from .sketch import ACCURACY
+
+        summary["streaming"] = {"relative_accuracy": ACCURACY, "percentiles": "ITL from a log-bucket sketch "
+                                "(sim.sketch); TTFT, TPOT and E2E exact from per-request columns"}
     result = Result(scenario=scenario, summary=summary, logs=logs)
     if scenario.outputs.window_s is not None:
         summary["windows"] = window_headline(result.windows, scenario)

@@ -37,21 +37,29 @@ class LogSketch:
         self.lo = math.inf
         self.hi = -math.inf
 
-    def add(self, values: np.ndarray) -> None:
-        """Adds a block of values in seconds (>= 0; NaN values are ignored)."""
+    def add(self, values: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """Adds a block of values in seconds (>= 0; NaN values are ignored), each counted `weights` times
+        (integers; default once)."""
         v = np.asarray(values, float)
-        v = v[~np.isnan(v)]
+        keep = ~np.isnan(v)
+        v = v[keep]
         if v.size == 0:
             return
-        self.n += int(v.size)
-        self.total += float(v.sum())
+        w = None if weights is None else np.asarray(weights, np.int64)[keep]
+        self.n += int(v.size) if w is None else int(w.sum())
+        self.total += float(v.sum()) if w is None else float((v * w).sum())
         self.lo = min(self.lo, float(v.min()))
         self.hi = max(self.hi, float(v.max()))
-        pos = v[v > 0]
-        self.zeros += int(v.size - pos.size)
+        positive = v > 0
+        pos = v[positive]
+        self.zeros += int(v.size - pos.size) if w is None else int(w[~positive].sum())
         if pos.size:
             idx = np.ceil(np.log(np.clip(pos, MIN_S, MAX_S)) / _LOG_G).astype(np.int64) - _OFFSET
-            self.counts += np.bincount(np.clip(idx, 0, _BUCKETS - 1), minlength=_BUCKETS)
+            idx = np.clip(idx, 0, _BUCKETS - 1)
+            if w is None:
+                self.counts += np.bincount(idx, minlength=_BUCKETS)
+            else:
+                self.counts += np.bincount(idx, weights=w[positive], minlength=_BUCKETS).astype(np.int64)
 
     def merge(self, other: "LogSketch") -> "LogSketch":
         """Adds `other` into this sketch; returns self."""
@@ -82,6 +90,18 @@ class LogSketch:
         if frac == 0:
             return a
         return a + frac * (self._at(lo + 1, cum) - a)
+
+    def lower_quantile(self, q: float) -> float:
+        """Returns the smallest value whose cumulative count reaches the fraction q (no interpolation: the rule
+        of a weighted percentile over counted values), within ACCURACY; NaN when empty."""
+        if self.n == 0:
+            return math.nan
+        cum = np.cumsum(np.concatenate([[self.zeros], self.counts])) / self.n
+        j = min(int(np.searchsorted(cum, q)), _BUCKETS)
+        if j == 0:
+            return 0.0
+        value = 2 * _GAMMA ** (j - 1 + _OFFSET) / (_GAMMA + 1)
+        return min(max(value, self.lo), self.hi)
 
     def _at(self, k: int, cum: np.ndarray) -> float:
         """Returns the k-th smallest value (0-based), within ACCURACY."""

@@ -102,6 +102,82 @@ def test_streaming_an_autoscaled_shared_queue_over_groups_equals_records():
     assert st["autoscaler"] == rec["autoscaler"] and rec["autoscaler"]["scale_ups"] > 0
 
 
+def _flat(x, path=""):
+    if isinstance(x, dict):
+        for k, v in x.items():
+            yield from _flat(v, f"{path}.{k}")
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            yield from _flat(v, f"{path}[{i}]")
+    else:
+        yield path, x
+
+
+_LLM = dict(duration_s=300.0, requests=None, warmup_s=20.0,
+            workload={"arrival": {"process": "diurnal", "mean_rate_rps": 6, "peak_to_trough": 4, "period_s": 300,
+                                  "peak_at_s": 150},
+                      "prompt_tokens": {"dist": "lognormal", "mean": 600, "cv": 1.0, "min": 8, "max": 4000},
+                      "output_tokens": {"dist": "lognormal", "mean": 120, "cv": 0.8, "min": 1, "max": 600}},
+            cost_model={"kind": "llm", "base_ms": 12.0, "prefill_token_ms": 0.06, "prefill_attention_ms": 0.000004,
+                        "decode_seq_ms": 0.08, "decode_context_ms": 0.00002},
+            slo={"ttft_p99_ms": 2000, "tpot_p99_ms": 60})
+_CONTINUOUS = {"policy": "continuous", "max_num_seqs": 16, "max_num_batched_tokens": 2048, "chunked_prefill": True,
+               "kv_cache_tokens": 30000, "block_size": 16}
+
+
+@pytest.mark.parametrize("case", ["shared-autoscaled", "jsq-autoscaled", "round-robin-classes", "least-kv-limit",
+                                  "static-shared", "static-jsq"])
+def test_an_llm_stream_equals_its_records(case):
+    """An LLM fleet streamed (its engine steps handed over block by block and forgotten) gives the records'
+    summary: every value equal to 1e-9 but the inter-token latency's percentiles, within the sketch accuracy."""
+    server = {"replicas": 3, "cost_per_hour": 4.0, "batching": _CONTINUOUS}
+    workload = dict(_LLM["workload"])
+    server["router"] = {"policy": {"shared": "shared_queue", "jsq": "join_shortest_queue", "round": "round_robin",
+                                   "least": "least_kv", "static": "shared_queue"}[case.split("-")[0]]}
+    if case.endswith("autoscaled"):
+        server["autoscaler"] = {"policy": "target_utilization", "target": 0.5, "min_replicas": 1, "max_replicas": 5,
+                                "interval_s": 15, "scale_up_delay_s": 20, "scale_down_delay_s": 30}
+    if case.endswith("classes"):
+        workload["classes"] = [{"name": "chat", "share": 0.7, "priority": 1}, {"name": "batch", "share": 0.3,
+                                                                                "priority": 2}]
+    if case.endswith("limit"):
+        server["queue"] = {"max_waiting": 8}
+    if case.startswith("static"):
+        server["batching"] = {"policy": "llm_static", "max_batch_size": 8, "max_queue_delay_ms": 50,
+                              "kv_cache_tokens": 60000}
+        server["router"] = {"policy": "shared_queue" if case == "static-shared" else "join_shortest_queue"}
+    rec, st = both(server=server, outputs={"window_s": 60.0}, **{**_LLM, "workload": workload})
+    flat_rec, flat_st = dict(_flat(rec)), dict(_flat(st))
+    assert set(flat_st) - set(flat_rec) == {".streaming.relative_accuracy", ".streaming.percentiles"}
+    assert set(flat_rec) <= set(flat_st)
+    for key, want in flat_rec.items():
+        got = flat_st[key]
+        if key.startswith(".itl_s.p"):
+            assert got == pytest.approx(want, rel=2 * ACCURACY), key
+        elif isinstance(want, float) and not isinstance(want, bool):
+            assert got == pytest.approx(want, rel=1e-9, abs=1e-12, nan_ok=True), key
+        else:
+            assert got == want, key
+    if case.endswith("autoscaled"):
+        assert rec["autoscaler"]["scale_ups"] > 0
+
+
+def test_an_llm_stream_keeps_no_step_rows():
+    """The engines hand their step rows over and forget them: the log holds none, the StepStats counted them."""
+    from sim.fleet.build import run_llm_fleet
+    from sim.replica.step_stats import StepStats
+
+    s = sim.validate(scenario_dict(server={"replicas": 2, "router": {"policy": "join_shortest_queue"},
+                                           "batching": _CONTINUOUS}, outputs={"streaming": True},
+                                   **{k: v for k, v in _LLM.items() if k != "slo"}))
+    wl = sim.runner.generate_workload(s, 0)
+    steps = StepStats(s.warmup_s, float(wl.arrival_s[-1]), np.ones(2), exact=False)
+    log = run_llm_fleet(s.fleet_groups, s.server.router, wl.arrival_s, wl.prompt_tokens, wl.output_tokens, s.seed, 0,
+                        steps=steps)
+    assert log.step_s.size == 0 and log.itl_s.size == 0 and log.step_stats is steps
+    assert steps.steps > 1000 and steps.itl_sketch.n > 0 and 0 < steps.busy_s
+
+
 def test_a_routed_stream_holds_only_the_requests_in_flight():
     """ArrivalOrder hands rows to the sink in arrival order and keeps none that finished (memory bounded by the
     requests in flight, not by the run)."""

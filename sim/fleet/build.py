@@ -20,6 +20,7 @@ from .fleet import Fleet, ReplicaGroup, drain, run_least_loaded, run_shared_llm
 # the routers the inlined join_shortest_queue loop (run_least_loaded) stands for; a router of another name, even
 # a subclass of these, runs its own chooser
 LEAST_LOADED_FAST = ("join_shortest_queue", "least_outstanding_tokens")
+STEP_BLOCK = 4096  # arrivals between two hand-overs of LLM step rows in a streaming run
 
 
 def _per_replica(groups: list[ReplicaGroup]) -> list[ReplicaGroup]:
@@ -199,7 +200,10 @@ def _scaled_pool(router, specs, arrivals, rng, seed, replication, max_queue, tim
     out = router.counts(len(specs), pool=True)
     replicas = _batch_replicas(specs, out, seed, replication, max_queue, timeout_s, level, levels, delay)
     controller = FleetScaler(autoscaler, replicas, server_replicas, out=out)
-    Fleet(replicas, router.pool_chooser(replicas, out, rng), controller).run(arrivals.tolist())
+    if router.policy in LEAST_LOADED_FAST and not limited:
+        run_least_loaded(replicas, out, rng, arrivals.tolist(), controller=controller)
+    else:
+        Fleet(replicas, router.pool_chooser(replicas, out, rng), controller).run(arrivals.tolist())
     log = _replica_log(replicas, arrivals, limited)
     log.scaling = controller.record(end_s if end_s is not None else (float(arrivals[-1]) if arrivals.size else 0.0))
     return log
@@ -309,10 +313,13 @@ def _replica_log(replicas: list, arrivals: np.ndarray, limited: bool) -> BatchLo
 def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, output_tokens, seed: int,
                   replication: int, coalesce: bool = True, max_waiting: Optional[int] = None,
                   level: Optional[list] = None, levels: int = 1, client_timeout_s: Optional[float] = None,
-                  autoscaler=None, server_replicas: int = 1, end_s: Optional[float] = None) -> LlmLog:
+                  autoscaler=None, server_replicas: int = 1, end_s: Optional[float] = None,
+                  steps=None) -> LlmLog:
     """Runs LLM replicas (continuous or llm_static) behind `router`; returns the fleet's LlmLog. Continuous
     replicas admit by priority level (`level[sid]`, 0 highest, `levels` distinct) and drop requests whose
-    client gave up after `client_timeout_s` waiting for admission."""
+    client gave up after `client_timeout_s` waiting for admission. With `steps` (a streaming run's
+    sim.replica.step_stats.StepStats) the engines hand their step rows to it as the run goes and the log keeps
+    none: its `step_stats` is `steps`."""
     per = _per_replica(groups)
     static = per[0].batching.policy == "llm_static"
     arr = np.asarray(arrival_s, float)
@@ -322,14 +329,15 @@ def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, 
     if static:
         run = StaticRun(arr, prompt_tokens, output_tokens)
         if router.policy == "shared_queue":
-            steps = simulate_static_shared([(g.batching, g.cost_model) for g in per], run)
+            step_logs = simulate_static_shared([(g.batching, g.cost_model) for g in per], run)
         else:
             replicas = [LlmStaticReplica(i, g.batching, g.cost_model, run, out) for i, g in enumerate(per)]
             assign = _route(router, replicas, out, rng, arr)
             for r in replicas:
                 r.fill_waiting()
-            steps = [r.steps for r in replicas]
-        return _static_log(run, steps, per, assign)
+            step_logs = [r.steps for r in replicas]
+        log = _static_log(run, step_logs, per, assign)
+        return log if steps is None else _streamed(log, steps)
     reqs = LlmRequests(arr, prompt_tokens, output_tokens)
     token_aware = router.policy == "least_outstanding_tokens"
     mean_out = float(np.mean(output_tokens)) if len(output_tokens) else 0.0
@@ -353,11 +361,26 @@ def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, 
 
         controller = FleetScaler(autoscaler, replicas, server_replicas, waiting=shared,
                                  out=out if shared is None else None)
+    chunks, after = None, None
+    if steps is not None:  # streaming: the engines hand over their step rows every block of arrivals
+        steps.kv_tokens = np.maximum(np.array([r.kv.capacity_tokens for r in replicas], np.int64), 1)
+        chunks = [arr[i:i + STEP_BLOCK] for i in range(0, arr.size, STEP_BLOCK)]
+
+        def hand_over():
+            for r in replicas:
+                rows, gaps, weights = r.take_steps()
+                steps.add_rows(rows["start"], rows["dur"], rows["dec"], rows["slots"], rows["n"], rows["kv"],
+                               rows["peak"], rows["rep"])
+                steps.add_gaps(gaps, weights)
+        after = hand_over
     if shared is not None:
-        run_shared_llm(replicas, shared, reqs, arr.tolist(), controller=controller)
+        run_shared_llm(replicas, shared, reqs, arr.tolist(), controller=controller, chunks=chunks, after_chunk=after)
     else:
-        assign = _route(router, replicas, out, rng, arr, controller)
+        assign = _route(router, replicas, out, rng, arr, controller, chunks, after)
+    if after is not None:
+        after()  # the steps after the last arrival
     log = _continuous_log(reqs, replicas, per, assign)
+    log.step_stats = steps
     if controller is not None:
         log.scaling = controller.record(end_s if end_s is not None else (float(arr[-1]) if arr.size else 0.0))
     return log
@@ -429,9 +452,9 @@ def run_llm_closed(groups: list[ReplicaGroup], router, source, tokens, seed: int
                    end_s, source)
 
 
-def _route(router, replicas, out, rng, arr: np.ndarray, controller=None) -> np.ndarray:
+def _route(router, replicas, out, rng, arr: np.ndarray, controller=None, chunks=None, after_chunk=None) -> np.ndarray:
     """Runs the fleet with `router` (and an autoscaler `controller` choosing the router's members); returns the
-    replica each request was routed to."""
+    replica each request was routed to. `chunks` and `after_chunk`: as Fleet.run (the same arrivals in blocks)."""
     if router.reads_state or controller is not None:
         routed = np.empty(arr.size, np.int32)
         choose = (router.chooser if controller is None else router.pool_chooser)(replicas, out, rng)
@@ -448,11 +471,11 @@ def _route(router, replicas, out, rng, arr: np.ndarray, controller=None) -> np.n
                 r.waiting.expire(a)
             routed[sid] = i = choose(sid, a)
             return i
-        Fleet(replicas, record, controller).run(arr.tolist())
+        Fleet(replicas, record, controller).run(arr.tolist(), chunks, after_chunk)
         return routed
     assign = router.split(arr.size, len(replicas), rng)
     fixed = assign.tolist()
-    Fleet(replicas, lambda sid, a: fixed[sid]).run(arr.tolist())
+    Fleet(replicas, lambda sid, a: fixed[sid]).run(arr.tolist(), chunks, after_chunk)
     return assign
 
 
@@ -474,6 +497,19 @@ def _continuous_log(reqs: LlmRequests, replicas: list, per: list, assign) -> Llm
     log.rejected = np.asarray(reqs.rejected, bool)
     log.timed_out = np.asarray(reqs.timed_out, bool)
     log.admitted_s = np.asarray(reqs.admitted_s, float)
+    return log
+
+
+def _streamed(log: LlmLog, steps) -> LlmLog:
+    """Hands a finished log's step rows to a streaming run's StepStats and drops them (static batching reads its
+    own rows while it runs, so they go over at the end)."""
+    steps.add_rows(log.step_start_s, log.step_s, log.step_decode_tokens, log.step_decode_slots, log.steps,
+                   log.step_kv_used, log.step_kv_used, log.step_replica)
+    steps.add_static_gaps(log.step_start_s, log.step_s, log.step_decode_tokens)
+    for key in ("step_start_s", "step_s", "step_prefill_tokens", "step_decode_tokens", "step_decode_slots",
+                "step_kv_used", "step_running", "step_waiting", "step_replica"):
+        setattr(log, key, getattr(log, key)[:0])
+    log.step_stats = steps
     return log
 
 

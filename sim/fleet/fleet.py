@@ -109,13 +109,17 @@ def drive_closed(replicas: list, source, arrive, heap: Optional[list] = None) ->
 
 
 def run_least_loaded(replicas: list, counts, rng, arrival_s, chunks=None,
-                     after_chunk: Optional[Callable[[], None]] = None) -> Optional[np.ndarray]:
+                     after_chunk: Optional[Callable[[], None]] = None, controller=None) -> Optional[np.ndarray]:
     """join_shortest_queue over request-level replicas (sim.replica.queued): the same routing as
-    Fleet(replicas, JoinShortestQueue.chooser(...)).run, with the router, the bucket update
+    Fleet(replicas, JoinShortestQueue.chooser(...), controller).run, with the router, the bucket update
     (BucketCounts.inc) and a busy replica's accept inlined; returns the replica each request joined (None when
-    the arrivals come in `chunks`, as Fleet.run takes them: a streaming run keeps nothing per request)."""
+    the arrivals come in `chunks`, as Fleet.run takes them: a streaming run keeps nothing per request). With an
+    autoscaler `controller` the counts are PoolBucketCounts, whose buckets hold only the members."""
     heap: list = []
     push = partial(heappush, heap)
+    handlers = replicas if controller is None else replicas + [controller]
+    if controller is not None:
+        controller.start(push)
     buckets, pos, n_out = counts.buckets, counts.pos, counts.n
     routed: Optional[list] = [0] * len(arrival_s) if chunks is None else None
     buf: list = []
@@ -128,7 +132,7 @@ def run_least_loaded(replicas: list, counts, rng, arrival_s, chunks=None,
                 key = (a, START)
                 while heap and heap[0] < key:
                     t, kind, rid = heappop(heap)
-                    replicas[rid].on_event(t, kind, push)
+                    handlers[rid].on_event(t, kind, push)
             b = buckets[counts.low]
             if len(b) > 1:
                 if not buf:
@@ -161,7 +165,9 @@ def run_least_loaded(replicas: list, counts, rng, arrival_s, chunks=None,
         base += len(block)
         if after_chunk is not None:
             after_chunk()
-    drain(replicas, heap, push)
+    if controller is not None:
+        controller.arrivals_done = True
+    drain(handlers, heap, push)
     return np.asarray(routed, np.int32) if routed is not None else None
 
 
@@ -172,12 +178,14 @@ def drain(replicas: list, heap: list, push) -> None:
         replicas[rid].on_event(t, kind, push)
 
 
-def run_shared_llm(replicas: list, waiting, reqs, arrival_s, source=None, controller=None) -> None:
+def run_shared_llm(replicas: list, waiting, reqs, arrival_s, source=None, controller=None, chunks=None,
+                   after_chunk: Optional[Callable[[], None]] = None) -> None:
     """Drives continuous-batching replicas that share one waiting queue: each arrival joins it and wakes
     the idle replicas; a replica admits from it at each step start. A request that fits no replica's KV
     cache is refused on arrival. With `source` (closed-loop clients) requests come from it instead of
     `arrival_s`, and turned-away ones end their clients' cycles. A `controller` (an autoscaler,
-    sim.fleet.scaling.LlmScaler) receives the events pushed with index len(replicas)."""
+    sim.fleet.scaling.LlmScaler) receives the events pushed with index len(replicas). `chunks` and
+    `after_chunk`: as Fleet.run."""
     heap: list = []
     push = partial(heappush, heap)
     for r in replicas:
@@ -211,12 +219,18 @@ def run_shared_llm(replicas: list, waiting, reqs, arrival_s, source=None, contro
     if source is not None:
         drive_closed(handlers, source, arrive, heap)
         return
-    for sid, a in enumerate(arrival_s):
-        key = (a, START)
-        while heap and heap[0] < key:
-            t, kind, rid = heappop(heap)
-            handlers[rid].on_event(t, kind, push)
-        arrive(sid, a, push)
+    base = 0
+    for block in ([arrival_s] if chunks is None else chunks):
+        block = block.tolist() if isinstance(block, np.ndarray) else block
+        for sid, a in enumerate(block, base):
+            key = (a, START)
+            while heap and heap[0] < key:
+                t, kind, rid = heappop(heap)
+                handlers[rid].on_event(t, kind, push)
+            arrive(sid, a, push)
+        base += len(block)
+        if after_chunk is not None:
+            after_chunk()
     if controller is not None:
         controller.arrivals_done = True
     drain(handlers, heap, push)

@@ -239,6 +239,7 @@ class _QueuedHooks(PoolHooks):
     def __init__(self, replicas: list, out):
         self.replicas, self.out = replicas, out
         self.push = None
+        self.on_idle = None  # FleetScaler's callback: a replica reports its last batch's end only while it drains
         for i in range(len(replicas)):
             out.park(i)
 
@@ -247,9 +248,11 @@ class _QueuedHooks(PoolHooks):
 
     def serve(self, rid, t):
         self.out.unpark(rid)
+        self.replicas[rid].on_idle = None  # hot path: a serving replica's batch ends report nothing
 
     def stop(self, rid, t):
         self.out.park(rid)
+        self.replicas[rid].on_idle = self.on_idle
 
     def idle(self, replica) -> bool:
         return not replica.holds_work()
@@ -327,6 +330,7 @@ class FleetScaler:
             self.hooks = _QueuedHooks(replicas, out)
         self.control = ScalingController(scaler, len(replicas), self.hooks, server_replicas)
         self.pushed = None
+        self.hooks.on_idle = self._idle
         for r in replicas:
             r.on_idle = self._idle
 

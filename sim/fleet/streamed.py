@@ -17,6 +17,7 @@ import numpy as np
 from ..rng import component_rng
 
 WAITING, SERVED, TURNED_AWAY = 0, 1, 2
+HARVEST_BLOCK = 1 << 16  # arrivals between two hand-overs
 
 
 class ArrivalOrder:
@@ -32,17 +33,24 @@ class ArrivalOrder:
         self.replica = np.empty(0, np.int32)
         self.state = np.empty(0, np.int8)
 
-    def tap(self, chunks: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
-        """Yields the arrival blocks as the fleet takes them, adding a row for each of their requests first."""
-        for block in chunks:
-            block = np.asarray(block, float)
-            n = block.size
-            self.arrival = np.concatenate([self.arrival, block])
-            self.dispatch = np.concatenate([self.dispatch, np.full(n, np.nan)])
-            self.completion = np.concatenate([self.completion, np.full(n, np.nan)])
-            self.replica = np.concatenate([self.replica, np.full(n, -1, np.int32)])
-            self.state = np.concatenate([self.state, np.zeros(n, np.int8)])
-            yield block
+    def tap(self, chunks: Iterable[np.ndarray], block_size: int = HARVEST_BLOCK) -> Iterable[np.ndarray]:
+        """Yields the arrivals in blocks of at most `block_size` as the fleet takes them, adding a row for each of
+        their requests first (the replicas hand over what they did after each block, so what they hold between
+        two hand-overs stays small whatever the arrival process's chunks)."""
+        for chunk in chunks:
+            chunk = np.asarray(chunk, float)
+            for i in range(0, chunk.size, block_size):
+                yield self._rows(chunk[i:i + block_size])
+
+    def _rows(self, block: np.ndarray) -> np.ndarray:
+        """Adds a row for each request of `block`; returns the block."""
+        n = block.size
+        self.arrival = np.concatenate([self.arrival, block])
+        self.dispatch = np.concatenate([self.dispatch, np.full(n, np.nan)])
+        self.completion = np.concatenate([self.completion, np.full(n, np.nan)])
+        self.replica = np.concatenate([self.replica, np.full(n, -1, np.int32)])
+        self.state = np.concatenate([self.state, np.zeros(n, np.int8)])
+        return block
 
     def add(self, got, replica: int) -> None:
         """Adds one replica's harvest (sim.replica.queued.Harvest): its batches to the sink, its requests' rows."""
@@ -121,8 +129,8 @@ def stream_batch_fleet(groups: list, router, chunks: Iterable[np.ndarray], sink,
         order.flush()
 
     blocks = order.tap(chunks)
-    if ctl is None and router.policy in LEAST_LOADED_FAST:  # ctl is None: a router is given
-        run_least_loaded(replicas, out, rng, None, blocks, after_chunk)
+    if router is not None and router.policy in LEAST_LOADED_FAST:
+        run_least_loaded(replicas, out, rng, None, blocks, after_chunk, ctl)
     else:
         Fleet(replicas, choose, ctl).run(None, blocks, after_chunk)
     after_chunk()  # what ran after the last arrival

@@ -353,6 +353,17 @@ class ContinuousReplica:
         k = bisect_left(self.run_bounds, t, self.row_k, self.run_m) - 1
         return k if k > self.row_k else self.row_k
 
+    def take_steps(self) -> tuple[dict, np.ndarray, np.ndarray]:
+        """Returns the step rows finished since the last call (StepLog columns) and the inter-token gaps (s) with
+        the tokens that waited each, and forgets them (a streaming run keeps no step log). A run's open row stays."""
+        rows = self.steps.take(keep_last=self.in_run)
+        if self.in_run:
+            self.row = 0  # the open row is now the first
+        gaps = np.frombuffer(self.itl_gap, np.float64).copy()
+        weights = np.frombuffer(self.itl_weight, np.int64).copy()
+        self.itl_gap, self.itl_weight = array("d"), array("q")
+        return rows, gaps, weights
+
     def _open_row(self, k: int) -> None:
         """Starts the step row for run steps k.. (allocating the KV blocks step k needs at its start)."""
         if k > 0:

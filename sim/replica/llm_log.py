@@ -43,6 +43,7 @@ class LlmLog:
     admitted_s: Optional[np.ndarray] = None  # per request: first admission, its prefill's start (continuous)
     clients: Optional[dict] = None           # closed loop: per request client, sent_s, think_s, cycle_end_s
     scaling: Optional[dict] = None           # autoscaler: replica lives, billing end (sim.fleet.scaling)
+    step_stats: Optional[object] = None      # streaming: sim.replica.step_stats.StepStats (the step columns empty)
 
     @property
     def steps(self) -> np.ndarray:
@@ -87,6 +88,17 @@ class StepLog:
         c["rep"].append(self.replica)
         c["n"].append(steps)
         c["peak"].append(int(kv))
+
+    def take(self, keep_last: bool = False) -> dict:
+        """Returns the rows so far as numpy columns and forgets them (streaming), all but the last with
+        `keep_last` (a row still open: a run of decode steps whose end is not known yet)."""
+        dtypes = {"d": np.float64, "q": np.int64, "i": np.int32}
+        n = len(self.cols["start"]) - (1 if keep_last else 0)
+        out = {k: np.frombuffer(v, dtype=dtypes[v.typecode])[:max(n, 0)].copy() for k, v in self.cols.items()}
+        if n > 0:
+            for v in self.cols.values():
+                del v[:n]
+        return out
 
     def arrays(self) -> dict:
         dtypes = {"d": np.float64, "q": np.int64, "i": np.int32}
