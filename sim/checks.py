@@ -106,8 +106,6 @@ def streaming_unsupported(scenario: Scenario) -> str:
         if wl.clients is not None:
             needs.append("LLM closed-loop clients")
     else:
-        if srv.queue.max_queue_size is not None or srv.queue.timeout_ms is not None:
-            needs.append("queue limits")
         if wl.clients is not None or wl.classes:
             needs.append("closed-loop clients" if wl.clients is not None else "request classes")
         if srv.preprocess is not None or srv.postprocess is not None or srv.pipeline_latency_ms is not None:
@@ -116,8 +114,8 @@ def streaming_unsupported(scenario: Scenario) -> str:
             needs.append("instance groups")
     if not needs:
         return ""
-    return ("request-level batching (open-loop arrivals, any batching policy, router and groups, fixed or "
-            "autoscaled) and LLM engines with open-loop arrivals (any router, classes, limits, autoscaling); this "
+    return ("request-level batching (open-loop arrivals, any batching policy, router and groups, queue limits, "
+            "fixed or autoscaled) and LLM engines with open-loop arrivals (any router, classes, limits, autoscaling); this "
             "scenario has " + ", ".join(needs) + ": use records (outputs.streaming: false) and a shorter run")
 
 

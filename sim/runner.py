@@ -296,12 +296,14 @@ def _stream_replication(scenario: Scenario, rep: int, specs: list, chunks, sink)
     srv = scenario.server
     noise = component_rng(scenario.seed, rep, "cost_model.noise")
     shared = srv.router.policy == "shared_queue" or scenario.total_replicas == 1
-    if shared and srv.autoscaler is None:
+    q = srv.queue
+    limited = q.max_queue_size is not None or q.timeout_ms is not None
+    if shared and srv.autoscaler is None and not limited:
         from .engine import simulate_shared
 
         simulate_shared(specs, None, noise_rng=noise, chunks=chunks, sink=sink)
         return
-    if shared and not srv.groups:
+    if shared and not srv.groups and not limited:
         from .fleet.scaling import simulate_autoscaled
 
         _, sink.scaling = simulate_autoscaled(specs[0][0], specs[0][1], srv.autoscaler, srv.replicas, None,
@@ -311,7 +313,9 @@ def _stream_replication(scenario: Scenario, rep: int, specs: list, chunks, sink)
 
         sink.scaling = stream_batch_fleet(scenario.fleet_groups, None if shared else srv.router, chunks, sink,
                                           scenario.seed, rep, srv.autoscaler, scenario.scaling_replicas,
-                                          scenario.duration_s)
+                                          scenario.duration_s, q.max_queue_size,
+                                          None if q.timeout_ms is None else q.timeout_ms / 1000,
+                                          q.timeout_ms is not None and q.timeout_action == "delay")
     if sink.windows is not None and sink.scaling is not None:
         sink.windows.add_active(sink.scaling["lives"])
 

@@ -83,9 +83,10 @@ class StreamingSink:
         self.arrivals = TimeHistogram(width)
         self.departures = TimeHistogram(width)
         self.generated = 0       # every arrival
+        self.admitted = 0        # arrivals that entered the system (not turned away by a queue limit)
         self.measured = 0        # served requests that arrived at or after warmup_s
         self.after_warmup = 0    # arrivals at or after warmup_s
-        self.first_arrival = math.nan
+        self.first_arrival = math.inf
         self.last_arrival = -math.inf
         self.sum_arrival_after = 0.0  # sum of max(a, warmup) over every arrival (Little's law)
         self.pending: list = []  # (completion, dispatch, size, replica) of batches that may end past the window
@@ -94,6 +95,8 @@ class StreamingSink:
         self.left_sum = 0.0    # sum of size x max(completion, start) over those batches (Little's law)
         self.left_n = 0
         self.unserved_measured = 0
+        self.rejected = self.timed_out = self.delayed = 0  # measured requests turned away, or delayed (queue limits)
+        self.turned_per_replica = np.zeros(replicas, np.int64)  # measured turned away, by the replica routed to
         self.horizon_s = 0.0
         self._closed: Optional[dict] = None
         self.windows = None  # sim.windows.WindowStats when outputs.window_s is set
@@ -114,13 +117,15 @@ class StreamingSink:
         self.take_batches(size, dispatch_s, completion_s, replica, safe_s)
 
     def take_requests(self, arrival_s: np.ndarray, dispatch_s: np.ndarray, completion_s: np.ndarray,
-                      replica: np.ndarray) -> None:
+                      replica: np.ndarray, delayed: Optional[np.ndarray] = None) -> None:
         """Adds served requests in arrival order (each with its batch's dispatch and completion time and its
-        replica): the CI sections are contiguous runs of them. Behind a router, sim.fleet.streamed puts them back
-        in arrival order."""
+        replica; `delayed`: those a timeout sent behind the others): the CI sections are contiguous runs of them.
+        Behind a router, sim.fleet.streamed puts them back in arrival order."""
         self._arrivals(arrival_s)
         if arrival_s.size == 0:
             return
+        if delayed is not None:
+            self.delayed += int((delayed & (arrival_s >= self.warmup_s)).sum())
         latency = completion_s - arrival_s
         wait = dispatch_s - arrival_s
         m = arrival_s >= self.warmup_s
@@ -129,6 +134,21 @@ class StreamingSink:
             self.windows.add_requests(arrival_s, latency, dispatch_s, np.zeros(arrival_s.size, bool))
         self.departures.add(completion_s)
         self.horizon_s = max(self.horizon_s, float(completion_s.max()))
+
+    def take_turned(self, arrival_s: np.ndarray, timed_out: np.ndarray, replica: Optional[np.ndarray] = None) -> None:
+        """Adds requests turned away by a full queue (or, where `timed_out`, dropped by its timeout): they arrived
+        but never entered the system (no latency; misses for the SLO). `replica`: where a router sent them."""
+        if arrival_s.size == 0:
+            return
+        self._arrivals(arrival_s, admitted=False)
+        m = arrival_s >= self.warmup_s
+        self.timed_out += int((timed_out & m).sum())
+        self.rejected += int((~timed_out & m).sum())
+        if replica is not None:
+            self.turned_per_replica += np.bincount(replica[m], minlength=self.replicas)
+        if self.windows is not None:
+            nan = np.full(arrival_s.size, np.nan)
+            self.windows.add_requests(arrival_s, nan, nan, np.ones(arrival_s.size, bool))
 
     def take_batches(self, size: np.ndarray, dispatch_s: np.ndarray, completion_s: np.ndarray, replica: np.ndarray,
                      safe_s: float = -math.inf) -> None:
@@ -186,17 +206,19 @@ class StreamingSink:
             nan = np.full(never_taken_s.size, np.nan)
             self.windows.add_requests(never_taken_s, nan, nan, np.zeros(never_taken_s.size, bool))
 
-    def _arrivals(self, a: np.ndarray) -> None:
+    def _arrivals(self, a: np.ndarray, admitted: bool = True) -> None:
+        """Counts arrivals (sorted); only admitted ones enter the system (Little's law, the growth test)."""
         if a.size == 0:
             return
-        if self.generated == 0:
-            self.first_arrival = float(a[0])
+        self.first_arrival = min(self.first_arrival, float(a[0]))
         self.generated += int(a.size)
-        self.after_warmup += int((a >= self.warmup_s).sum())
         self.last_arrival = max(self.last_arrival, float(a[-1]))
-        self.sum_arrival_after += float(np.maximum(a, self.warmup_s).sum())
-        self.arrivals.add(a)
         self.horizon_s = max(self.horizon_s, float(a[-1]))
+        if admitted:
+            self.admitted += int(a.size)
+            self.after_warmup += int((a >= self.warmup_s).sum())
+            self.sum_arrival_after += float(np.maximum(a, self.warmup_s).sum())
+            self.arrivals.add(a)
 
     def _measured(self, latency: np.ndarray, wait: np.ndarray, who: np.ndarray) -> None:
         """Feeds measured requests, in arrival order, into the CI sections (each `section_size` long)."""

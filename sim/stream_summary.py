@@ -82,7 +82,7 @@ def _littles_law(s) -> dict:
     t0, t1 = w["start_s"], s.last_arrival
     if s.measured < 2 or t1 <= t0:
         return {"L": math.nan, "lambda_W": math.nan, "rel_error": math.nan}
-    area_in = s.generated * t1 - s.sum_arrival_after
+    area_in = s.admitted * t1 - s.sum_arrival_after
     L = (area_in - w["out_area"]) / (t1 - t0)
     lam = s.after_warmup / (t1 - t0)
     lw = lam * s.overall().latency.mean
@@ -113,6 +113,17 @@ def summarize_stream(scenario, sinks: list, source: str = "<scenario>") -> dict:
     if not a_priori:
         warnings.append(f"UNSTABLE: offered load {offered:.6g} rps is {load:.0%} of capacity {capacity:.6g} rps "
                         f"({replicas} replica(s) x full batches); the queue grows without bound")
+    q = scenario.server.queue
+    limited = q.max_queue_size is not None or q.timeout_ms is not None
+    rejected, timed_out = sum(s.rejected for s in sinks), sum(s.timed_out for s in sinks)
+    unserved = sum(s.unserved_measured for s in sinks)
+    measured = n + unserved + rejected + timed_out
+    if limited:  # a finite queue, or one that times requests out, cannot grow without bound
+        if not a_priori:
+            warnings[-1] = (f"offered load {offered:.6g} rps is {load:.0%} of capacity {capacity:.6g} rps: the queue "
+                            f"limit turns the excess away ({rejected / max(measured, 1):.1%} of requests rejected, "
+                            f"{timed_out / max(measured, 1):.1%} timed out)")
+        a_priori = True
     growth = _growth(sinks)
     growth["a_priori_stable"] = a_priori
     stable = a_priori and growth["verdict"] != "growing"
@@ -129,12 +140,11 @@ def summarize_stream(scenario, sinks: list, source: str = "<scenario>") -> dict:
     sizes = sum(s.batch_sizes for s in sinks)
     batches = int(sizes.sum())
     values = np.arange(sizes.size)
-    unserved = sum(s.unserved_measured for s in sinks)
     if unserved:
         warnings.append(f"{unserved} measured request(s) were never dispatched (a static batch that never filled); "
                         "they count as SLO misses; set server.batching.max_queue_delay_ms to flush partial batches")
     mean_batch = float((np.arange(sizes.size) * sizes).sum() / max(int(sizes.sum()), 1))
-    if stable and load is not None and load >= HIGH_UTILIZATION:
+    if stable and load is not None and load >= HIGH_UTILIZATION and not (limited and load >= 1):
         warnings.append(f"the offered load is {load:.0%} of capacity: queues and tail latency grow steeply with "
                         "any more traffic (or burstier traffic); leave headroom")
     elif stable and load is not None and utilization >= HIGH_UTILIZATION:
@@ -145,8 +155,10 @@ def summarize_stream(scenario, sinks: list, source: str = "<scenario>") -> dict:
     summary = {
         "scenario": scenario.name, "seed": scenario.seed, "replications": len(sinks), "requests": n,
         "requests_generated": int(sum(s.generated for s in sinks)), "unserved": unserved,
-        "rejected": {"count": 0, "fraction": 0.0}, "timed_out": {"count": 0, "fraction": 0.0},
-        "delayed": {"count": 0, "fraction": 0.0},
+        "rejected": {"count": rejected, "fraction": rejected / measured if measured else 0.0},
+        "timed_out": {"count": timed_out, "fraction": timed_out / measured if measured else 0.0},
+        "delayed": {"count": sum(s.delayed for s in sinks),
+                    "fraction": sum(s.delayed for s in sinks) / measured if measured else 0.0},
         "warmup_s": scenario.warmup_s, "duration_s": float(np.mean([s.horizon_s for s in sinks])),
         "measured_window_s": span / len(sinks), "offered_rps": offered, "capacity_rps": capacity,
         "offered_load": load, "stable": stable, "stability": growth,
@@ -168,14 +180,21 @@ def summarize_stream(scenario, sinks: list, source: str = "<scenario>") -> dict:
         checks = {q: slo_verdict(t, lat[q], lat["ci95"].get(q)) for q, t in targets.items()}
         top = max(targets, key=lambda q: -1 if q == "mean" else int(q[1:]))
         hits = [sum(sec.hits for sec in s.sections) for s in sinks]
-        within = [h / max(s.measured + s.unserved_measured, 1) for h, s in zip(hits, sinks)]
-        pooled = sum(hits) / max(n + unserved, 1)
+        # requests never served or turned away count as misses
+        within = [h / max(s.measured + s.unserved_measured + s.rejected + s.timed_out, 1) for h, s in zip(hits, sinks)]
+        pooled = sum(hits) / max(measured, 1)
         summary.update({"slo": {"targets": checks, "met": all(c["met"] for c in checks.values()),
                                 "attainment_target": top},
                         "slo_attainment": pooled, "slo_attainment_ci95": scalar_ci(within, pooled)})
     views = [ReplicaView(None, None, s.measured, w["completed"], w["busy_s"], w["span_s"]) for s, w in zip(sinks, windows)]
     per_replica = [merged(s.per_replica[i] for s in sinks) for i in range(replicas)]
-    summary.update(fleet_sections(scenario.fleet_groups, views, throughput, lat, sketches=per_replica))
+    routed = [int(sum(s.served_per_replica[i] + s.turned_per_replica[i] for s in sinks)) for i in range(replicas)]
+    summary.update(fleet_sections(scenario.fleet_groups, views, throughput, lat, sketches=per_replica,
+                                  requests=routed))
+    if limited:
+        from .metrics import LOAD_FINITE
+
+        summary["load_definition"] = LOAD_FINITE
     if sinks[0].scaling is not None:
         from .fleet.autoscaler import autoscaler_keys
 

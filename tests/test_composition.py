@@ -67,8 +67,8 @@ def refusals(cell: dict) -> list[str]:
                 "clients": [STATIC_CLIENTS]}.get(f, [])
     if cell["command"] == "plan" and f == "clients":
         out.append(PLAN_CLIENTS)
-    if cell["output"] == "streaming" and (f == "clients" if llm else f in ("classes", "clients", "queue_limits",
-                                                                            "timeouts", "stages", "instances")):
+    if cell["output"] == "streaming" and (f == "clients" if llm else f in ("classes", "clients", "stages",
+                                                                            "instances")):
         out.append(STREAMING)
     if cell["scaling"] == "autoscaled" and static:
         out.append(AUTOSCALER)

@@ -94,6 +94,24 @@ def test_streaming_behind_every_router_equals_records(router, scaled):
     assert st["windows"]["windows"] == rec["windows"]["windows"]
 
 
+@pytest.mark.parametrize("router", ["shared_queue", "join_shortest_queue", "round_robin"])
+@pytest.mark.parametrize("queue", [{"max_queue_size": 6}, {"timeout_ms": 8.0}, {"timeout_ms": 8.0,
+                                                                                "timeout_action": "delay"}])
+def test_streaming_with_queue_limits_equals_records(router, queue):
+    """A size limit or a timeout (reject or delay) on each replica's queue, or on the one shared queue, overloaded at
+    the peak: the streamed rejected, timed-out and delayed counts equal the records', the rest as elsewhere."""
+    server = {"router": {"policy": router}, "replicas": 3, "queue": queue,
+              "batching": {"policy": "dynamic", "max_batch_size": 8, "max_queue_delay_ms": 2}}
+    rec, st = both(server=server, outputs={"window_s": 30.0}, **{**_FLEET, "workload": {"arrival": {
+        "process": "diurnal", "mean_rate_rps": 2000, "peak_to_trough": 4, "period_s": 240, "peak_at_s": 120}}})
+    assert_stream_matches(rec, st)
+    for key in ("rejected", "timed_out", "delayed"):
+        assert st[key] == rec[key], key
+    turned = rec["rejected"]["count"] + rec["timed_out"]["count"] + rec["delayed"]["count"]
+    assert turned > 100
+    assert st.get("load_definition") == rec.get("load_definition") and "load_definition" in st
+
+
 def test_streaming_an_autoscaled_shared_queue_over_groups_equals_records():
     server = {"groups": _GROUPS, "autoscaler": _SCALER,
               "batching": {"policy": "dynamic", "max_batch_size": 16, "max_queue_delay_ms": 2}}
@@ -186,13 +204,16 @@ def test_a_routed_stream_holds_only_the_requests_in_flight():
 
     class Sink:
         def __init__(self):
-            self.arrivals, self.never = [], []
+            self.arrivals, self.never, self.turned = [], [], []
 
         def take_batches(self, *a):
             pass
 
-        def take_requests(self, arrival, dispatch, completion, replica):
+        def take_requests(self, arrival, dispatch, completion, replica, delayed=None):
             self.arrivals += arrival.tolist()
+
+        def take_turned(self, arrival, timed_out, replica=None):
+            self.turned += list(zip(arrival.tolist(), timed_out.tolist(), replica.tolist()))
 
         def finish(self, never):
             self.never += never.tolist()
@@ -208,6 +229,7 @@ def test_a_routed_stream_holds_only_the_requests_in_flight():
     order.add(Harvest(np.array([2], np.int32), np.array([1.0]), np.array([2.0]), np.array([0, 1]), [], [3]), 1)
     order.flush()
     assert sink.arrivals == [0.0, 1.0, 2.0] and order.base == 4 and order.state.size == 0
+    assert sink.turned == [(3.0, True, 1)]  # timed out at replica 1
     next(blocks)
     order.add(Harvest(np.array([1], np.int32), np.array([9.0]), np.array([9.5]), np.array([6]), [], []), 0)
     order.finish()
@@ -248,8 +270,8 @@ def test_a_long_run_streams_by_itself_with_a_notice(tmp_path, write_yaml):
 
 
 @pytest.mark.parametrize("changes,key,text", [
-    ({"outputs": {"streaming": True}, "server": {"replicas": 2, "queue": {"max_queue_size": 4}}},
-     "outputs.streaming", "queue limits"),
+    ({"outputs": {"streaming": True}, "server": {"replicas": 2, "instances_per_gpu": 2}},
+     "outputs.streaming", "instance groups"),
     ({"outputs": {"streaming": True, "records": True}}, "outputs.records", "keeps no per-request records"),
     ({"requests": 150_000_000, "outputs": {"streaming": False}}, "requests", "outputs.streaming: true"),
 ])

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..rng import component_rng
 
-WAITING, SERVED, TURNED_AWAY = 0, 1, 2
+WAITING, SERVED, REJECTED, TIMED_OUT = 0, 1, 2, 3
 HARVEST_BLOCK = 1 << 16  # arrivals between two hand-overs
 
 
@@ -24,14 +24,16 @@ class ArrivalOrder:
     """Request columns (arrival, dispatch and completion in s, replica, state) of the requests from id `base` on;
     finished leading rows are handed to `sink` (sim.sinks.StreamingSink) in arrival order and dropped."""
 
-    def __init__(self, sink):
+    def __init__(self, sink, routed: bool = True):
         self.sink = sink
+        self.routed = routed  # behind a router a turned-away request belongs to the replica it was sent to
         self.base = 0
         self.arrival = np.empty(0)
         self.dispatch = np.empty(0)
         self.completion = np.empty(0)
         self.replica = np.empty(0, np.int32)
         self.state = np.empty(0, np.int8)
+        self.delayed = np.empty(0, bool)  # served after a timeout sent it behind the others (timeout_action delay)
 
     def tap(self, chunks: Iterable[np.ndarray], block_size: int = HARVEST_BLOCK) -> Iterable[np.ndarray]:
         """Yields the arrivals in blocks of at most `block_size` as the fleet takes them, adding a row for each of
@@ -50,6 +52,7 @@ class ArrivalOrder:
         self.completion = np.concatenate([self.completion, np.full(n, np.nan)])
         self.replica = np.concatenate([self.replica, np.full(n, -1, np.int32)])
         self.state = np.concatenate([self.state, np.zeros(n, np.int8)])
+        self.delayed = np.concatenate([self.delayed, np.zeros(n, bool)])
         return block
 
     def add(self, got, replica: int) -> None:
@@ -64,9 +67,13 @@ class ArrivalOrder:
             self.completion[pos] = got.completion_s[per]
             self.replica[pos] = who[per]
             self.state[pos] = SERVED
-        for ids in (got.rejected, got.timed_out):
+        for ids, state in ((got.rejected, REJECTED), (got.timed_out, TIMED_OUT)):
             if ids:
-                self.state[np.asarray(ids, np.int64) - self.base] = TURNED_AWAY
+                pos = np.asarray(ids, np.int64) - self.base
+                self.state[pos] = state
+                self.replica[pos] = replica
+        if got.delayed:
+            self.delayed[np.asarray(got.delayed, np.int64) - self.base] = True
 
     def flush(self) -> None:
         """Hands the leading run of finished rows to the sink and drops them."""
@@ -77,51 +84,45 @@ class ArrivalOrder:
             self._drop(n)
 
     def finish(self) -> None:
-        """Ends the run: served rows go to the sink in arrival order, rows never dispatched as never taken."""
-        served = np.flatnonzero(self.state == SERVED)
-        self._take(served)
+        """Ends the run: served and turned-away rows go to the sink in arrival order, rows never dispatched as
+        never taken."""
+        self._take(np.flatnonzero(self.state != WAITING))
         self.sink.finish(self.arrival[self.state == WAITING])
         self._drop(self.state.size)
 
     def _take(self, rows: np.ndarray) -> None:
-        served = rows[self.state[rows] == SERVED]
+        state = self.state[rows]
+        served = rows[state == SERVED]
         self.sink.take_requests(self.arrival[served], self.dispatch[served], self.completion[served],
-                                self.replica[served])
+                                self.replica[served], self.delayed[served] if self.delayed.any() else None)
+        turned = rows[state >= REJECTED]
+        if turned.size:
+            self.sink.take_turned(self.arrival[turned], self.state[turned] == TIMED_OUT,
+                                  self.replica[turned] if self.routed else None)
 
     def _drop(self, n: int) -> None:
         self.base += n
-        for k in ("arrival", "dispatch", "completion", "replica", "state"):
+        for k in ("arrival", "dispatch", "completion", "replica", "state", "delayed"):
             setattr(self, k, getattr(self, k)[n:])
 
 
 def stream_batch_fleet(groups: list, router, chunks: Iterable[np.ndarray], sink, seed: int, replication: int,
-                       autoscaler=None, server_replicas: int = 1, end_s: Optional[float] = None) -> Optional[dict]:
-    """Runs request-level replicas behind `router` (None: one queue shared by them, autoscaled) over the arrival
-    `chunks` into `sink`; returns the autoscaler's record of replica lives (None without one), billed until `end_s`
-    (default: the last arrival)."""
-    from .build import LEAST_LOADED_FAST, _batch_replicas, _per_replica, _shared_pool, _Split, _Zeros
+                       autoscaler=None, server_replicas: int = 1, end_s: Optional[float] = None,
+                       max_queue: Optional[int] = None, timeout_s: Optional[float] = None,
+                       delay: bool = False) -> Optional[dict]:
+    """Runs request-level replicas behind `router` (None: one queue shared by them) over the arrival `chunks` into
+    `sink`, with the queue limits of sim.fleet.build.run_batch_fleet; returns the autoscaler's record of replica
+    lives (None without one), billed until `end_s` (default: the last arrival)."""
+    from .build import LEAST_LOADED_FAST, _per_replica
     from .fleet import Fleet, run_least_loaded
-    from .scaling import FleetScaler
 
     per = _per_replica(groups)
     specs = [(g.batching.rule(g.cost_model.batch_limit()), g.cost_model) for g in per]
     rng = component_rng(seed, replication, "server.router")
-    order = ArrivalOrder(sink)
-    ctl = None
-    if router is None:  # several groups behind one queue, autoscaled (else sim.engine streams it)
-        replicas = [_shared_pool(specs, seed, replication, None, None, _Zeros(), 1, False)]
-        ctl = FleetScaler(autoscaler, replicas, server_replicas, pool=replicas[0])
-        choose = _first
-    else:
-        out = router.counts(len(per), pool=autoscaler is not None)
-        replicas = _batch_replicas(specs, out, seed, replication, None, None, None, 1)
-        if autoscaler is not None:
-            ctl = FleetScaler(autoscaler, replicas, server_replicas, out=out)
-            choose = router.pool_chooser(replicas, out, rng)
-        elif router.reads_state:
-            choose = router.chooser(replicas, out, rng)
-        else:
-            choose = _Split(router, len(per), rng).choose
+    limited = max_queue is not None or timeout_s is not None
+    replicas, out, ctl, choose = _stream_fleet(router, specs, seed, replication, autoscaler, server_replicas,
+                                               (max_queue, timeout_s, delay), rng)
+    order = ArrivalOrder(sink, routed=router is not None)
 
     def after_chunk() -> None:
         for r in replicas:
@@ -129,7 +130,7 @@ def stream_batch_fleet(groups: list, router, chunks: Iterable[np.ndarray], sink,
         order.flush()
 
     blocks = order.tap(chunks)
-    if router is not None and router.policy in LEAST_LOADED_FAST:
+    if router is not None and router.policy in LEAST_LOADED_FAST and not limited:
         run_least_loaded(replicas, out, rng, None, blocks, after_chunk, ctl)
     else:
         Fleet(replicas, choose, ctl).run(None, blocks, after_chunk)
@@ -138,6 +139,39 @@ def stream_batch_fleet(groups: list, router, chunks: Iterable[np.ndarray], sink,
     if ctl is None:
         return None
     return ctl.record(end_s if end_s is not None else max(sink.last_arrival, 0.0))
+
+
+def _stream_fleet(router, specs: list, seed: int, replication: int, autoscaler, server_replicas: int, limits,
+                  rng) -> tuple:
+    """Returns (replicas, router counts, autoscaler or None, chooser) as sim.fleet.build builds them for records:
+    behind the shared queue one pool of every replica (a lone replica without an autoscaler: itself), behind a
+    router one replica each, prioritised (two levels) for timeout_action delay."""
+    from .build import _batch_replicas, _shared_pool, _Split, _Zeros
+    from .scaling import FleetScaler
+
+    max_queue, timeout_s, delay = limits
+    levels = 2 if delay else 1
+    if router is None and (len(specs) > 1 or autoscaler is not None):
+        pool = _shared_pool(specs, seed, replication, max_queue, timeout_s, _Zeros(), levels, delay)
+        ctl = FleetScaler(autoscaler, [pool], server_replicas, pool=pool) if autoscaler is not None else None
+        return [pool], None, ctl, _first
+    out = (router.counts(len(specs), pool=autoscaler is not None) if router is not None else
+           _one_replica_counts())
+    replicas = _batch_replicas(specs, out, seed, replication, max_queue, timeout_s, _Zeros(), levels, delay)
+    if router is None:
+        return replicas, out, None, _first
+    if autoscaler is not None:
+        ctl = FleetScaler(autoscaler, replicas, server_replicas, out=out)
+        return replicas, out, ctl, router.pool_chooser(replicas, out, rng)
+    if router.reads_state:
+        return replicas, out, None, router.chooser(replicas, out, rng)
+    return replicas, out, None, _Split(router, len(specs), rng).choose
+
+
+def _one_replica_counts():
+    from .counts import Counts
+
+    return Counts(1)
 
 
 def _first(sid: int, a: float) -> int:

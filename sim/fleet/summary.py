@@ -38,15 +38,16 @@ def _rates(views: list[ReplicaView], members, n_replicas: int) -> dict:
 
 
 def fleet_sections(groups, views: list[ReplicaView], throughput_rps: float, overall: Optional[dict] = None,
-                   sketches: Optional[list] = None) -> dict:
+                   sketches: Optional[list] = None, requests: Optional[list] = None) -> dict:
     """Returns the summary keys `replicas`, `groups`, `fleet_cost_per_hour`, `cost_per_million_requests`
     and `cost_note` (why a cost is null, or where the prices came from). With one replica its latency is the
     fleet's (`overall`, the summary's latency statistics), so nothing per request is recomputed. Streaming
-    runs give each replica's latency as a sketch (`sketches`, sim.sketch) instead of per-request views."""
+    runs give each replica's latency as a sketch (`sketches`, sim.sketch) instead of per-request views, and its
+    measured requests (`requests`: served there, or routed there when a router turned some away)."""
     index = replica_index(groups)
     c = len(index)
     if sketches is not None:
-        requests = [sk.n for sk in sketches]
+        requests = requests if requests is not None else [sk.n for sk in sketches]
         lat_of = [sk.stats() for sk in sketches]
     elif c == 1 and overall is not None:
         lat_of = [{k: overall[k] for k in ("mean", "p50", "p90", "p95", "p99", "max")}]

@@ -44,6 +44,11 @@ class PriorityBatchReplica(BatchReplica):
     def accepted_ids(self) -> list[int]:
         return [sid for ids in self.qi for sid in ids]
 
+    def harvest(self):
+        got = super().harvest()
+        got.delayed, self.delayed = self.delayed, []
+        return got
+
     def _forget_dispatched(self) -> None:
         super()._forget_dispatched()
         for lv in range(len(self.qa)):

@@ -25,6 +25,7 @@ class Harvest:
     rejected: list
     timed_out: list
     replica: Optional[np.ndarray] = None  # per batch, where a pool's servers log under several replica indices
+    delayed: list = ()                    # ids a timeout sent behind the others (timeout_action delay)
 
 
 class QueuedReplica:
