@@ -44,6 +44,20 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
         if not llm_policy and llm_keys:
             problems.append((f"slo.{llm_keys[0]}", "TTFT/TPOT targets apply to LLM policies; use latency_mean_ms, "
                              "latency_p50_ms..latency_p99_ms"))
+    _check_size_and_outputs(scenario, problems)
+    if not fleet_problems:
+        for g in _pairs(scenario):
+            _check_pair(scenario, g, problems)
+    if problems:
+        (path, msg), rest = problems[0], problems[1:]
+        where = scenario._overrides
+        raise ScenarioError(blame(source, path, where), path, msg, [f"{blame(source, p, where)}: {p}: {m}" for p, m in rest])
+    return scenario
+
+
+def _check_size_and_outputs(scenario: Scenario, problems: list) -> None:
+    """Appends the problems of the run's size (requests against the trace and the run limits) and of its outputs
+    (streaming, records, windows); sets the scenario's expected request count."""
     arr = scenario.workload.arrival
     if arr is None:
         expected = float(scenario.closed_requests() or 0)
@@ -88,14 +102,6 @@ def check(scenario: Scenario, source: str = "<scenario>") -> Scenario:
         problems.append(("requests" if scenario.requests is not None else "duration_s",
                          f"about {total:.3g} requests in all (x{scenario.replications} replications) is beyond one "
                          f"run's limit of {limit:,}{hint}; shorten the run or split it into several seeds"))
-    if not fleet_problems:
-        for g in _pairs(scenario):
-            _check_pair(scenario, g, problems)
-    if problems:
-        (path, msg), rest = problems[0], problems[1:]
-        where = scenario._overrides
-        raise ScenarioError(blame(source, path, where), path, msg, [f"{blame(source, p, where)}: {p}: {m}" for p, m in rest])
-    return scenario
 
 
 def streaming_unsupported(scenario: Scenario) -> str:

@@ -112,7 +112,10 @@ def simulate_shared(specs: list, arrival_s: Optional[np.ndarray], *, noise_rng: 
     Streaming (sim.sinks): with `chunks`, an iterator of sorted arrival-time arrays that continue one another,
     instead of `arrival_s`, arrivals are loaded as the queue's head needs them, and once `flush_requests`
     requests are taken the finished batches go to `sink.take` with those requests and are forgotten, so memory
-    does not grow with the run; returns None."""
+    does not grow with the run; returns None.
+
+    Long on purpose: the hot path (one SimPy process per replica, closures over the queue's local state so the
+    per-batch work is local-variable access, not attribute lookups); the golden outputs pin it."""
     arr: list = []
     state = {"head": 0, "n": 0, "more": chunks is not None}
     if chunks is None:

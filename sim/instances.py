@@ -52,7 +52,10 @@ def simulate_instances(specs: list, instances: int, slowdown: list[float], arriv
                        noise_rng: Optional[np.random.Generator] = None) -> BatchLog:
     """Runs `instances` model instances on each GPU of `specs` ((DispatchRule, CostModel) per GPU), all sharing
     one FCFS queue, over sorted arrival times (seconds); returns the BatchLog (its `replica` is the GPU, its
-    `step_s` each step's wall time under contention)."""
+    `step_s` each step's wall time under contention).
+
+    Long on purpose: the hot path of instance groups behind an unlimited shared queue (local state in closures, as
+    sim.engine.simulate_shared); the golden outputs pin it."""
     arr = np.ascontiguousarray(arrival_s, dtype=float).tolist()
     n = len(arr)
     gpus = [GpuShare(slowdown) for _ in specs]

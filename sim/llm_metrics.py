@@ -137,34 +137,9 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
     warnings: list[str] = []
     capacity = capacity_rps(scenario, logs)
     closed = scenario.workload.clients is not None
-    offered, load = (None, None) if closed else offered_load(scenario, logs, capacity, warnings)
-    a_priori = load is None or load < 1.0
-    if not a_priori:
-        warnings.append(f"UNSTABLE: offered {offered:.6g} rps is {load:.0%} of the engine's estimated capacity "
-                        f"{capacity:.6g} rps for these request sizes; the queue grows without bound")
-    limited = scenario.server.queue.max_waiting is not None or scenario.workload.client_timeout_ms is not None
-    if limited and not a_priori:  # a bounded queue, or clients who give up, turn the excess away
-        warnings[-1] = (f"offered {offered:.6g} rps is {load:.0%} of the estimated capacity {capacity:.6g} rps: the "
-                        "waiting-queue limit (server.queue.max_waiting) or the clients' timeout "
-                        "(workload.client_timeout_ms) turns the excess away")
-        a_priori = True
-    stable, growth = stability(a_priori, [(r.arrival_admitted, r.departure, r.start_s) for r in reps], warnings)
-    rejected = sum(r.refused for r in reps)
-    queue_full = sum(r.rejected for r in reps)
-    if queue_full:
-        warnings.append(f"{queue_full} measured request(s) found the waiting queue full (server.queue.max_waiting) "
-                        "and were rejected; they count as SLO misses")
-    if rejected:
-        warnings.append(f"{rejected} measured request(s) could never run and were refused: prompt + output beyond "
-                        "the whole KV cache, or (without chunked prefill) beyond max_num_batched_tokens")
-    timed_out = sum(r.timed_out for r in reps)
-    if timed_out:
-        warnings.append(f"{timed_out} measured request(s) waited past workload.client_timeout_ms for admission and "
-                        "their clients gave up; they count as SLO misses")
-    unfinished = sum(r.unfinished for r in reps)
-    if unfinished:
-        warnings.append(f"{unfinished} measured request(s) never finished (a static batch that never filled: "
-                        "set max_queue_delay_ms)")
+    head = _llm_load(scenario, logs, reps, capacity, closed, warnings)
+    offered, load, stable, growth, limited = (head[k] for k in ("offered", "load", "stable", "growth", "limited"))
+    rejected, queue_full, timed_out, unfinished = (head[k] for k in ("refused", "rejected", "timed_out", "unfinished"))
     span = sum(r.span_s for r in reps)
     e2e = with_ci([r.e2e for r in reps])
     throughput = sum(r.completed for r in reps) / span
@@ -211,26 +186,76 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
     }
     slo = scenario.slo
     if slo is not None and (slo.ttft_p99_ms or slo.tpot_p99_ms):
-        ok_n, targets = 0, {}
-        for r in reps:
-            ok = np.ones(r.n, bool)
-            if slo.ttft_p99_ms:
-                ok &= r.ttft <= slo.ttft_p99_ms / 1000
-            if slo.tpot_p99_ms:
-                multi = r.log.output_tokens[r.keep] > 1
-                tp = np.zeros(r.n)
-                tp[multi] = r.tpot
-                ok &= tp <= slo.tpot_p99_ms / 1000
-            ok_n += int(ok.sum())
-        for name, target, stats in (("ttft_p99", slo.ttft_p99_ms, summary["ttft_s"]), ("tpot_p99", slo.tpot_p99_ms, summary["tpot_s"])):
-            if target:
-                if stats["p99"] != stats["p99"]:  # no request had a second token: nothing to miss
-                    targets[name] = {"target_ms": target, "achieved_ms": None, "met": True, "verdict": "n/a"}
-                    continue
-                targets[name] = slo_verdict(target, stats["p99"], stats["ci95"].get("p99"))
-        summary["slo"] = {"targets": targets, "met": all(t["met"] for t in targets.values()), "attainment_target": "ttft+tpot"}
-        summary["slo_attainment"] = ok_n / (n + unfinished + rejected + queue_full + timed_out)  # unserved: misses
-        summary["goodput_rps"] = throughput * ok_n / n  # the share of finished requests that met both targets
+        summary.update(_llm_slo(slo, reps, summary, n + unfinished + rejected + queue_full + timed_out))
+    _llm_sections(summary, scenario, reps, capacity, closed, limited)
+    return summary
+
+
+def _llm_load(scenario, logs, reps: list, capacity: float, closed: bool, warnings: list[str]) -> dict:
+    """Returns the offered rate and load, whether the waiting queue is bounded, the stability verdict and test, and
+    the measured requests refused, rejected, timed out or never finished; adds their warnings."""
+    offered, load = (None, None) if closed else offered_load(scenario, logs, capacity, warnings)
+    a_priori = load is None or load < 1.0
+    if not a_priori:
+        warnings.append(f"UNSTABLE: offered {offered:.6g} rps is {load:.0%} of the engine's estimated capacity "
+                        f"{capacity:.6g} rps for these request sizes; the queue grows without bound")
+    limited = scenario.server.queue.max_waiting is not None or scenario.workload.client_timeout_ms is not None
+    if limited and not a_priori:  # a bounded queue, or clients who give up, turn the excess away
+        warnings[-1] = (f"offered {offered:.6g} rps is {load:.0%} of the estimated capacity {capacity:.6g} rps: the "
+                        "waiting-queue limit (server.queue.max_waiting) or the clients' timeout "
+                        "(workload.client_timeout_ms) turns the excess away")
+        a_priori = True
+    stable, growth = stability(a_priori, [(r.arrival_admitted, r.departure, r.start_s) for r in reps], warnings)
+    refused = sum(r.refused for r in reps)
+    queue_full = sum(r.rejected for r in reps)
+    if queue_full:
+        warnings.append(f"{queue_full} measured request(s) found the waiting queue full (server.queue.max_waiting) "
+                        "and were rejected; they count as SLO misses")
+    if refused:
+        warnings.append(f"{refused} measured request(s) could never run and were refused: prompt + output beyond "
+                        "the whole KV cache, or (without chunked prefill) beyond max_num_batched_tokens")
+    timed_out = sum(r.timed_out for r in reps)
+    if timed_out:
+        warnings.append(f"{timed_out} measured request(s) waited past workload.client_timeout_ms for admission and "
+                        "their clients gave up; they count as SLO misses")
+    unfinished = sum(r.unfinished for r in reps)
+    if unfinished:
+        warnings.append(f"{unfinished} measured request(s) never finished (a static batch that never filled: "
+                        "set max_queue_delay_ms)")
+    return {"offered": offered, "load": load, "limited": limited, "stable": stable, "growth": growth,
+            "refused": refused, "rejected": queue_full, "timed_out": timed_out, "unfinished": unfinished}
+
+
+def _llm_slo(slo, reps: list, summary: dict, measured: int) -> dict:
+    """Returns the SLO keys: each p99 target's verdict, the attainment over `measured` requests (unserved ones
+    miss) and the goodput (finished requests meeting both TTFT and TPOT targets, per second)."""
+    ok_n, targets = 0, {}
+    for r in reps:
+        ok = np.ones(r.n, bool)
+        if slo.ttft_p99_ms:
+            ok &= r.ttft <= slo.ttft_p99_ms / 1000
+        if slo.tpot_p99_ms:
+            multi = r.log.output_tokens[r.keep] > 1
+            tp = np.zeros(r.n)
+            tp[multi] = r.tpot
+            ok &= tp <= slo.tpot_p99_ms / 1000
+        ok_n += int(ok.sum())
+    for name, target, stats in (("ttft_p99", slo.ttft_p99_ms, summary["ttft_s"]),
+                                ("tpot_p99", slo.tpot_p99_ms, summary["tpot_s"])):
+        if target:
+            if stats["p99"] != stats["p99"]:  # no request had a second token: nothing to miss
+                targets[name] = {"target_ms": target, "achieved_ms": None, "met": True, "verdict": "n/a"}
+                continue
+            targets[name] = slo_verdict(target, stats["p99"], stats["ci95"].get("p99"))
+    return {"slo": {"targets": targets, "met": all(t["met"] for t in targets.values()), "attainment_target": "ttft+tpot"},
+            "slo_attainment": ok_n / measured,
+            "goodput_rps": summary["throughput_rps"] * ok_n / summary["requests"]}
+
+
+def _llm_sections(summary: dict, scenario, reps: list, capacity: float, closed: bool, limited: bool) -> None:
+    """Adds the sections a scenario's features call for: closed loop, classes, the load definition, the fleet
+    (replicas, groups, cost) and the autoscaler."""
+    throughput = summary["throughput_rps"]
     if closed:  # no offered rate: the load is what the clients' answers let them send
         from .clients import law_check
         from .metrics import LOAD_CLOSED
@@ -252,13 +277,13 @@ def summarize_llm(scenario, logs: list[LlmLog], source: str = "<scenario>") -> d
         summary["load_definition"] = LOAD_FINITE
     from .fleet.summary import fleet_sections
 
-    summary.update(fleet_sections(scenario.fleet_groups, [r.view(replicas) for r in reps], throughput, e2e))
+    summary.update(fleet_sections(scenario.fleet_groups, [r.view(scenario.total_replicas) for r in reps], throughput,
+                                  summary["e2e_s"]))
     if reps[0].log.scaling is not None:  # autoscaled: billed replica-time, and busy over serving time
         from .fleet.autoscaler import autoscaler_keys
 
         summary.update(autoscaler_keys(scenario.fleet_groups, [r.log.scaling for r in reps],
                                        [(r.start_s, r.end_s) for r in reps], sum(r.busy_s for r in reps), throughput))
-    return summary
 
 
 def _pooled_itl(reps: list) -> dict:

@@ -16,7 +16,10 @@ from .cost import LlmCost
 
 
 def naive_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, prompt_tokens, output_tokens):
-    """Returns (first_token_s, finish_s, preemptions) per request."""
+    """Returns (first_token_s, finish_s, preemptions) per request.
+
+    Long on purpose: the naive reference model is written straight through, one SimPy event per token step and
+    no shared helper with the engine it checks (sim.replica.continuous), so a bug cannot hide in both."""
     env = simpy.Environment()
     n = len(arrival_s)
     bs, total, budget_max = policy.block_size, policy.kv_blocks, policy.max_num_batched_tokens

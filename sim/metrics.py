@@ -1,10 +1,10 @@
-"""Per-request records and the summary of request-level runs (statistics shared with other engines: sim.stats)."""
+"""The summary of request-level runs (statistics shared with other engines: sim.stats; the per-request table:
+sim.request_table)."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import pandas as pd
 
 from .engine import BatchLog
 from .errors import ScenarioError
@@ -20,69 +20,8 @@ LOAD_FINITE = ("finite queue: offered_load is the offered rate over full-batch c
                "a priori because the queue limit or timeout turns the excess away (see rejected, timed_out)")
 
 
-def request_frame(logs: list[BatchLog], groups=None, class_names=None) -> pd.DataFrame:
-    """Returns one row per request of every replication (unserved requests have NaN dispatch/completion)."""
-    frames = [pd.DataFrame(request_columns(log, rep, groups, class_names)) for rep, log in enumerate(logs)]
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-
-
-def request_columns(log: BatchLog, replication: int = 0, groups=None, class_names=None) -> dict[str, np.ndarray]:
-    """Returns per-request numpy columns: times in seconds, batch id and size, replica (the one it was
-    routed to, or behind a shared queue the one that served it; -1: never served) and its group."""
-    n = log.arrival_s.size
-    batch = log.request_batch()
-    ok = batch >= 0
-    b = batch[ok]
-    dispatch = np.full(n, np.nan)
-    completion = np.full(n, np.nan)
-    size = np.zeros(n, dtype=np.int32)
-    dispatch[ok] = log.dispatch_s[b]
-    completion[ok] = log.completion_s[b]
-    size[ok] = log.size[b]
-    if log.routed is not None:
-        replica = log.routed.astype(np.int32, copy=True)
-    else:
-        replica = np.full(n, -1, dtype=np.int32)
-        replica[ok] = log.replica[b]
-    cols = {
-        "replication": np.full(n, replication, dtype=np.int32),
-        "request_id": np.arange(n, dtype=np.int64),
-        "arrival_s": log.arrival_s,
-        "dispatch_s": dispatch,
-        "completion_s": completion,
-        "queue_wait_s": dispatch - log.arrival_s,
-        "latency_s": completion - log.arrival_s,
-        "batch_id": batch,
-        "batch_size": size,
-        "replica": replica,
-    }
-    if groups is not None:
-        cols["group"] = group_column(groups, replica)
-    st = log.stages
-    if st is not None:  # sim.stages: the client's send and answer around the batcher's arrival and completion
-        cols["sent_s"] = st["sent_s"]
-        cols["preprocess_s"] = log.arrival_s - st["sent_s"]
-        cols["answered_s"] = st["answered_s"]
-        cols["postprocess_s"] = st["answered_s"] - completion
-        cols["latency_s"] = st["answered_s"] - st["sent_s"]
-    if class_names is not None and log.classes is not None:
-        cols["class"] = pd.Categorical.from_codes(log.classes.astype(np.int64), categories=class_names)
-    if log.rejected is not None:
-        cols["rejected"] = log.rejected
-        cols["timed_out"] = log.timed_out
-        cols["delayed"] = log.delayed if log.delayed is not None else np.zeros(n, bool)
-    if log.clients is not None:
-        cols["client"] = log.clients["client"]
-        cols["think_s"] = log.clients["think_s"]
-    return cols
-
-
-def group_column(groups, replica: np.ndarray) -> pd.Categorical:
-    """Returns each request's group name from its replica index (-1: none) as a categorical column."""
-    names = [g.name for g in groups]
-    of = np.repeat(np.arange(len(groups)), [g.replicas for g in groups])
-    codes = np.where(replica >= 0, of[np.clip(replica, 0, None)], -1)
-    return pd.Categorical.from_codes(codes, categories=names)
+# the per-request table and time series (sim.request_table), importable from here as before
+from .request_table import group_column, queue_length_series, request_columns, request_frame  # noqa: E402,F401
 
 
 class _Rep:
@@ -256,7 +195,61 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
     warnings: list[str] = []
     capacity = scenario.capacity_rps()
     closed = scenario.workload.clients is not None
-    if closed:  # no offered rate: the load is what the clients' answers let them send (set below)
+    load = _load_section(scenario, logs, reps, capacity, closed, warnings)
+    span = sum(r.span_s for r in reps)
+    throughput = sum(r.completed for r in reps) / span
+    busy = sum(r.busy_s for r in reps)
+    utilization = busy / (replicas * span)
+    all_sizes = np.concatenate([r.batch_sizes for r in reps])
+    mean_batch = float(all_sizes.mean()) if all_sizes.size else math.nan
+    _headroom_warnings(scenario, load, utilization, mean_batch, warnings)
+    lat = with_ci([r.latency for r in reps])
+    offered_load_value = load["load"]
+    if closed:
+        offered_load_value = throughput / capacity if capacity and math.isfinite(capacity) else None
+    turned = {k: {"count": load[k], "fraction": load[k] / load["measured"] if load["measured"] else 0.0}
+              for k in ("rejected", "timed_out", "delayed")}
+    summary: dict = {
+        "scenario": scenario.name,
+        "seed": scenario.seed,
+        "replications": len(reps),
+        "requests": n,
+        "requests_generated": int(sum(r.log.arrival_s.size for r in reps)),
+        "unserved": load["unserved"],
+        **turned,
+        "warmup_s": scenario.warmup_s,
+        "duration_s": float(np.mean([r.horizon_s for r in reps])),
+        "measured_window_s": span / len(reps),
+        "offered_rps": load["offered"],
+        "capacity_rps": capacity,
+        "offered_load": offered_load_value,
+        "stable": load["stable"],
+        "stability": load["growth"],
+        "throughput_rps": throughput,
+        "throughput_rps_ci95": scalar_ci([r.throughput_rps for r in reps], throughput),
+        "latency_s": lat,
+        "queue_wait_s": with_ci([r.wait for r in reps]),
+        "batch_size": {
+            "mean": mean_batch,
+            "p50": float(np.percentile(all_sizes, 50)) if all_sizes.size else math.nan,
+            "max": int(all_sizes.max()) if all_sizes.size else 0,
+            "batches": int(all_sizes.size),
+        },
+        "utilization": utilization,
+        "utilization_ci95": scalar_ci([r.utilization for r in reps], utilization),
+        "littles_law": littles_law(reps[0]),
+        "confidence": confidence(len(reps)),
+        "warnings": warnings,
+    }
+    _add_sections(summary, scenario, reps, lat, closed, load["limited"])
+    return summary
+
+
+def _load_section(scenario, logs, reps: list, capacity: float, closed: bool, warnings: list[str]) -> dict:
+    """Returns the offered rate and load, whether the queue is limited, the stability verdict and test, and the
+    measured requests turned away (rejected, timed out, delayed) or never dispatched; adds their warnings."""
+    replicas = scenario.total_replicas
+    if closed:  # no offered rate: the load is what the clients' answers let them send (set by the caller)
         offered, load = None, None
     else:
         offered, load = offered_load(scenario, logs, capacity, warnings)
@@ -288,59 +281,29 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
     if unserved:
         warnings.append(f"{unserved} measured request(s) were never dispatched (a static batch that never filled); "
                         "they count as SLO misses; set server.batching.max_queue_delay_ms to flush partial batches")
+    return {"offered": offered, "load": load, "limited": limited, "stable": stable, "growth": growth,
+            "measured": measured, "rejected": rejected, "timed_out": timed_out, "delayed": delayed,
+            "unserved": unserved}
 
-    span = sum(r.span_s for r in reps)
-    throughput = sum(r.completed for r in reps) / span
-    busy = sum(r.busy_s for r in reps)
-    utilization = busy / (replicas * span)
-    all_sizes = np.concatenate([r.batch_sizes for r in reps])
-    mean_batch = float(all_sizes.mean()) if all_sizes.size else math.nan
-    if stable and load is not None and load >= HIGH_UTILIZATION and not (limited and load >= 1):
-        warnings.append(f"the offered load is {load:.0%} of capacity: queues and tail latency grow steeply with "
+
+def _headroom_warnings(scenario, load: dict, utilization: float, mean_batch: float, warnings: list[str]) -> None:
+    """Warns when a stable run has little headroom: a load near capacity, or replicas nearly always busy."""
+    stable, limited, value = load["stable"], load["limited"], load["load"]
+    if stable and value is not None and value >= HIGH_UTILIZATION and not (limited and value >= 1):
+        warnings.append(f"the offered load is {value:.0%} of capacity: queues and tail latency grow steeply with "
                         "any more traffic (or burstier traffic); leave headroom")
-    elif stable and load is not None and utilization >= HIGH_UTILIZATION:
+    elif stable and value is not None and utilization >= HIGH_UTILIZATION:
+        largest = max(g.batching.rule(g.cost_model.batch_limit()).max_batch_size for g in scenario.fleet_groups)
         warnings.append(
-            f"the replicas were busy {utilization:.0%} of the time although the offered load is {load:.0%} of "
+            f"the replicas were busy {utilization:.0%} of the time although the offered load is {value:.0%} of "
             f"full-batch capacity: batches average "
-            f"{mean_batch:.3g} of up to {max(g.batching.rule(g.cost_model.batch_limit()).max_batch_size for g in scenario.fleet_groups)}, so the real headroom is small; expect latency to "
+            f"{mean_batch:.3g} of up to {largest}, so the real headroom is small; expect latency to "
             "climb steeply with more traffic")
-    lat = with_ci([r.latency for r in reps])
-    if closed:
-        load = throughput / capacity if capacity and math.isfinite(capacity) else None
-    summary: dict = {
-        "scenario": scenario.name,
-        "seed": scenario.seed,
-        "replications": len(reps),
-        "requests": n,
-        "requests_generated": int(sum(r.log.arrival_s.size for r in reps)),
-        "unserved": unserved,
-        "rejected": {"count": rejected, "fraction": rejected / measured if measured else 0.0},
-        "timed_out": {"count": timed_out, "fraction": timed_out / measured if measured else 0.0},
-        "delayed": {"count": delayed, "fraction": delayed / measured if measured else 0.0},
-        "warmup_s": scenario.warmup_s,
-        "duration_s": float(np.mean([r.horizon_s for r in reps])),
-        "measured_window_s": span / len(reps),
-        "offered_rps": offered,
-        "capacity_rps": capacity,
-        "offered_load": load,
-        "stable": stable,
-        "stability": growth,
-        "throughput_rps": throughput,
-        "throughput_rps_ci95": scalar_ci([r.throughput_rps for r in reps], throughput),
-        "latency_s": lat,
-        "queue_wait_s": with_ci([r.wait for r in reps]),
-        "batch_size": {
-            "mean": mean_batch,
-            "p50": float(np.percentile(all_sizes, 50)) if all_sizes.size else math.nan,
-            "max": int(all_sizes.max()) if all_sizes.size else 0,
-            "batches": int(all_sizes.size),
-        },
-        "utilization": utilization,
-        "utilization_ci95": scalar_ci([r.utilization for r in reps], utilization),
-        "littles_law": littles_law(reps[0]),
-        "confidence": confidence(len(reps)),
-        "warnings": warnings,
-    }
+
+
+def _add_sections(summary: dict, scenario, reps: list, lat: dict, closed: bool, limited: bool) -> None:
+    """Adds the sections a scenario's features call for: stages, closed loop, the load definition, SLO, classes,
+    the fleet (replicas, groups, cost) and the autoscaler."""
     if any(r.log.stages is not None for r in reps):
         summary["stages"] = _stage_sections(scenario.server, reps)
     if closed:
@@ -361,10 +324,9 @@ def summarize(scenario, logs: list[BatchLog], source: str = "<scenario>") -> dic
                                             lambda c: pick_slo(c, scenario.slo, top_targets))
     from .fleet.summary import fleet_sections
 
-    summary.update(fleet_sections(scenario.fleet_groups, [r.view() for r in reps], throughput, lat))
+    summary.update(fleet_sections(scenario.fleet_groups, [r.view() for r in reps], summary["throughput_rps"], lat))
     if reps[0].log.scaling is not None:  # the pool's price is not what it cost: the replicas that served are
         summary.update(_autoscaler_keys(scenario, reps, summary))
-    return summary
 
 
 def _autoscaler_keys(scenario, reps: list[_Rep], summary: dict) -> dict:
@@ -461,20 +423,6 @@ def _slo(targets_ms: dict[str, float], reps: list[_Rep], lat: dict) -> dict:
         "slo_attainment": pooled,
         "slo_attainment_ci95": scalar_ci(within, pooled),
     }
-
-
-def queue_length_series(log: BatchLog, points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (times_s, waiting) sampled on a regular grid: requests arrived but not yet dispatched."""
-    a = log.arrival_s
-    if a.size == 0:
-        return np.zeros(1), np.zeros(1)
-    t_end = float(log.completion_s.max()) if log.size.size else float(a[-1])
-    grid = np.linspace(0.0, t_end, points)
-    arrived = np.searchsorted(a, grid, side="right")
-    order = np.argsort(log.dispatch_s, kind="stable")
-    cum = np.concatenate([[0], np.cumsum(log.size[order], dtype=np.int64)])
-    dispatched = cum[np.searchsorted(log.dispatch_s[order], grid, side="right")]
-    return grid, arrived - dispatched
 
 
 def window_rows(scenario, logs: list[BatchLog]) -> list[dict]:

@@ -89,22 +89,13 @@ def _littles_law(s) -> dict:
     return {"L": L, "lambda_W": lw, "rel_error": abs(L - lw) / lw if lw > 0 else math.nan}
 
 
-def summarize_stream(scenario, sinks: list, source: str = "<scenario>") -> dict:
-    """Returns summary.json's dict for a streaming run of `scenario` (one sink per replication)."""
-    from .errors import ScenarioError
-    from .fleet.summary import ReplicaView, fleet_sections
-    from .metrics import HIGH_UTILIZATION
-
-    replicas = scenario.total_replicas
+def _stream_load(scenario, sinks: list, capacity: float, warnings: list[str]) -> tuple:
+    """Returns (offered rps, load, queue limited, stable, growth test) of a streaming run; adds their warnings."""
     n = sum(s.measured for s in sinks)
-    if n == 0:
-        raise ScenarioError(source, "server.batching.max_batch_size", "no measured request was ever dispatched")
-    warnings: list[str] = []
-    capacity = scenario.capacity_rps()
     arr = scenario.workload.arrival
     if hasattr(arr, "tokens_for"):  # a trace: the replayed times' own rate, as records measure it
         spans = [(s.generated - 1, s.last_arrival - s.first_arrival) for s in sinks]
-        rates = [n / span if span > 0 else None for n, span in spans]
+        rates = [k / span if span > 0 else None for k, span in spans]
         offered = float(np.mean(rates)) if None not in rates else None
     else:
         offered = float(arr.rate_rps) if getattr(arr, "rate_rps", None) else None
@@ -112,17 +103,16 @@ def summarize_stream(scenario, sinks: list, source: str = "<scenario>") -> dict:
     a_priori = load is None or load < 1.0
     if not a_priori:
         warnings.append(f"UNSTABLE: offered load {offered:.6g} rps is {load:.0%} of capacity {capacity:.6g} rps "
-                        f"({replicas} replica(s) x full batches); the queue grows without bound")
+                        f"({scenario.total_replicas} replica(s) x full batches); the queue grows without bound")
     q = scenario.server.queue
     limited = q.max_queue_size is not None or q.timeout_ms is not None
-    rejected, timed_out = sum(s.rejected for s in sinks), sum(s.timed_out for s in sinks)
-    unserved = sum(s.unserved_measured for s in sinks)
-    measured = n + unserved + rejected + timed_out
     if limited:  # a finite queue, or one that times requests out, cannot grow without bound
         if not a_priori:
+            rejected, timed_out = sum(s.rejected for s in sinks), sum(s.timed_out for s in sinks)
+            measured = max(n + sum(s.unserved_measured for s in sinks) + rejected + timed_out, 1)
             warnings[-1] = (f"offered load {offered:.6g} rps is {load:.0%} of capacity {capacity:.6g} rps: the queue "
-                            f"limit turns the excess away ({rejected / max(measured, 1):.1%} of requests rejected, "
-                            f"{timed_out / max(measured, 1):.1%} timed out)")
+                            f"limit turns the excess away ({rejected / measured:.1%} of requests rejected, "
+                            f"{timed_out / measured:.1%} timed out)")
         a_priori = True
     growth = _growth(sinks)
     growth["a_priori_stable"] = a_priori
@@ -131,6 +121,58 @@ def summarize_stream(scenario, sinks: list, source: str = "<scenario>") -> dict:
         from .stability import describe_growth
 
         warnings.insert(0, describe_growth(growth))
+    return offered, load, limited, stable, growth
+
+
+def _stream_slo(targets: dict, sinks: list, lat: dict, measured: int) -> dict:
+    """Returns the SLO keys of a streaming run: each target's verdict and the attainment (never served or turned
+    away: misses) pooled and per replication."""
+    checks = {q: slo_verdict(t, lat[q], lat["ci95"].get(q)) for q, t in targets.items()}
+    top = max(targets, key=lambda q: -1 if q == "mean" else int(q[1:]))
+    hits = [sum(sec.hits for sec in s.sections) for s in sinks]
+    within = [h / max(s.measured + s.unserved_measured + s.rejected + s.timed_out, 1) for h, s in zip(hits, sinks)]
+    pooled = sum(hits) / max(measured, 1)
+    return {"slo": {"targets": checks, "met": all(c["met"] for c in checks.values()), "attainment_target": top},
+            "slo_attainment": pooled, "slo_attainment_ci95": scalar_ci(within, pooled)}
+
+
+def _stream_sections(summary: dict, scenario, sinks: list, windows: list, lat: dict, limited: bool,
+                     busy: float) -> None:
+    """Adds the fleet (replicas from their sketches, groups, cost), the load definition and the autoscaler."""
+    from .fleet.summary import ReplicaView, fleet_sections
+
+    replicas = scenario.total_replicas
+    views = [ReplicaView(None, None, s.measured, w["completed"], w["busy_s"], w["span_s"]) for s, w in zip(sinks, windows)]
+    per_replica = [merged(s.per_replica[i] for s in sinks) for i in range(replicas)]
+    routed = [int(sum(s.served_per_replica[i] + s.turned_per_replica[i] for s in sinks)) for i in range(replicas)]
+    summary.update(fleet_sections(scenario.fleet_groups, views, summary["throughput_rps"], lat, sketches=per_replica,
+                                  requests=routed))
+    if limited:
+        from .metrics import LOAD_FINITE
+
+        summary["load_definition"] = LOAD_FINITE
+    if sinks[0].scaling is not None:
+        from .fleet.autoscaler import autoscaler_keys
+
+        summary.update(autoscaler_keys(scenario.fleet_groups, [s.scaling for s in sinks],
+                                       [(w["start_s"], w["end_s"]) for w in windows], busy, summary["throughput_rps"]))
+
+
+def summarize_stream(scenario, sinks: list, source: str = "<scenario>") -> dict:
+    """Returns summary.json's dict for a streaming run of `scenario` (one sink per replication)."""
+    from .errors import ScenarioError
+    from .metrics import HIGH_UTILIZATION
+
+    replicas = scenario.total_replicas
+    n = sum(s.measured for s in sinks)
+    if n == 0:
+        raise ScenarioError(source, "server.batching.max_batch_size", "no measured request was ever dispatched")
+    warnings: list[str] = []
+    capacity = scenario.capacity_rps()
+    offered, load, limited, stable, growth = _stream_load(scenario, sinks, capacity, warnings)
+    rejected, timed_out = sum(s.rejected for s in sinks), sum(s.timed_out for s in sinks)
+    unserved = sum(s.unserved_measured for s in sinks)
+    measured = n + unserved + rejected + timed_out
     windows = [s.window() for s in sinks]
     span = sum(w["span_s"] for w in windows)
     completed = sum(int(w["completed"].sum()) for w in windows)
@@ -176,28 +218,6 @@ def summarize_stream(scenario, sinks: list, source: str = "<scenario>") -> dict:
         "warnings": warnings,
     }
     if scenario.slo is not None and scenario.slo.targets_ms():
-        targets = scenario.slo.targets_ms()
-        checks = {q: slo_verdict(t, lat[q], lat["ci95"].get(q)) for q, t in targets.items()}
-        top = max(targets, key=lambda q: -1 if q == "mean" else int(q[1:]))
-        hits = [sum(sec.hits for sec in s.sections) for s in sinks]
-        # requests never served or turned away count as misses
-        within = [h / max(s.measured + s.unserved_measured + s.rejected + s.timed_out, 1) for h, s in zip(hits, sinks)]
-        pooled = sum(hits) / max(measured, 1)
-        summary.update({"slo": {"targets": checks, "met": all(c["met"] for c in checks.values()),
-                                "attainment_target": top},
-                        "slo_attainment": pooled, "slo_attainment_ci95": scalar_ci(within, pooled)})
-    views = [ReplicaView(None, None, s.measured, w["completed"], w["busy_s"], w["span_s"]) for s, w in zip(sinks, windows)]
-    per_replica = [merged(s.per_replica[i] for s in sinks) for i in range(replicas)]
-    routed = [int(sum(s.served_per_replica[i] + s.turned_per_replica[i] for s in sinks)) for i in range(replicas)]
-    summary.update(fleet_sections(scenario.fleet_groups, views, throughput, lat, sketches=per_replica,
-                                  requests=routed))
-    if limited:
-        from .metrics import LOAD_FINITE
-
-        summary["load_definition"] = LOAD_FINITE
-    if sinks[0].scaling is not None:
-        from .fleet.autoscaler import autoscaler_keys
-
-        summary.update(autoscaler_keys(scenario.fleet_groups, [s.scaling for s in sinks],
-                                       [(w["start_s"], w["end_s"]) for w in windows], busy, throughput))
+        summary.update(_stream_slo(scenario.slo.targets_ms(), sinks, lat, measured))
+    _stream_sections(summary, scenario, sinks, windows, lat, limited, busy)
     return summary

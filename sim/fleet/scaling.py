@@ -57,7 +57,10 @@ def simulate_autoscaled(rule, cost, scaler, replicas: int, arrival_s: Optional[n
     """Runs the autoscaled shared queue over sorted arrival times (or `chunks` into `sink`, as
     sim.engine.simulate_shared does); returns (BatchLog or None, scaling), where scaling holds `lives`
     ([replica, requested_s, serving_s, released_s], released_s clipped to `end_s`, the run's billing end:
-    default the last arrival), the billing end, the decision count and the ups and downs."""
+    default the last arrival), the billing end, the decision count and the ups and downs.
+
+    Long on purpose: simulate_shared's hot path with the controller's hooks, closures over local state as there
+    (sim.engine); the golden outputs pin it."""
     pool_size = scaler.pool(replicas)
     env = simpy.Environment()
     arr: list = [] if chunks is not None else np.asarray(arrival_s, float).tolist()
