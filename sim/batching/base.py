@@ -38,11 +38,9 @@ class DispatchRule:
             floor[k] = best
         object.__setattr__(self, "_floor", floor)
         object.__setattr__(self, "plain", self.preferred_batch_sizes == (self.max_batch_size,))
-
-    @property
-    def smallest(self) -> int:
-        """Returns the fewest waiting requests that can start a batch before the delay runs out."""
-        return self.preferred_batch_sizes[0]
+        # the fewest waiting requests that can start a batch before the delay runs out (a plain attribute: the
+        # replicas read it on every arrival and batch end)
+        object.__setattr__(self, "smallest", self.preferred_batch_sizes[0])
 
     def start_s(self, free_s: float, oldest_s: float, ready_s: float) -> float:
         """Returns when a replica free at `free_s` starts its next batch (seconds; inf: never): when the

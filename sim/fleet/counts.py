@@ -38,10 +38,14 @@ class BucketCounts(Counts):
         self.buckets: list[list[int]] = [list(range(replicas))]  # buckets[v]: replicas with v outstanding
         self.pos = list(range(replicas))                          # each replica's index in its bucket
         self.low = 0                                              # the smallest count held by any replica
+        self.parked = [False] * replicas  # out of the buckets, count still kept (PoolBucketCounts parks)
 
     # hot path: the bucket move is inlined in inc and dec (one call per arrival and per completion)
     def inc(self, i: int) -> None:
         n, buckets, pos = self.n, self.buckets, self.pos
+        if self.parked[i]:
+            n[i] += 1
+            return
         v = n[i]
         n[i] = v + 1
         b = buckets[v]
@@ -63,13 +67,9 @@ class BucketCounts(Counts):
             return
         v = self.n[i]
         w = self.n[i] = v - k
-        self._move(i, v, w)
-        if w < self.low:
-            self.low = w
-
-    def _move(self, i: int, v: int, w: int) -> None:
-        """Moves replica i from the bucket of count v to that of count w (which exists: w < v)."""
-        buckets, pos = self.buckets, self.pos
+        if self.parked[i]:
+            return
+        buckets, pos = self.buckets, self.pos  # _move, inlined
         b = buckets[v]
         last = b.pop()
         if last != i:
@@ -79,6 +79,8 @@ class BucketCounts(Counts):
         nb = buckets[w]
         pos[i] = len(nb)
         nb.append(i)
+        if w < self.low:
+            self.low = w
 
     def least(self, uniforms) -> int:
         """Returns a replica with the fewest outstanding requests, uniformly at random among the tied ones
@@ -90,10 +92,6 @@ class BucketCounts(Counts):
 class PoolBucketCounts(BucketCounts):
     """BucketCounts for an autoscaled pool: a parked replica leaves the buckets (join_shortest_queue no longer
     sees it) while its count is still kept; with every replica a member it is BucketCounts, draw for draw."""
-
-    def __init__(self, replicas: int):
-        super().__init__(replicas)
-        self.parked = [False] * replicas
 
     def park(self, i: int) -> None:
         if self.parked[i]:
@@ -123,15 +121,3 @@ class PoolBucketCounts(BucketCounts):
         nb.append(i)
         if len(self.members) == 1 or v < self.low:
             self.low = v
-
-    def inc(self, i: int) -> None:
-        if self.parked[i]:
-            self.n[i] += 1
-        else:
-            super().inc(i)
-
-    def dec(self, i: int, k: int = 1) -> None:
-        if self.parked[i]:
-            self.n[i] -= k
-        else:
-            super().dec(i, k)

@@ -143,25 +143,28 @@ def run_least_loaded(replicas: list, counts, rng, arrival_s, chunks=None,
             if routed is not None:
                 routed[sid] = i
             r = replicas[i]
-            if r.inflight:  # busy: queue it (QueuedReplica.accept without the scheduling it does not need)
-                r.arr.append(a)
-                r.ids.append(sid)
-                v = n_out[i]  # BucketCounts.inc, inlined
-                n_out[i] = v + 1
-                last = b.pop()
-                if last != i:
-                    p = pos[i]
-                    b[p] = last
-                    pos[last] = p
-                if v + 1 == len(buckets):
-                    buckets.append([])
-                nb = buckets[v + 1]
-                pos[i] = len(nb)
-                nb.append(i)
-                if not b:
-                    counts.low = v + 1
-            else:
-                r.accept(sid, a, push)
+            # QueuedReplica.accept inlined (no limit here): queue it, BucketCounts.inc, and an idle replica plans
+            # its next start
+            r.arr.append(a)
+            r.ids.append(sid)
+            v = n_out[i]
+            n_out[i] = v + 1
+            last = b.pop()
+            if last != i:
+                p = pos[i]
+                b[p] = last
+                pos[last] = p
+            if v + 1 == len(buckets):
+                buckets.append([])
+            nb = buckets[v + 1]
+            pos[i] = len(nb)
+            nb.append(i)
+            if not b:
+                counts.low = v + 1
+            if not r.inflight:
+                waiting = len(r.arr) - r.head
+                if waiting == r.rule.smallest or (waiting == 1 and r.pending is None):
+                    r._schedule(push)
         base += len(block)
         if after_chunk is not None:
             after_chunk()
