@@ -35,6 +35,10 @@ class EngineKind:
         """Returns windows.parquet's rows (outputs.window_s) from the replications' logs."""
         raise NotImplementedError
 
+    def metric_block(self, scenario, log):
+        """Returns the measured, finished requests of one replication's log as a sim.sink_metrics.RequestBlock."""
+        raise NotImplementedError
+
     def unmeasurable(self, scenario, workload, first_measured: int) -> Optional[tuple[str, str]]:
         """Returns (key path, message) when no measured request could ever be served, else None."""
         return None
@@ -123,6 +127,14 @@ class BatchKind(EngineKind):
 
         return window_rows(scenario, logs)
 
+    def metric_block(self, scenario, log):
+        from .metrics import request_columns
+        from .sink_metrics import RequestBlock
+
+        cols = request_columns(log)
+        m = (cols["arrival_s"] >= scenario.warmup_s) & np.isfinite(cols["completion_s"])
+        return RequestBlock(cols["arrival_s"][m], cols["latency_s"][m], cols["queue_wait_s"][m], cols["replica"][m])
+
     def unmeasurable(self, scenario, workload, first_measured):
         a = workload.arrival_s
         if workload.clients is not None:
@@ -196,6 +208,20 @@ class LlmKind(EngineKind):
         from .llm_metrics import window_rows
 
         return window_rows(scenario, logs)
+
+    def metric_block(self, scenario, log):
+        from .sink_metrics import RequestBlock
+
+        m = (log.arrival_s >= scenario.warmup_s) & log.finished
+        a = log.arrival_s[m]
+        admitted = log.admitted_s if log.admitted_s is not None else log.first_token_s
+        ttft = log.first_token_s[m] - a
+        e2e = log.finish_s[m] - a
+        out = log.output_tokens[m]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tpot = np.where(out > 1, (e2e - ttft) / (out - 1), np.nan)
+        replica = log.replica[m] if log.replica is not None else np.zeros(a.size, np.int32)
+        return RequestBlock(a, e2e, admitted[m] - a, replica, ttft, tpot)
 
     def unmeasurable(self, scenario, workload, first_measured):
         if workload.clients is not None:

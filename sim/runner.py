@@ -241,6 +241,13 @@ def run(scenario: Scenario, source: str = "<scenario>") -> Result:
                **kind.summarize(scenario, logs, source)}
     summary["batching"] = scenario.batching_description()
     summary["warnings"] = summary["warnings"] + scenario_warnings(scenario)
+    if scenario.outputs.metrics:
+        from .sink_metrics import feed, section
+
+        states = [[m.start() for m in scenario.outputs.metrics] for _ in logs]
+        for accs, log in zip(states, logs):
+            feed(accs, kind.metric_block(scenario, log))
+        summary["metrics"] = section(scenario.outputs.metrics, states)
     if scenario.streaming:  # LLM: the engine steps were streamed (sim.replica.step_stats)
         from .sketch import ACCURACY
 
@@ -337,6 +344,7 @@ def _run_streaming(scenario: Scenario, source: str) -> Result:
         streaming_preflight(scenario, count, last, source)
         sink = StreamingSink(len(specs), scenario.warmup_s, max(rule.max_batch_size for rule, _ in specs),
                              targets[top] / 1000 if top else None, last_arrival_s=last)
+        sink.metric_states = [m.start() for m in scenario.outputs.metrics]
         if scenario.outputs.window_s is not None:
             from .windows import WindowStats
 
@@ -349,6 +357,10 @@ def _run_streaming(scenario: Scenario, source: str) -> Result:
     summary = {"format": SUMMARY_FORMAT, "version": SUMMARY_VERSION, "scenario_hash": scenario_hash(scenario),
                **summarize_stream(scenario, sinks, source)}
     summary["batching"] = scenario.batching_description()
+    if scenario.outputs.metrics:
+        from .sink_metrics import section
+
+        summary["metrics"] = section(scenario.outputs.metrics, [s.metric_states for s in sinks])
     notes = scenario_warnings(scenario)
     if scenario.outputs.streaming is None:
         notes.append(f"about {scenario._expected_requests:,.0f} requests: too many to keep per-request records, so this "

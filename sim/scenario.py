@@ -19,7 +19,7 @@ from typing import Any, Iterable, Literal, Optional, Union
 import yaml
 from pydantic import Field, PrivateAttr, ValidationError, field_validator
 
-from . import arrivals, batching, cost, sizes
+from . import arrivals, batching, cost, sink_metrics, sizes
 from .fleet import routers
 from .batching.base import MAX_QUEUE_DELAY_MS
 from .clients import Clients
@@ -43,6 +43,7 @@ ArrivalSpec = arrivals.REGISTRY.union()
 BatchingSpec = batching.REGISTRY.union()
 CostSpec = cost.REGISTRY.union()
 RouterSpec = routers.REGISTRY.union()
+MetricSpec = sink_metrics.REGISTRY.union()
 
 
 class Workload(StrictModel):
@@ -183,6 +184,18 @@ class Outputs(StrictModel):
     window_s: Optional[float] = Field(default=None, gt=0, le=1e7, description="cut the run into windows of this "
                                       "many seconds of arrival time: windows.parquet (p50/p90/p99, throughput, "
                                       "utilisation, SLO attainment per window) and windows.png; default: none")
+    metrics: list[MetricSpec] = Field(default_factory=list, max_length=64,
+                                      description="sink metrics (sim.sink_metrics) added to summary.json under "
+                                      "`metrics`, by name, in records and streaming runs alike: "
+                                      "[{metric: latency_histogram, edges_ms: [...]}, ...]; default: none")
+
+    @field_validator("metrics")
+    @classmethod
+    def _distinct_metrics(cls, v: list) -> list:
+        names = [m.metric for m in v]
+        if len(set(names)) != len(names):
+            raise ValueError("each metric at most once")
+        return v
 
 
 Workload.model_rebuild()

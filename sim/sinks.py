@@ -100,6 +100,7 @@ class StreamingSink:
         self.horizon_s = 0.0
         self._closed: Optional[dict] = None
         self.windows = None  # sim.windows.WindowStats when outputs.window_s is set
+        self.metric_states: list = []  # outputs.metrics: one accumulator per sink metric (sim.sink_metrics)
         self.scaling = None  # autoscaled: sim.fleet.scaling's record of replica lives
 
     # ---- fed by the engine ----
@@ -130,6 +131,10 @@ class StreamingSink:
         wait = dispatch_s - arrival_s
         m = arrival_s >= self.warmup_s
         self._measured(latency[m], wait[m], replica[m])
+        if self.metric_states:
+            from .sink_metrics import RequestBlock, feed
+
+            feed(self.metric_states, RequestBlock(arrival_s[m], latency[m], wait[m], replica[m]))
         if self.windows is not None:
             self.windows.add_requests(arrival_s, latency, dispatch_s, np.zeros(arrival_s.size, bool))
         self.departures.add(completion_s)

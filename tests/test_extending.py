@@ -35,8 +35,29 @@ def check(env, code: str) -> str:
     return proc.stdout
 
 
-def test_the_document_has_the_four_recipes():
-    assert set(recipes()) == {"fewest_routed", "power_of_two_batching", "uniform_gaps", "step_scaling"}
+def test_the_document_has_the_five_recipes():
+    assert set(recipes()) == {"fewest_routed", "power_of_two_batching", "uniform_gaps", "step_scaling", "slow_share"}
+
+
+def test_the_sink_metric_recipe_gives_the_request_tables_share_in_records_and_streaming(plugins):
+    _, env = plugins
+    assert check(env, """
+        import numpy as np, sim
+        from tests.conftest import scenario_dict
+        raw = scenario_dict(requests=30000, warmup_s=1.0, workload={"arrival": {"process": "poisson", "rate_rps": 2400}},
+                            server={"replicas": 3, "router": {"policy": "join_shortest_queue"},
+                                    "batching": {"policy": "dynamic", "max_batch_size": 16, "max_queue_delay_ms": 2}})
+        raw["outputs"] = {"metrics": [{"metric": "slow_share", "limit_ms": 8}], "plots": False}
+        rec = sim.run(sim.validate(raw))
+        t = rec.requests
+        t = t[(t.arrival_s >= 1.0) & t.latency_s.notna()]
+        share = float((t.latency_s > 0.008).mean())
+        raw["outputs"] = {"metrics": [{"metric": "slow_share", "limit_ms": 8}], "streaming": True}
+        st = sim.run(sim.validate(raw))
+        a, b = rec.summary["metrics"]["slow_share"], st.summary["metrics"]["slow_share"]
+        assert 0.01 < share < 0.99 and abs(a["share"] - share) < 1e-12 and a == b, (share, a, b)
+        print("OK")
+    """).strip() == "OK"
 
 
 def test_the_router_recipe_equals_round_robin_request_for_request(plugins):

@@ -164,7 +164,9 @@ def test_an_llm_stream_equals_its_records(case):
         server["batching"] = {"policy": "llm_static", "max_batch_size": 8, "max_queue_delay_ms": 50,
                               "kv_cache_tokens": 60000}
         server["router"] = {"policy": "shared_queue" if case == "static-shared" else "join_shortest_queue"}
-    rec, st = both(server=server, outputs={"window_s": 60.0}, **{**_LLM, "workload": workload})
+    metrics = [{"metric": "latency_histogram", "edges_ms": [500, 1000, 2000, 5000, 10000]}]
+    rec, st = both(server=server, outputs={"window_s": 60.0, "metrics": metrics}, **{**_LLM, "workload": workload})
+    assert sum(rec["metrics"]["latency_histogram"]["counts"]) == rec["requests"]
     flat_rec, flat_st = dict(_flat(rec)), dict(_flat(st))
     assert set(flat_st) - set(flat_rec) == {".streaming.relative_accuracy", ".streaming.percentiles"}
     assert set(flat_rec) <= set(flat_st)
@@ -270,6 +272,9 @@ def test_a_long_run_streams_by_itself_with_a_notice(tmp_path, write_yaml):
 
 
 @pytest.mark.parametrize("changes,key,text", [
+    ({"outputs": {"metrics": [{"metric": "nope"}]}}, "outputs.metrics.0.metric", "latency_histogram"),
+    ({"outputs": {"metrics": [{"metric": "latency_histogram", "edges_ms": [5, 2]}]}}, "outputs.metrics.0.edges_ms",
+     "ascending"),
     ({"outputs": {"streaming": True}, "server": {"replicas": 2, "instances_per_gpu": 2}},
      "outputs.streaming", "instance groups"),
     ({"outputs": {"streaming": True, "records": True}}, "outputs.records", "keeps no per-request records"),
