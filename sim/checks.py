@@ -116,12 +116,10 @@ def streaming_unsupported(scenario: Scenario) -> str:
             needs.append("closed-loop clients" if wl.clients is not None else "request classes")
         if srv.preprocess is not None or srv.postprocess is not None or srv.pipeline_latency_ms is not None:
             needs.append("server stages")
-        if srv.instances_per_gpu > 1:
-            needs.append("instance groups")
     if not needs:
         return ""
     return ("request-level batching (open-loop arrivals, any batching policy, router and groups, queue limits, "
-            "fixed or autoscaled) and LLM engines with open-loop arrivals (any router, classes, limits, autoscaling); this "
+            "instance groups, fixed or autoscaled) and LLM engines with open-loop arrivals (any router, classes, limits, autoscaling); this "
             "scenario has " + ", ".join(needs) + ": use records (outputs.streaming: false) and a shorter run")
 
 

@@ -305,12 +305,12 @@ def _stream_replication(scenario: Scenario, rep: int, specs: list, chunks, sink)
     shared = srv.router.policy == "shared_queue" or scenario.total_replicas == 1
     q = srv.queue
     limited = q.max_queue_size is not None or q.timeout_ms is not None
-    if shared and srv.autoscaler is None and not limited:
+    if shared and srv.autoscaler is None and not limited and srv.instances_per_gpu == 1:
         from .engine import simulate_shared
 
         simulate_shared(specs, None, noise_rng=noise, chunks=chunks, sink=sink)
         return
-    if shared and not srv.groups and not limited:
+    if shared and not srv.groups and not limited and srv.instances_per_gpu == 1:
         from .fleet.scaling import simulate_autoscaled
 
         _, sink.scaling = simulate_autoscaled(specs[0][0], specs[0][1], srv.autoscaler, srv.replicas, None,
@@ -322,7 +322,8 @@ def _stream_replication(scenario: Scenario, rep: int, specs: list, chunks, sink)
                                           scenario.seed, rep, srv.autoscaler, scenario.scaling_replicas,
                                           scenario.duration_s, q.max_queue_size,
                                           None if q.timeout_ms is None else q.timeout_ms / 1000,
-                                          q.timeout_ms is not None and q.timeout_action == "delay")
+                                          q.timeout_ms is not None and q.timeout_action == "delay",
+                                          srv.instances_per_gpu, srv.instance_contention)
     if sink.windows is not None and sink.scaling is not None:
         sink.windows.add_active(sink.scaling["lives"])
 

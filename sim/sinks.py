@@ -90,6 +90,10 @@ class StreamingSink:
         self.last_arrival = -math.inf
         self.sum_arrival_after = 0.0  # sum of max(a, warmup) over every arrival (Little's law)
         self.pending: list = []  # (completion, dispatch, size, replica) of batches that may end past the window
+        # instance groups: a GPU is busy while any of its instances runs, so busy time is the union of its steps
+        # (batches come in dispatch order per GPU); `covered` is where each GPU's union has reached
+        self.union_busy = False
+        self.covered = np.full(replicas, -math.inf)
         self.completed = np.zeros(replicas, np.int64)  # of batches known to end inside the window ...
         self.busy = np.zeros(replicas)                  # ... and their busy seconds after its start
         self.left_sum = 0.0    # sum of size x max(completion, start) over those batches (Little's law)
@@ -180,10 +184,24 @@ class StreamingSink:
         for c, d, size, rep in self.pending:
             inside = (c >= start) & (c <= end)
             self.completed += np.bincount(rep[inside], weights=size[inside], minlength=self.replicas).astype(np.int64)
-            self.busy += np.bincount(rep, weights=np.clip(c, start, end) - np.clip(d, start, end), minlength=self.replicas)
+            self.busy += self._busy(rep, np.clip(d, start, end), np.clip(c, start, end))
             self.left_sum += float((size * np.clip(c, start, end)).sum())
             self.left_n += int(size.sum())
         self.pending = []
+
+    def _busy(self, rep: np.ndarray, d: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """Returns the busy seconds per replica of batches [d, c) (clipped to the window): their sum, or with
+        instance groups the length their union adds to each GPU's."""
+        if not self.union_busy:
+            return np.bincount(rep, weights=c - d, minlength=self.replicas)
+        out = np.zeros(self.replicas)
+        for g in np.unique(rep):
+            mine = rep == g
+            dg, cg = d[mine], c[mine]
+            reach = np.maximum.accumulate(np.concatenate([[self.covered[g]], cg]))
+            out[g] = float(np.clip(cg - np.maximum(dg, reach[:-1]), 0.0, None).sum())
+            self.covered[g] = reach[-1]
+        return out
 
     def _start(self) -> float:
         return self.warmup_s if self.warmup_s > 0 else (self.first_arrival if self.generated else 0.0)
@@ -198,7 +216,7 @@ class StreamingSink:
             c, d, size, rep = c[ok], d[ok], size[ok], rep[ok]
             inside = c >= start
             self.completed += np.bincount(rep[inside], weights=size[inside], minlength=self.replicas).astype(np.int64)
-            self.busy += np.bincount(rep, weights=np.maximum(c, start) - np.maximum(d, start), minlength=self.replicas)
+            self.busy += self._busy(rep, np.maximum(d, start), np.maximum(c, start))
             self.left_sum += float((size * np.maximum(c, start)).sum())
             self.left_n += int(size.sum())
         self.pending = keep
@@ -272,7 +290,7 @@ class StreamingSink:
         for c, d, size, rep in self.pending:
             inside = (c >= start) & (c <= end)
             completed += np.bincount(rep[inside], weights=size[inside], minlength=self.replicas).astype(np.int64)
-            busy += np.bincount(rep, weights=np.clip(c, start, end) - np.clip(d, start, end), minlength=self.replicas)
+            busy += self._busy(rep, np.clip(d, start, end), np.clip(c, start, end))
             left_sum += float((size * np.clip(c, start, t1)).sum())
             left_n += int(size.sum())
         self._closed = {"start_s": start, "end_s": end, "span_s": max(end - start, 1e-300), "completed": completed,

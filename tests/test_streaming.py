@@ -112,6 +112,24 @@ def test_streaming_with_queue_limits_equals_records(router, queue):
     assert st.get("load_definition") == rec.get("load_definition") and "load_definition" in st
 
 
+@pytest.mark.parametrize("router", ["shared_queue", "join_shortest_queue", "round_robin"])
+@pytest.mark.parametrize("extra", ["fixed", "autoscaled", "limited"])
+def test_streaming_instance_groups_equals_records(router, extra):
+    """Two or three instances on each GPU (steps slow down as they share it): streamed, the GPUs' busy time is the
+    union of their instances' steps as records compute it, and the rest equals records as elsewhere."""
+    server = {"router": {"policy": router}, "replicas": 3, "instances_per_gpu": 3 if router == "shared_queue" else 2,
+              "batching": {"policy": "dynamic", "max_batch_size": 8, "max_queue_delay_ms": 2}}
+    if extra == "autoscaled":
+        server["autoscaler"] = {**_SCALER, "max_replicas": 3}
+    if extra == "limited":
+        server["queue"] = {"max_queue_size": 4}
+    rec, st = both(server=server, outputs={"window_s": 30.0}, **_FLEET)
+    assert_stream_matches(rec, st)
+    assert st["rejected"] == rec["rejected"]
+    if extra == "autoscaled":
+        assert st["autoscaler"] == rec["autoscaler"]
+
+
 def test_streaming_an_autoscaled_shared_queue_over_groups_equals_records():
     server = {"groups": _GROUPS, "autoscaler": _SCALER,
               "batching": {"policy": "dynamic", "max_batch_size": 16, "max_queue_delay_ms": 2}}
@@ -275,8 +293,9 @@ def test_a_long_run_streams_by_itself_with_a_notice(tmp_path, write_yaml):
     ({"outputs": {"metrics": [{"metric": "nope"}]}}, "outputs.metrics.0.metric", "latency_histogram"),
     ({"outputs": {"metrics": [{"metric": "latency_histogram", "edges_ms": [5, 2]}]}}, "outputs.metrics.0.edges_ms",
      "ascending"),
-    ({"outputs": {"streaming": True}, "server": {"replicas": 2, "instances_per_gpu": 2}},
-     "outputs.streaming", "instance groups"),
+    ({"outputs": {"streaming": True}, "server": {"preprocess": {"workers": 2, "time_ms": {"dist": "fixed",
+                                                                                               "value_ms": 1}}}},
+     "outputs.streaming", "server stages"),
     ({"outputs": {"streaming": True, "records": True}}, "outputs.records", "keeps no per-request records"),
     ({"requests": 150_000_000, "outputs": {"streaming": False}}, "requests", "outputs.streaming: true"),
 ])

@@ -109,10 +109,11 @@ class ArrivalOrder:
 def stream_batch_fleet(groups: list, router, chunks: Iterable[np.ndarray], sink, seed: int, replication: int,
                        autoscaler=None, server_replicas: int = 1, end_s: Optional[float] = None,
                        max_queue: Optional[int] = None, timeout_s: Optional[float] = None,
-                       delay: bool = False) -> Optional[dict]:
+                       delay: bool = False, instances: int = 1, slowdown: Optional[list] = None) -> Optional[dict]:
     """Runs request-level replicas behind `router` (None: one queue shared by them) over the arrival `chunks` into
-    `sink`, with the queue limits of sim.fleet.build.run_batch_fleet; returns the autoscaler's record of replica
-    lives (None without one), billed until `end_s` (default: the last arrival)."""
+    `sink`, with the queue limits and instance groups (`instances` per GPU, `slowdown` with k running) of
+    sim.fleet.build.run_batch_fleet; returns the autoscaler's record of replica lives (None without one), billed
+    until `end_s` (default: the last arrival)."""
     from .build import LEAST_LOADED_FAST, _per_replica
     from .fleet import Fleet, run_least_loaded
 
@@ -120,8 +121,14 @@ def stream_batch_fleet(groups: list, router, chunks: Iterable[np.ndarray], sink,
     specs = [(g.batching.rule(g.cost_model.batch_limit()), g.cost_model) for g in per]
     rng = component_rng(seed, replication, "server.router")
     limited = max_queue is not None or timeout_s is not None
-    replicas, out, ctl, choose = _stream_fleet(router, specs, seed, replication, autoscaler, server_replicas,
-                                               (max_queue, timeout_s, delay), rng)
+    limits = (max_queue, timeout_s, delay)
+    if instances > 1:
+        replicas, out, ctl, choose = _stream_pools(router, specs, seed, replication, autoscaler, server_replicas,
+                                                   limits, rng, instances, slowdown)
+        sink.union_busy = True  # a GPU is busy while any of its instances runs
+    else:
+        replicas, out, ctl, choose = _stream_fleet(router, specs, seed, replication, autoscaler, server_replicas,
+                                                   limits, rng)
     order = ArrivalOrder(sink, routed=router is not None)
 
     def after_chunk() -> None:
@@ -130,7 +137,7 @@ def stream_batch_fleet(groups: list, router, chunks: Iterable[np.ndarray], sink,
         order.flush()
 
     blocks = order.tap(chunks)
-    if router is not None and router.policy in LEAST_LOADED_FAST and not limited:
+    if router is not None and router.policy in LEAST_LOADED_FAST and not limited and instances == 1:
         run_least_loaded(replicas, out, rng, None, blocks, after_chunk, ctl)
     else:
         Fleet(replicas, choose, ctl).run(None, blocks, after_chunk)
@@ -166,6 +173,30 @@ def _stream_fleet(router, specs: list, seed: int, replication: int, autoscaler, 
     if router.reads_state:
         return replicas, out, None, router.chooser(replicas, out, rng)
     return replicas, out, None, _Split(router, len(specs), rng).choose
+
+
+def _stream_pools(router, specs: list, seed: int, replication: int, autoscaler, server_replicas: int, limits, rng,
+                  instances: int, slowdown: Optional[list]) -> tuple:
+    """Instance groups as sim.fleet.build._run_pools runs them: behind the shared queue one pool of every GPU's
+    instances, behind a router one pool per GPU; returns (pools, router counts, autoscaler or None, chooser)."""
+    from .build import _instance_pools, _Split, _Zeros
+    from .routers.shared_queue import SharedQueue
+    from .scaling import FleetScaler
+
+    max_queue, timeout_s, delay = limits
+    levels = 2 if delay else 1
+    pools = _instance_pools(specs, router if router is not None else SharedQueue(), instances, slowdown, seed,
+                            replication, max_queue, timeout_s, _Zeros(), levels, delay, autoscaler is not None)
+    if router is None:
+        ctl = FleetScaler(autoscaler, pools, server_replicas, pool=pools[0]) if autoscaler is not None else None
+        return pools, None, ctl, _first
+    out = pools[0].out
+    if autoscaler is not None:
+        ctl = FleetScaler(autoscaler, pools, server_replicas, out=out)
+        return pools, out, ctl, router.pool_chooser(pools, out, rng)
+    if router.reads_state:
+        return pools, out, None, router.chooser(pools, out, rng)
+    return pools, out, None, _Split(router, len(pools), rng).choose
 
 
 def _one_replica_counts():

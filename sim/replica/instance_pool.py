@@ -16,8 +16,10 @@ import math
 from array import array
 from typing import Optional
 
+import numpy as np
+
 from ..instances import GpuShare
-from .queued import DONE
+from .queued import DONE, Harvest
 from .shared_pool import SharedQueuePool
 
 
@@ -48,6 +50,29 @@ class InstancePool(SharedQueuePool):
     def busy_s(self, t: float) -> float:
         """Returns the seconds up to t that the GPUs ran anything (a GPU is busy while any instance runs)."""
         return sum(g.busy + (t - g.t if g.running and t > g.t else 0.0) for g in self.gpus)
+
+    def harvest(self) -> Harvest:
+        """Returns the batches that have ended since the last call (a step's end is known only once it ends: the
+        batches before the first one still running), the ids they took and those turned away, and forgets them."""
+        comp = np.frombuffer(self.completion, np.float64)
+        running = np.flatnonzero(np.isnan(comp))
+        k = int(running[0]) if running.size else comp.size
+        sizes = np.frombuffer(self.sizes, np.int32)
+        m = int(sizes[:k].sum())
+        new = self.served[self._served_out:]
+        got = Harvest(sizes[:k].copy(), np.frombuffer(self.dispatch, np.float64)[:k].copy(), comp[:k].copy(),
+                      np.asarray(new[:m], np.int64), self.rejected, self.timed_out,
+                      np.frombuffer(self.who, np.int32)[:k].copy(), self.delayed)
+        del comp, sizes, running  # views of the arrays cut below
+        for name in ("sizes", "dispatch", "completion", "who", "steps"):
+            setattr(self, name, getattr(self, name)[k:])
+        for gpu in self.gpus:
+            for step in gpu.running.values():
+                step[2] -= k  # the batch index of each running step
+        self.served, self._served_out = new[m:], 0
+        self.rejected, self.timed_out, self.delayed = [], [], []
+        self._forget_dispatched()
+        return got
 
     def _begin(self, s, t, step, push) -> None:
         gpu = self.gpus[s.rid // self.instances]
