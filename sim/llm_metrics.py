@@ -253,37 +253,23 @@ def _llm_slo(slo, reps: list, summary: dict, measured: int) -> dict:
 
 
 def _llm_sections(summary: dict, scenario, reps: list, capacity: float, closed: bool, limited: bool) -> None:
-    """Adds the sections a scenario's features call for: closed loop, classes, the load definition, the fleet
-    (replicas, groups, cost) and the autoscaler."""
+    """Adds the shared sections (sim.summary_sections: closed loop, classes, load definition, fleet, autoscaler);
+    a closed loop's offered load is the throughput its clients achieved."""
+    from .summary_sections import RunView, add_sections
+
     throughput = summary["throughput_rps"]
+    view = RunView(scenario, throughput, summary["e2e_s"], [r.view(scenario.total_replicas) for r in reps],
+                   [(r.start_s, r.end_s) for r in reps], sum(r.busy_s for r in reps), limited,
+                   scalings=[r.log.scaling for r in reps] if reps[0].log.scaling is not None else None)
     if closed:  # no offered rate: the load is what the clients' answers let them send
-        from .clients import law_check
-        from .metrics import LOAD_CLOSED
-
         summary["offered_load"] = throughput / capacity if capacity and math.isfinite(capacity) else None
-        summary["closed_loop"] = law_check(scenario.workload.clients, [
-            (r.log.clients["sent_s"], r.log.clients["cycle_end_s"], r.log.clients["think_s"]) for r in reps],
-            scenario.warmup_s)
-        summary["load_definition"] = LOAD_CLOSED
+        view.clients = [(r.log.clients["sent_s"], r.log.clients["cycle_end_s"], r.log.clients["think_s"]) for r in reps]
     if scenario.workload.classes:
-        from .classes import class_sections, llm_targets, pick_slo
+        from .classes import llm_targets, pick_slo
 
-        classes = scenario.workload.classes
-        summary["classes"] = class_sections(classes, [_class_rep(r, len(classes)) for r in reps],
-                                            lambda c: pick_slo(c, scenario.slo, llm_targets))
-    if limited and not closed:
-        from .metrics import LOAD_FINITE
-
-        summary["load_definition"] = LOAD_FINITE
-    from .fleet.summary import fleet_sections
-
-    summary.update(fleet_sections(scenario.fleet_groups, [r.view(scenario.total_replicas) for r in reps], throughput,
-                                  summary["e2e_s"]))
-    if reps[0].log.scaling is not None:  # autoscaled: billed replica-time, and busy over serving time
-        from .fleet.autoscaler import autoscaler_keys
-
-        summary.update(autoscaler_keys(scenario.fleet_groups, [r.log.scaling for r in reps],
-                                       [(r.start_s, r.end_s) for r in reps], sum(r.busy_s for r in reps), throughput))
+        view.class_reps = [_class_rep(r, len(scenario.workload.classes)) for r in reps]
+        view.class_targets = lambda c: pick_slo(c, scenario.slo, llm_targets)
+    add_sections(summary, view)
 
 
 def _pooled_itl(reps: list) -> dict:

@@ -12,12 +12,7 @@ from .stability import describe_growth, growth_test
 from .stats import confidence, scalar_ci, slo_verdict, with_ci
 
 HIGH_UTILIZATION = 0.9
-# what offered_load and stable mean where there is no offered rate, or where the excess is turned away
-LOAD_CLOSED = ("closed loop: no offered rate (offered_rps null); offered_load is the throughput the clients achieved "
-               "over the fleet's full-batch capacity; stable holds a priori (at most clients.count requests are in "
-               "the system) and the growth test confirms it")
-LOAD_FINITE = ("finite queue: offered_load is the offered rate over full-batch capacity and may exceed 1; stable holds "
-               "a priori because the queue limit or timeout turns the excess away (see rejected, timed_out)")
+from .summary_sections import LOAD_CLOSED, LOAD_FINITE  # noqa: E402,F401  (importable from here as before)
 
 
 # the per-request table and time series (sim.request_table), importable from here as before
@@ -302,39 +297,25 @@ def _headroom_warnings(scenario, load: dict, utilization: float, mean_batch: flo
 
 
 def _add_sections(summary: dict, scenario, reps: list, lat: dict, closed: bool, limited: bool) -> None:
-    """Adds the sections a scenario's features call for: stages, closed loop, the load definition, SLO, classes,
-    the fleet (replicas, groups, cost) and the autoscaler."""
+    """Adds server stages and the SLO, then the shared sections (sim.summary_sections: closed loop, classes, load
+    definition, fleet, autoscaler)."""
+    from .summary_sections import RunView, add_sections
+
     if any(r.log.stages is not None for r in reps):
         summary["stages"] = _stage_sections(scenario.server, reps)
-    if closed:
-        from .clients import law_check
-
-        summary["closed_loop"] = law_check(scenario.workload.clients, [
-            (r.log.clients["sent_s"], r.log.clients["cycle_end_s"], r.log.clients["think_s"]) for r in reps], scenario.warmup_s)
-        summary["load_definition"] = LOAD_CLOSED
-    elif limited:
-        summary["load_definition"] = LOAD_FINITE
     if scenario.slo is not None:
         summary.update(_slo(scenario.slo.targets_ms(), reps, lat))
+    view = RunView(scenario, summary["throughput_rps"], lat, [r.view() for r in reps],
+                   [(r.start_s, r.end_s) for r in reps], sum(r.busy_s for r in reps), limited,
+                   scalings=[r.log.scaling for r in reps] if reps[0].log.scaling is not None else None)
+    if closed:
+        view.clients = [(r.log.clients["sent_s"], r.log.clients["cycle_end_s"], r.log.clients["think_s"]) for r in reps]
     if scenario.workload.classes:
-        from .classes import class_sections, pick_slo, top_targets
+        from .classes import pick_slo, top_targets
 
-        classes = scenario.workload.classes
-        summary["classes"] = class_sections(classes, [_class_rep(r, len(classes)) for r in reps],
-                                            lambda c: pick_slo(c, scenario.slo, top_targets))
-    from .fleet.summary import fleet_sections
-
-    summary.update(fleet_sections(scenario.fleet_groups, [r.view() for r in reps], summary["throughput_rps"], lat))
-    if reps[0].log.scaling is not None:  # the pool's price is not what it cost: the replicas that served are
-        summary.update(_autoscaler_keys(scenario, reps, summary))
-
-
-def _autoscaler_keys(scenario, reps: list[_Rep], summary: dict) -> dict:
-    """Returns the autoscaler's summary keys; utilisation becomes busy time over serving replica-time."""
-    from .fleet.autoscaler import autoscaler_keys
-
-    return autoscaler_keys(scenario.fleet_groups, [r.log.scaling for r in reps], [(r.start_s, r.end_s) for r in reps],
-                           sum(r.busy_s for r in reps), summary.get("throughput_rps"))
+        view.class_reps = [_class_rep(r, len(scenario.workload.classes)) for r in reps]
+        view.class_targets = lambda c: pick_slo(c, scenario.slo, top_targets)
+    add_sections(summary, view)
 
 
 def _pools_keep_up(server, offered_rps, warnings: list[str]) -> bool:

@@ -138,24 +138,19 @@ def _stream_slo(targets: dict, sinks: list, lat: dict, measured: int) -> dict:
 
 def _stream_sections(summary: dict, scenario, sinks: list, windows: list, lat: dict, limited: bool,
                      busy: float) -> None:
-    """Adds the fleet (replicas from their sketches, groups, cost), the load definition and the autoscaler."""
-    from .fleet.summary import ReplicaView, fleet_sections
+    """Adds the shared sections (sim.summary_sections): the fleet from each replica's sketch, the load definition,
+    the autoscaler."""
+    from .fleet.summary import ReplicaView
+    from .summary_sections import RunView, add_sections
 
     replicas = scenario.total_replicas
     views = [ReplicaView(None, None, s.measured, w["completed"], w["busy_s"], w["span_s"]) for s, w in zip(sinks, windows)]
-    per_replica = [merged(s.per_replica[i] for s in sinks) for i in range(replicas)]
-    routed = [int(sum(s.served_per_replica[i] + s.turned_per_replica[i] for s in sinks)) for i in range(replicas)]
-    summary.update(fleet_sections(scenario.fleet_groups, views, summary["throughput_rps"], lat, sketches=per_replica,
-                                  requests=routed))
-    if limited:
-        from .metrics import LOAD_FINITE
-
-        summary["load_definition"] = LOAD_FINITE
-    if sinks[0].scaling is not None:
-        from .fleet.autoscaler import autoscaler_keys
-
-        summary.update(autoscaler_keys(scenario.fleet_groups, [s.scaling for s in sinks],
-                                       [(w["start_s"], w["end_s"]) for w in windows], busy, summary["throughput_rps"]))
+    view = RunView(scenario, summary["throughput_rps"], lat, views, [(w["start_s"], w["end_s"]) for w in windows],
+                   busy, limited, scalings=[s.scaling for s in sinks] if sinks[0].scaling is not None else None,
+                   sketches=[merged(s.per_replica[i] for s in sinks) for i in range(replicas)],
+                   requests=[int(sum(s.served_per_replica[i] + s.turned_per_replica[i] for s in sinks))
+                             for i in range(replicas)])
+    add_sections(summary, view)
 
 
 def summarize_stream(scenario, sinks: list, source: str = "<scenario>") -> dict:
