@@ -112,14 +112,14 @@ def streaming_unsupported(scenario: Scenario) -> str:
         if wl.clients is not None:
             needs.append("LLM closed-loop clients")
     else:
-        if wl.clients is not None or wl.classes:
-            needs.append("closed-loop clients" if wl.clients is not None else "request classes")
+        if wl.clients is not None:
+            needs.append("closed-loop clients")
         if srv.preprocess is not None or srv.postprocess is not None or srv.pipeline_latency_ms is not None:
             needs.append("server stages")
     if not needs:
         return ""
     return ("request-level batching (open-loop arrivals, any batching policy, router and groups, queue limits, "
-            "instance groups, fixed or autoscaled) and LLM engines with open-loop arrivals (any router, classes, limits, autoscaling); this "
+            "instance groups, request classes, fixed or autoscaled) and LLM engines with open-loop arrivals (any router, classes, limits, autoscaling); this "
             "scenario has " + ", ".join(needs) + ": use records (outputs.streaming: false) and a shorter run")
 
 

@@ -32,13 +32,36 @@ class ClassDraws:
         self.levels = priority_levels(classes)
         self.level: list[int] = []  # per request id, its class's priority level
 
+    base = 0  # ids below were forgotten (a streaming run: forget_below)
+
     def upto(self, n: int) -> np.ndarray:
-        """Returns the classes of request ids 0..n-1 (int16)."""
-        while len(self.of) < n:
+        """Returns the classes of request ids base..n-1 (int16; base is 0 unless a stream forgot some)."""
+        while self.base + len(self.of) < n:
             block = self.rng.choice(self.p.size, size=self.BLOCK, p=self.p).tolist()
             self.of += block
             self.level += [self.levels[c] for c in block]
-        return np.asarray(self.of[:n], np.int16)
+        return np.asarray(self.of[:n - self.base], np.int16)
+
+    def forget_below(self, n: int) -> None:
+        """Drops ids below n (a streaming run has routed them): memory stays bounded by the requests in flight."""
+        k = min(max(n - self.base, 0), len(self.of))
+        del self.of[:k]
+        del self.level[:k]
+        self.base += k
+
+
+class LevelOf:
+    """Request id -> priority level from ClassDraws that may forget ids already routed (`scale`: 2 where each
+    priority has a queue of delayed requests beside it, timeout_action delay)."""
+
+    def __init__(self, draws: ClassDraws, scale: int = 1):
+        self.draws, self.scale = draws, scale
+
+    def __getitem__(self, sid: int) -> int:
+        d = self.draws
+        if sid >= d.base + len(d.level):
+            d.upto(sid + 1)
+        return d.level[sid - d.base] * self.scale
 
 
 def class_sections(classes, reps: list[dict], slo_of: Callable[[object], dict]) -> dict:
@@ -85,6 +108,22 @@ def _class_slo(targets: dict, sec: dict, full: dict, served_key: str) -> dict:
     every key is within its top percentile's target (a NaN TPOT, one output token, has nothing to miss);
     unserved, rejected and timed-out requests are misses. `full[key]` holds per replication the values of
     every measured request of the class (NaN where not served)."""
+    checks, limits = class_checks(targets, sec, served_key)
+    within, sizes = [], []
+    for i, served in enumerate(full[served_key]):
+        ok = np.isfinite(served)
+        for key, limit in limits.items():
+            v = full[key][i]
+            ok &= (v <= limit) | (np.isnan(v) if key == "tpot_s" else False)
+        within.append(float(ok.sum()) / served.size if served.size else math.nan)
+        sizes.append(served.size)
+    pooled = sum(w * m for w, m in zip(within, sizes) if m) / max(sum(sizes), 1)
+    return {"slo": {"targets": checks, "met": all(c["met"] for c in checks.values())},
+            "slo_attainment": pooled, "slo_attainment_ci95": scalar_ci([w for w in within if not math.isnan(w)], pooled)}
+
+
+def class_checks(targets: dict, sec: dict, served_key: str) -> tuple[dict, dict]:
+    """Returns (verdict per target, the limit in s each key's top percentile sets) for one class's section."""
     checks, limits = {}, {}
     for key, by_q in targets.items():
         for q, ms in by_q.items():
@@ -99,17 +138,7 @@ def _class_slo(targets: dict, sec: dict, full: dict, served_key: str) -> dict:
             checks[name] = slo_verdict(ms, stats[q], stats["ci95"].get(q))
         top = max(by_q, key=lambda q: -1 if q == "mean" else int(q[1:]))
         limits[key] = by_q[top] / 1000
-    within, sizes = [], []
-    for i, served in enumerate(full[served_key]):
-        ok = np.isfinite(served)
-        for key, limit in limits.items():
-            v = full[key][i]
-            ok &= (v <= limit) | (np.isnan(v) if key == "tpot_s" else False)
-        within.append(float(ok.sum()) / served.size if served.size else math.nan)
-        sizes.append(served.size)
-    pooled = sum(w * m for w, m in zip(within, sizes) if m) / max(sum(sizes), 1)
-    return {"slo": {"targets": checks, "met": all(c["met"] for c in checks.values())},
-            "slo_attainment": pooled, "slo_attainment_ci95": scalar_ci([w for w in within if not math.isnan(w)], pooled)}
+    return checks, limits
 
 
 def top_targets(slo) -> dict:

@@ -304,7 +304,8 @@ def _stream_replication(scenario: Scenario, rep: int, specs: list, chunks, sink)
     noise = component_rng(scenario.seed, rep, "cost_model.noise")
     shared = srv.router.policy == "shared_queue" or scenario.total_replicas == 1
     q = srv.queue
-    limited = q.max_queue_size is not None or q.timeout_ms is not None
+    classes = scenario.workload.classes
+    limited = q.max_queue_size is not None or q.timeout_ms is not None or bool(classes)
     if shared and srv.autoscaler is None and not limited and srv.instances_per_gpu == 1:
         from .engine import simulate_shared
 
@@ -323,9 +324,35 @@ def _stream_replication(scenario: Scenario, rep: int, specs: list, chunks, sink)
                                           scenario.duration_s, q.max_queue_size,
                                           None if q.timeout_ms is None else q.timeout_ms / 1000,
                                           q.timeout_ms is not None and q.timeout_action == "delay",
-                                          srv.instances_per_gpu, srv.instance_contention)
+                                          srv.instances_per_gpu, srv.instance_contention, _class_draws(scenario, rep),
+                                          scenario.workload.priority_levels)
     if sink.windows is not None and sink.scaling is not None:
         sink.windows.add_active(sink.scaling["lives"])
+
+
+def _class_draws(scenario: Scenario, rep: int):
+    """Returns the request classes' draws of a replication (sim.classes.ClassDraws), None without classes."""
+    if not scenario.workload.classes:
+        return None
+    from .classes import ClassDraws
+
+    return ClassDraws(scenario.workload.classes, component_rng(scenario.seed, rep, "workload.classes"))
+
+
+def _class_sinks(scenario: Scenario, last: float, max_batch: int) -> Optional[list]:
+    """Returns one sink per request class (its requests only; the SLO its own targets or the scenario's set)."""
+    if not scenario.workload.classes:
+        return None
+    from .classes import pick_slo, top_targets
+    from .sinks import StreamingSink
+
+    out = []
+    for c in scenario.workload.classes:
+        by_q = pick_slo(c, scenario.slo, top_targets).get("latency_s", {})
+        top = max(by_q, key=lambda q: -1 if q == "mean" else int(q[1:])) if by_q else None
+        out.append(StreamingSink(scenario.total_replicas, scenario.warmup_s, max_batch,
+                                 by_q[top] / 1000 if top else None, last_arrival_s=last))
+    return out
 
 
 def _run_streaming(scenario: Scenario, source: str) -> Result:
@@ -346,6 +373,7 @@ def _run_streaming(scenario: Scenario, source: str) -> Result:
         sink = StreamingSink(len(specs), scenario.warmup_s, max(rule.max_batch_size for rule, _ in specs),
                              targets[top] / 1000 if top else None, last_arrival_s=last)
         sink.metric_states = [m.start() for m in scenario.outputs.metrics]
+        sink.classes = _class_sinks(scenario, last, sink.batch_sizes.size - 1)
         if scenario.outputs.window_s is not None:
             from .windows import WindowStats
 

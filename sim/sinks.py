@@ -105,6 +105,8 @@ class StreamingSink:
         self._closed: Optional[dict] = None
         self.windows = None  # sim.windows.WindowStats when outputs.window_s is set
         self.metric_states: list = []  # outputs.metrics: one accumulator per sink metric (sim.sink_metrics)
+        self.completed_requests = 0  # a class's sink: its requests finishing inside the run's measured window
+        self.classes: Optional[list] = None  # workload.classes: one sink per class (requests only)
         self.scaling = None  # autoscaled: sim.fleet.scaling's record of replica lives
 
     # ---- fed by the engine ----

@@ -151,6 +151,45 @@ def _stream_sections(summary: dict, scenario, sinks: list, windows: list, lat: d
                    requests=[int(sum(s.served_per_replica[i] + s.turned_per_replica[i] for s in sinks))
                              for i in range(replicas)])
     add_sections(summary, view)
+    if sinks[0].classes is not None:
+        summary["classes"] = stream_class_sections(scenario, sinks, windows)
+
+
+def stream_class_sections(scenario, sinks: list, windows: list) -> dict:
+    """Returns {class name: section} of a streaming run, the keys sim.classes.class_sections gives records, from
+    each class's own sink (sinks[r].classes[c]: its requests only, in arrival order)."""
+    from .classes import class_checks, pick_slo, top_targets
+
+    span = sum(w["span_s"] for w in windows)
+    out = {}
+    for ci, klass in enumerate(scenario.workload.classes):
+        subs = [s.classes[ci] for s in sinks]
+        n = sum(x.measured for x in subs)
+        rejected, timed_out = sum(x.rejected for x in subs), sum(x.timed_out for x in subs)
+        unserved = sum(x.unserved_measured for x in subs)
+        measured = [x.measured + x.rejected + x.timed_out + x.unserved_measured for x in subs]
+        total = sum(measured)
+        sec = {"share": klass.share, "priority": klass.priority, "requests": n,
+               "rejected": {"count": rejected, "fraction": rejected / total if total else 0.0},
+               "timed_out": {"count": timed_out, "fraction": timed_out / total if total else 0.0},
+               "unserved": unserved, "offered_rps": total / span if span > 0 else math.nan}
+        completed = [x.completed_requests for x in subs]
+        sec["throughput_rps"] = sum(completed) / span if span > 0 else math.nan
+        sec["throughput_rps_ci95"] = scalar_ci([c / w["span_s"] for c, w in zip(completed, windows)],
+                                               sec["throughput_rps"])
+        sec["latency_s"] = sketch_with_ci(subs, "latency") if n else None
+        sec["queue_wait_s"] = sketch_with_ci(subs, "wait") if n else None
+        targets = pick_slo(klass, scenario.slo, top_targets)
+        if targets:
+            checks, _ = class_checks(targets, sec, "latency_s")
+            hits = [sum(sec_.hits for sec_ in x.sections) for x in subs]
+            within = [h / m if m else math.nan for h, m in zip(hits, measured)]
+            pooled = sum(hits) / max(total, 1)
+            sec.update({"slo": {"targets": checks, "met": all(c["met"] for c in checks.values())},
+                        "slo_attainment": pooled,
+                        "slo_attainment_ci95": scalar_ci([w for w in within if not math.isnan(w)], pooled)})
+        out[klass.name] = sec
+    return out
 
 
 def summarize_stream(scenario, sinks: list, source: str = "<scenario>") -> dict:

@@ -67,7 +67,7 @@ def refusals(cell: dict) -> list[str]:
                 "clients": [STATIC_CLIENTS]}.get(f, [])
     if cell["command"] == "plan" and f == "clients":
         out.append(PLAN_CLIENTS)
-    if cell["output"] == "streaming" and (f == "clients" if llm else f in ("classes", "clients", "stages")):
+    if cell["output"] == "streaming" and (f == "clients" if llm else f in ("clients", "stages")):
         out.append(STREAMING)
     if cell["scaling"] == "autoscaled" and static:
         out.append(AUTOSCALER)

@@ -130,6 +130,37 @@ def test_streaming_instance_groups_equals_records(router, extra):
         assert st["autoscaler"] == rec["autoscaler"]
 
 
+_CLASSES = [{"name": "interactive", "share": 0.3, "priority": 1, "slo": {"latency_p99_ms": 12}},
+            {"name": "bulk", "share": 0.7, "priority": 2}]
+
+
+@pytest.mark.parametrize("router,replicas,queue", [("shared_queue", 1, {"max_queue_size": 16}),
+                                                   ("shared_queue", 3, {}), ("join_shortest_queue", 3, {}),
+                                                   ("round_robin", 2, {"timeout_ms": 20.0, "timeout_action": "delay"})])
+def test_streaming_request_classes_equals_records(router, replicas, queue):
+    """Two priority classes, one with an SLO of its own: streamed, every class's section (requests, turned away,
+    rates, latency and wait with intervals, SLO attainment) equals the records' within the sketch accuracy."""
+    server = {"router": {"policy": router}, "replicas": replicas, "queue": queue,
+              "batching": {"policy": "dynamic", "max_batch_size": 8, "max_queue_delay_ms": 2}}
+    rate = 900 * replicas
+    rec, st = both(server=server, **{**_FLEET, "workload": {"classes": _CLASSES, "arrival": {
+        "process": "diurnal", "mean_rate_rps": rate, "peak_to_trough": 4, "period_s": 240, "peak_at_s": 120}}})
+    assert_stream_matches(rec, st)
+    assert set(st["classes"]) == {"interactive", "bulk"}
+    for name, want in rec["classes"].items():
+        got = st["classes"][name]
+        for key in ("share", "priority", "requests", "rejected", "timed_out", "unserved", "slo_attainment"):
+            assert got.get(key) == want.get(key), (name, key)
+        for key in ("offered_rps", "throughput_rps"):
+            assert got[key] == pytest.approx(want[key], rel=1e-9), (name, key)
+        for metric in ("latency_s", "queue_wait_s"):
+            assert got[metric]["mean"] == pytest.approx(want[metric]["mean"], rel=1e-9)
+            for q in ("p50", "p99"):
+                assert got[metric][q] == pytest.approx(want[metric][q], rel=2 * ACCURACY, abs=1e-12), (name, metric)
+        assert (got.get("slo") is None) == (want.get("slo") is None)
+    assert rec["classes"]["interactive"]["latency_s"]["p99"] < rec["classes"]["bulk"]["latency_s"]["p99"]
+
+
 def test_streaming_an_autoscaled_shared_queue_over_groups_equals_records():
     server = {"groups": _GROUPS, "autoscaler": _SCALER,
               "batching": {"policy": "dynamic", "max_batch_size": 16, "max_queue_delay_ms": 2}}

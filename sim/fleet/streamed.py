@@ -24,9 +24,12 @@ class ArrivalOrder:
     """Request columns (arrival, dispatch and completion in s, replica, state) of the requests from id `base` on;
     finished leading rows are handed to `sink` (sim.sinks.StreamingSink) in arrival order and dropped."""
 
-    def __init__(self, sink, routed: bool = True):
+    def __init__(self, sink, routed: bool = True, draws=None, class_sinks: Optional[list] = None):
         self.sink = sink
         self.routed = routed  # behind a router a turned-away request belongs to the replica it was sent to
+        # request classes (sim.classes.ClassDraws): each class's requests also go to its own sink
+        self.draws, self.class_sinks = draws, class_sinks
+        self.cls = np.empty(0, np.int16)
         self.base = 0
         self.arrival = np.empty(0)
         self.dispatch = np.empty(0)
@@ -53,6 +56,9 @@ class ArrivalOrder:
         self.replica = np.concatenate([self.replica, np.full(n, -1, np.int32)])
         self.state = np.concatenate([self.state, np.zeros(n, np.int8)])
         self.delayed = np.concatenate([self.delayed, np.zeros(n, bool)])
+        if self.draws is not None:
+            end = self.base + self.state.size  # request ids up to here have arrived
+            self.cls = np.concatenate([self.cls, self.draws.upto(end)[-n:] if n else np.empty(0, np.int16)])
         return block
 
     def add(self, got, replica: int) -> None:
@@ -87,7 +93,11 @@ class ArrivalOrder:
         """Ends the run: served and turned-away rows go to the sink in arrival order, rows never dispatched as
         never taken."""
         self._take(np.flatnonzero(self.state != WAITING))
-        self.sink.finish(self.arrival[self.state == WAITING])
+        never = self.state == WAITING
+        self.sink.finish(self.arrival[never])
+        if self.class_sinks is not None:
+            for c, sub in enumerate(self.class_sinks):
+                sub.finish(self.arrival[never & (self.cls == c)])
         self._drop(self.state.size)
 
     def _take(self, rows: np.ndarray) -> None:
@@ -99,9 +109,27 @@ class ArrivalOrder:
         if turned.size:
             self.sink.take_turned(self.arrival[turned], self.state[turned] == TIMED_OUT,
                                   self.replica[turned] if self.routed else None)
+        if self.class_sinks is not None:
+            self._take_classes(served, turned)
+
+    def _take_classes(self, served: np.ndarray, turned: np.ndarray) -> None:
+        """Hands each class's served and turned-away rows to its own sink, counting completions inside the run's
+        measured window (as its requests' throughput)."""
+        start, end = self.sink._start(), self.sink.known_end
+        for c, sub in enumerate(self.class_sinks):
+            mine = served[self.cls[served] == c]
+            if mine.size:
+                sub.take_requests(self.arrival[mine], self.dispatch[mine], self.completion[mine], self.replica[mine])
+                done = self.completion[mine]
+                sub.completed_requests += int(((done >= start) & (done <= end)).sum())
+            gone = turned[self.cls[turned] == c]
+            if gone.size:
+                sub.take_turned(self.arrival[gone], self.state[gone] == TIMED_OUT)
 
     def _drop(self, n: int) -> None:
         self.base += n
+        if self.draws is not None:
+            self.cls = self.cls[n:]
         for k in ("arrival", "dispatch", "completion", "replica", "state", "delayed"):
             setattr(self, k, getattr(self, k)[n:])
 
@@ -109,19 +137,25 @@ class ArrivalOrder:
 def stream_batch_fleet(groups: list, router, chunks: Iterable[np.ndarray], sink, seed: int, replication: int,
                        autoscaler=None, server_replicas: int = 1, end_s: Optional[float] = None,
                        max_queue: Optional[int] = None, timeout_s: Optional[float] = None,
-                       delay: bool = False, instances: int = 1, slowdown: Optional[list] = None) -> Optional[dict]:
+                       delay: bool = False, instances: int = 1, slowdown: Optional[list] = None,
+                       draws=None, priorities: int = 1) -> Optional[dict]:
     """Runs request-level replicas behind `router` (None: one queue shared by them) over the arrival `chunks` into
     `sink`, with the queue limits and instance groups (`instances` per GPU, `slowdown` with k running) of
-    sim.fleet.build.run_batch_fleet; returns the autoscaler's record of replica lives (None without one), billed
-    until `end_s` (default: the last arrival)."""
-    from .build import LEAST_LOADED_FAST, _per_replica
+    sim.fleet.build.run_batch_fleet, and request classes (`draws`: sim.classes.ClassDraws, `priorities` distinct
+    levels; each class's requests also go to its sink in `sink.classes`); returns the autoscaler's record of
+    replica lives (None without one), billed until `end_s` (default: the last arrival)."""
+    from .build import LEAST_LOADED_FAST, _per_replica, _Zeros
     from .fleet import Fleet, run_least_loaded
 
     per = _per_replica(groups)
     specs = [(g.batching.rule(g.cost_model.batch_limit()), g.cost_model) for g in per]
     rng = component_rng(seed, replication, "server.router")
-    limited = max_queue is not None or timeout_s is not None
-    limits = (max_queue, timeout_s, delay)
+    levels = priorities * (2 if delay else 1)
+    limited = max_queue is not None or timeout_s is not None or levels > 1
+    from ..classes import LevelOf
+
+    level = LevelOf(draws, 2 if delay else 1) if draws is not None else _Zeros()
+    limits = (max_queue, timeout_s, delay, level, levels)
     if instances > 1:
         replicas, out, ctl, choose = _stream_pools(router, specs, seed, replication, autoscaler, server_replicas,
                                                    limits, rng, instances, slowdown)
@@ -129,12 +163,17 @@ def stream_batch_fleet(groups: list, router, chunks: Iterable[np.ndarray], sink,
     else:
         replicas, out, ctl, choose = _stream_fleet(router, specs, seed, replication, autoscaler, server_replicas,
                                                    limits, rng)
-    order = ArrivalOrder(sink, routed=router is not None)
+    # a request turned away belongs to the replica it was sent to, as records count it, unless one pool shared by
+    # every replica turned it away
+    routed = router is not None or not hasattr(replicas[0], "servers")
+    order = ArrivalOrder(sink, routed=routed, draws=draws, class_sinks=sink.classes)
 
     def after_chunk() -> None:
         for r in replicas:
             order.add(r.harvest(), r.index)
         order.flush()
+        if draws is not None:
+            draws.forget_below(order.base + order.state.size)  # every arrival so far was routed
 
     blocks = order.tap(chunks)
     if router is not None and router.policy in LEAST_LOADED_FAST and not limited and instances == 1:
@@ -153,18 +192,19 @@ def _stream_fleet(router, specs: list, seed: int, replication: int, autoscaler, 
     """Returns (replicas, router counts, autoscaler or None, chooser) as sim.fleet.build builds them for records:
     behind the shared queue one pool of every replica (a lone replica without an autoscaler: itself), behind a
     router one replica each, prioritised (two levels) for timeout_action delay."""
-    from .build import _batch_replicas, _shared_pool, _Split, _Zeros
+    from .build import _batch_replicas, _shared_pool, _Split
     from .scaling import FleetScaler
 
-    max_queue, timeout_s, delay = limits
-    levels = 2 if delay else 1
-    if router is None and (len(specs) > 1 or autoscaler is not None):
-        pool = _shared_pool(specs, seed, replication, max_queue, timeout_s, _Zeros(), levels, delay)
+    max_queue, timeout_s, delay, level, levels = limits
+    # behind the shared queue the pool, as records run it; one replica with a queue limit or priorities alone
+    queue_limited = max_queue is not None or timeout_s is not None or levels > 1
+    if router is None and (len(specs) > 1 or autoscaler is not None or not queue_limited):
+        pool = _shared_pool(specs, seed, replication, max_queue, timeout_s, level, levels, delay)
         ctl = FleetScaler(autoscaler, [pool], server_replicas, pool=pool) if autoscaler is not None else None
         return [pool], None, ctl, _first
     out = (router.counts(len(specs), pool=autoscaler is not None) if router is not None else
            _one_replica_counts())
-    replicas = _batch_replicas(specs, out, seed, replication, max_queue, timeout_s, _Zeros(), levels, delay)
+    replicas = _batch_replicas(specs, out, seed, replication, max_queue, timeout_s, level, levels, delay)
     if router is None:
         return replicas, out, None, _first
     if autoscaler is not None:
@@ -179,14 +219,13 @@ def _stream_pools(router, specs: list, seed: int, replication: int, autoscaler, 
                   instances: int, slowdown: Optional[list]) -> tuple:
     """Instance groups as sim.fleet.build._run_pools runs them: behind the shared queue one pool of every GPU's
     instances, behind a router one pool per GPU; returns (pools, router counts, autoscaler or None, chooser)."""
-    from .build import _instance_pools, _Split, _Zeros
+    from .build import _instance_pools, _Split
     from .routers.shared_queue import SharedQueue
     from .scaling import FleetScaler
 
-    max_queue, timeout_s, delay = limits
-    levels = 2 if delay else 1
+    max_queue, timeout_s, delay, level, levels = limits
     pools = _instance_pools(specs, router if router is not None else SharedQueue(), instances, slowdown, seed,
-                            replication, max_queue, timeout_s, _Zeros(), levels, delay, autoscaler is not None)
+                            replication, max_queue, timeout_s, level, levels, delay, autoscaler is not None)
     if router is None:
         ctl = FleetScaler(autoscaler, pools, server_replicas, pool=pools[0]) if autoscaler is not None else None
         return pools, None, ctl, _first
