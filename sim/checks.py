@@ -119,8 +119,8 @@ def streaming_unsupported(scenario: Scenario) -> str:
     if not needs:
         return ""
     return ("request-level batching (open-loop arrivals, any batching policy, router and groups, queue limits, "
-            "instance groups, request classes, fixed or autoscaled) and LLM engines with open-loop arrivals (any router, classes, limits, autoscaling); this "
-            "scenario has " + ", ".join(needs) + ": use records (outputs.streaming: false) and a shorter run")
+            "instance groups, request classes, fixed or autoscaled) and LLM engines with open-loop arrivals (any "
+            "router, classes, limits, autoscaling); this scenario has " + ", ".join(needs) + ": use records (outputs.streaming: false) and a shorter run")
 
 
 def _check_autoscaler(scenario: Scenario) -> list[tuple[str, str]]:
@@ -129,8 +129,11 @@ def _check_autoscaler(scenario: Scenario) -> list[tuple[str, str]]:
     if srv.autoscaler is None:
         return []
     needs = []
-    if scenario.is_llm and not all(p.batching.policy == "continuous" for p in _pairs(scenario)):
-        needs.append("llm_static")
+    static = [p.batching.policy == "llm_static" for p in _pairs(scenario)] if scenario.is_llm else []
+    if any(static) and not all(static):
+        needs.append("llm_static beside continuous batching")
+    elif any(static) and srv.router.policy == "shared_queue":
+        needs.append("llm_static behind the shared queue (behind a router it scales)")
     if srv.groups:
         total = scenario.total_replicas
         sc = srv.autoscaler
@@ -142,8 +145,9 @@ def _check_autoscaler(scenario: Scenario) -> list[tuple[str, str]]:
     if srv.router.policy != "shared_queue" and type(srv.router).pool_chooser is routers.Router.pool_chooser:
         needs.append(f"router {srv.router.policy} (it has no pool_chooser: which of the serving replicas to pick)")
     if needs:
-        return [("server.autoscaler", "autoscaling is simulated for replicas of one kind (request-level, or "
-                 "continuous-batching LLM engines) behind the shared queue or any router; not with "
+        return [("server.autoscaler", "autoscaling is simulated for replicas of one kind (request-level, "
+                 "continuous-batching LLM engines behind the shared queue or any router, llm_static behind a router); "
+                 "not with "
                  + ", ".join(needs) + " yet")]
     return []
 

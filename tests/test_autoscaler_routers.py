@@ -48,6 +48,34 @@ def test_a_constant_schedule_behind_a_router_is_the_fixed_llm_fleet_request_for_
     assert np.array_equal(a.finish_s, b.finish_s, equal_nan=True)
 
 
+_STATIC = {"policy": "llm_static", "max_batch_size": 8, "max_queue_delay_ms": 50, "kv_cache_tokens": 60000}
+
+
+@pytest.mark.parametrize("router", ["join_shortest_queue", "round_robin"])
+def test_static_llm_engines_behind_a_router_scale_and_a_constant_schedule_is_the_fixed_fleet(router):
+    """llm_static replicas (queues of their own) behind a router: a constant schedule equals the fixed fleet request
+    for request; a switching one serves every request only on replicas serving at its arrival and bills within a
+    drain of its integral."""
+    def run(autoscaler):
+        s = llm_scaled(autoscaler, duration_s=300.0, rate_rps=3.0)
+        raw = s.model_dump(mode="json", exclude_none=True)
+        raw["server"].update({"router": {"policy": router}, "batching": _STATIC})
+        return sim.run(sim.validate(raw))
+    a, b = run({"policy": "schedule", "schedule": [[0, 3]]}).logs[0], run(None).logs[0]
+    assert np.array_equal(a.finish_s, b.finish_s, equal_nan=True)
+    res = run({"policy": "schedule", "schedule": [[0, 1], [100, 3], [200, 2]]})
+    log = res.logs[0]
+    _served_within_lives(log, log.arrival_s, log.finish_s, log.routed)
+    released = [life for life in log.scaling["lives"] if life[3] < log.scaling["end_s"]]
+    assert len(released) == 1
+    rid, _, _, rel = released[0]
+    drop = 200.0 + res.scenario.server.autoscaler.scale_down_delay_s
+    mine = (log.routed == rid) & (log.arrival_s <= drop)
+    assert rel == max(drop, float(log.finish_s[mine].max()))  # it drains what it was sent, then leaves
+    integral = 100 * 1 + 100 * 3 + 100 * 2
+    assert res.summary["replica_hours"] * 3600 == pytest.approx(integral + (rel - 200.0), rel=1e-12)
+
+
 def _served_within_lives(log, arrival, finish, routed):
     """Every request was routed to a replica that was serving at its arrival."""
     lives = np.asarray(log.scaling["lives"], float)

@@ -40,11 +40,18 @@ def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, 
             step_logs = simulate_static_shared([(g.batching, g.cost_model) for g in per], run)
         else:
             replicas = [LlmStaticReplica(i, g.batching, g.cost_model, run, out) for i, g in enumerate(per)]
-            assign = _route(router, replicas, out, rng, arr)
+            ctl = None
+            if autoscaler is not None:  # sim.checks: behind a router, the replicas with queues of their own
+                from .scaling import FleetScaler
+
+                ctl = FleetScaler(autoscaler, replicas, server_replicas, out=out)
+            assign = _route(router, replicas, out, rng, arr, ctl)
             for r in replicas:
                 r.fill_waiting()
             step_logs = [r.steps for r in replicas]
         log = _static_log(run, step_logs, per, assign)
+        if autoscaler is not None:
+            log.scaling = ctl.record(end_s if end_s is not None else (float(arr[-1]) if arr.size else 0.0))
         return log if steps is None else _streamed(log, steps)
     reqs = LlmRequests(arr, prompt_tokens, output_tokens)
     token_aware = router.policy == "least_outstanding_tokens"

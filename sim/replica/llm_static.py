@@ -72,6 +72,15 @@ class LlmStaticReplica(QueuedReplica):
         self.policy, self.cost, self.run = policy, cost, run
         self.steps = StepLog(index)
         self.step_heads: list[tuple[int, int]] = []  # (step count so far, queue head after the batch) per batch
+        self._busy_sum, self._busy_seen = 0.0, 0
+
+    def busy_s(self, t: float) -> float:
+        """Returns the busy seconds so far (each engine step counted when its batch starts; summed incrementally)."""
+        dur = self.steps.cols["dur"]
+        if len(dur) > self._busy_seen:
+            self._busy_sum += sum(dur[self._busy_seen:])
+            self._busy_seen = len(dur)
+        return self._busy_sum
 
     def accept(self, sid: int, arrival_s: float, push) -> None:
         if self.run.prompt[sid] + self.run.out[sid] > self.policy.kv_cache_tokens:
