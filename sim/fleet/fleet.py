@@ -55,22 +55,10 @@ class Fleet:
         handlers = replicas if ctl is None else replicas + [ctl]
         if ctl is not None:
             ctl.start(push)
-        base = 0
-        for block in ([arrival_s] if chunks is None else chunks):
-            block = block.tolist() if isinstance(block, np.ndarray) else block
-            # hot path: one heap comparison per arrival; replica events only when one is due
-            for sid, a in enumerate(block, base):
-                key = (a, START)
-                while heap and heap[0] < key:
-                    t, kind, rid = heappop(heap)
-                    handlers[rid].on_event(t, kind, push)
-                replicas[choose(sid, a)].accept(sid, a, push)
-            base += len(block)
-            if after_chunk is not None:
-                after_chunk()
-        if ctl is not None:
-            ctl.arrivals_done = True
-        drain(handlers, heap, push)
+
+        def arrive(sid: int, a: float, push) -> None:
+            replicas[choose(sid, a)].accept(sid, a, push)
+        run_open(handlers, heap, push, arrive, arrival_s, chunks, after_chunk, ctl)
 
     def run_closed(self, source) -> None:
         """Routes the requests of a closed-loop source (sim.clients.ClientLoop), whose next arrival may be
@@ -222,9 +210,18 @@ def run_shared_llm(replicas: list, waiting, reqs, arrival_s, source=None, contro
     if source is not None:
         drive_closed(handlers, source, arrive, heap)
         return
+    run_open(handlers, heap, push, arrive, arrival_s, chunks, after_chunk, controller)
+
+
+def run_open(handlers: list, heap: list, push, arrive, arrival_s, chunks=None,
+             after_chunk: Optional[Callable[[], None]] = None, controller=None) -> None:
+    """The open-loop event loop: hands each arrival (sorted times in s, or the blocks `chunks` yields, request ids
+    numbered on across them, `after_chunk()` called after each) to `arrive(sid, a, push)` once every event of
+    `handlers` before it has run, then runs the rest; tells an autoscaler `controller` when the arrivals end."""
     base = 0
     for block in ([arrival_s] if chunks is None else chunks):
         block = block.tolist() if isinstance(block, np.ndarray) else block
+        # hot path: one heap comparison per arrival; events only when one is due
         for sid, a in enumerate(block, base):
             key = (a, START)
             while heap and heap[0] < key:

@@ -192,7 +192,7 @@ def _stream_fleet(router, specs: list, seed: int, replication: int, autoscaler, 
     """Returns (replicas, router counts, autoscaler or None, chooser) as sim.fleet.build builds them for records:
     behind the shared queue one pool of every replica (a lone replica without an autoscaler: itself), behind a
     router one replica each, prioritised (two levels) for timeout_action delay."""
-    from .build import _batch_replicas, _shared_pool, _Split
+    from .build import _batch_replicas, _shared_pool
     from .scaling import FleetScaler
 
     max_queue, timeout_s, delay, level, levels = limits
@@ -207,19 +207,26 @@ def _stream_fleet(router, specs: list, seed: int, replication: int, autoscaler, 
     replicas = _batch_replicas(specs, out, seed, replication, max_queue, timeout_s, level, levels, delay)
     if router is None:
         return replicas, out, None, _first
+    return (replicas, out, *_routed(router, replicas, out, rng, autoscaler, server_replicas))
+
+
+def _routed(router, replicas: list, out, rng, autoscaler, server_replicas: int) -> tuple:
+    """Returns (autoscaler or None, chooser) of replicas with queues of their own behind `router`."""
+    from .build import _Split
+    from .scaling import FleetScaler
+
     if autoscaler is not None:
-        ctl = FleetScaler(autoscaler, replicas, server_replicas, out=out)
-        return replicas, out, ctl, router.pool_chooser(replicas, out, rng)
+        return FleetScaler(autoscaler, replicas, server_replicas, out=out), router.pool_chooser(replicas, out, rng)
     if router.reads_state:
-        return replicas, out, None, router.chooser(replicas, out, rng)
-    return replicas, out, None, _Split(router, len(specs), rng).choose
+        return None, router.chooser(replicas, out, rng)
+    return None, _Split(router, len(replicas), rng).choose
 
 
 def _stream_pools(router, specs: list, seed: int, replication: int, autoscaler, server_replicas: int, limits, rng,
                   instances: int, slowdown: Optional[list]) -> tuple:
     """Instance groups as sim.fleet.build._run_pools runs them: behind the shared queue one pool of every GPU's
     instances, behind a router one pool per GPU; returns (pools, router counts, autoscaler or None, chooser)."""
-    from .build import _instance_pools, _Split
+    from .build import _instance_pools
     from .routers.shared_queue import SharedQueue
     from .scaling import FleetScaler
 
@@ -229,13 +236,7 @@ def _stream_pools(router, specs: list, seed: int, replication: int, autoscaler, 
     if router is None:
         ctl = FleetScaler(autoscaler, pools, server_replicas, pool=pools[0]) if autoscaler is not None else None
         return pools, None, ctl, _first
-    out = pools[0].out
-    if autoscaler is not None:
-        ctl = FleetScaler(autoscaler, pools, server_replicas, out=out)
-        return pools, out, ctl, router.pool_chooser(pools, out, rng)
-    if router.reads_state:
-        return pools, out, None, router.chooser(pools, out, rng)
-    return pools, out, None, _Split(router, len(pools), rng).choose
+    return (pools, pools[0].out, *_routed(router, pools, pools[0].out, rng, autoscaler, server_replicas))
 
 
 def _one_replica_counts():
