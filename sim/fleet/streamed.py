@@ -1,6 +1,7 @@
-"""Streaming runs of request-level replicas with queues of their own behind a router (fixed or autoscaled), or of a
-shared queue over several groups with an autoscaler: the fleet takes the arrivals block by block and, after each
-block, every replica hands over what it did (`harvest`) and forgets it.
+"""Streaming runs of request-level replicas on the fleet's event loop: behind a router (fixed or autoscaled), or one
+queue shared by them (autoscaled over groups, with queue limits or timeouts, priorities), instance groups too. The
+fleet takes the arrivals block by block and, after each block, every replica hands over what it did (`harvest`)
+and forgets it. (An unlimited FCFS shared queue streams on sim.engine's fast path instead.)
 
 Batches go to the sink at once (sizes, busy time and completions do not depend on order). Requests go through
 `ArrivalOrder`: the request columns of the requests in flight (a struct of arrays indexed by request id), whose
@@ -14,6 +15,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from ..classes import LevelOf
 from ..rng import component_rng
 
 WAITING, SERVED, REJECTED, TIMED_OUT = 0, 1, 2, 3
@@ -152,8 +154,6 @@ def stream_batch_fleet(groups: list, router, chunks: Iterable[np.ndarray], sink,
     rng = component_rng(seed, replication, "server.router")
     levels = priorities * (2 if delay else 1)
     limited = max_queue is not None or timeout_s is not None or levels > 1
-    from ..classes import LevelOf
-
     level = LevelOf(draws, 2 if delay else 1) if draws is not None else _Zeros()
     limits = (max_queue, timeout_s, delay, level, levels)
     if instances > 1:
