@@ -248,6 +248,29 @@ def test_an_llm_stream_keeps_no_step_rows():
     assert steps.steps > 1000 and steps.itl_sketch.n > 0 and 0 < steps.busy_s
 
 
+@pytest.mark.parametrize("server", [{"router": {"policy": "join_shortest_queue"}},
+                                    {"router": {"policy": "round_robin"}}, {"queue": {"max_queue_size": 50}},
+                                    {"router": {"policy": "round_robin"}, "instances_per_gpu": 2}])
+def test_a_streamed_replica_keeps_nothing_it_handed_over(monkeypatch, server):
+    """After each hand-over a replica holds no batch, step or request id it handed over (a fixed fleet's steps
+    included, which nothing reads), only what is in flight, so memory does not grow with the run."""
+    from sim.replica.instance_pool import InstancePool
+    from sim.replica.queued import QueuedReplica
+
+    held = []
+    for cls in (QueuedReplica, InstancePool):
+        def spy(self, _harvest=cls.harvest):
+            got = _harvest(self)
+            held.append(len(self.steps) + len(self.served) + len(self.arr) + len(self.sizes))
+            return got
+        monkeypatch.setattr(cls, "harvest", spy)
+    srv = {"replicas": 3, "batching": {"policy": "dynamic", "max_batch_size": 8, "max_queue_delay_ms": 2}, **server}
+    sim.run(sim.validate(scenario_dict(duration_s=60.0, requests=None, warmup_s=1.0, server=srv,
+                                       workload={"arrival": {"process": "poisson", "rate_rps": 3000}},
+                                       outputs={"streaming": True})))
+    assert len(held) >= 4 and max(held) <= 64  # 180,000 arrivals: three hand-overs and the last; in flight only
+
+
 def test_a_routed_stream_holds_only_the_requests_in_flight():
     """ArrivalOrder hands rows to the sink in arrival order and keeps none that finished (memory bounded by the
     requests in flight, not by the run)."""

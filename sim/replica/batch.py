@@ -22,9 +22,11 @@ class BatchReplica(QueuedReplica):
         self.jitter = jitter
         self.steps: list[float] = []
         self._busy_sum, self._busy_seen = 0.0, 0
+        self._busy_read = False  # an autoscaler reads busy_s: a stream keeps the steps it has not summed yet
 
     def busy_s(self, t: float) -> float:
         """Returns the busy seconds so far (a batch's step counted when it starts; summed incrementally)."""
+        self._busy_read = True
         steps = self.steps
         if len(steps) > self._busy_seen:
             self._busy_sum += sum(steps[self._busy_seen:])
@@ -33,6 +35,9 @@ class BatchReplica(QueuedReplica):
 
     def _forget_dispatched(self) -> None:
         super()._forget_dispatched()
+        if not self._busy_read:  # nothing reads them (a fixed fleet): the harvest handed over their batches
+            self.steps.clear()
+            return
         # busy_s has summed these (the rest is summed as before: the same additions in the same order)
         del self.steps[:self._busy_seen]
         self._busy_seen = 0

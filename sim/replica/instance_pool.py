@@ -36,6 +36,7 @@ class InstancePool(SharedQueuePool):
         self.gpus = [GpuShare(slowdown) for _ in specs]
         self.version = 0
         self.steps = array("d")  # filled in as the steps end (wall time)
+        self._busy_read = True   # its steps are indexed by batch while they run: harvest cuts them, nothing else
 
     def replica_of(self, rid: int) -> int:
         return self.index + rid // self.instances
