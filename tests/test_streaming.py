@@ -94,9 +94,14 @@ def test_streaming_behind_every_router_equals_records(router, scaled):
     assert st["windows"]["windows"] == rec["windows"]["windows"]
 
 
-@pytest.mark.parametrize("router", ["shared_queue", "join_shortest_queue", "round_robin"])
-@pytest.mark.parametrize("queue", [{"max_queue_size": 6}, {"timeout_ms": 8.0}, {"timeout_ms": 8.0,
-                                                                                "timeout_action": "delay"}])
+_DELAY = {"timeout_ms": 8.0, "timeout_action": "delay"}
+
+
+@pytest.mark.parametrize("router,queue", [("shared_queue", {"max_queue_size": 6}),
+                                          ("shared_queue", {"timeout_ms": 8.0}),
+                                          ("join_shortest_queue", {"max_queue_size": 6}),
+                                          ("join_shortest_queue", _DELAY), ("round_robin", {"timeout_ms": 8.0}),
+                                          ("round_robin", _DELAY)])
 def test_streaming_with_queue_limits_equals_records(router, queue):
     """A size limit or a timeout (reject or delay) on each replica's queue, or on the one shared queue, overloaded at
     the peak: the streamed rejected, timed-out and delayed counts equal the records', the rest as elsewhere."""
