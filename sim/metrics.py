@@ -12,6 +12,9 @@ from .stability import describe_growth, growth_test
 from .stats import confidence, scalar_ci, slo_verdict, with_ci
 
 HIGH_UTILIZATION = 0.9
+NO_SPAN = ("the arrivals span no time (a single request, or all at one instant): they have no offered rate, so load "
+           "and a-priori stability are undefined; the run is one burst")
+UNBOUNDED = "the queue grows without bound, so latencies depend on the run length and mean nothing in steady state"
 from .summary_sections import LOAD_CLOSED, LOAD_FINITE  # noqa: E402,F401  (importable from here as before)
 
 
@@ -168,8 +171,7 @@ def offered_load(scenario, logs, capacity_rps: float, warnings: list[str]) -> tu
     time (one request, or all at one instant), with a warning saying so."""
     rates = [scenario.workload.arrival.offered_rps(log.arrival_s) for log in logs]
     if any(r is None or not math.isfinite(r) for r in rates):
-        warnings.append("the arrivals span no time (a single request, or all at one instant): they have no "
-                        "offered rate, so load and a-priori stability are undefined; the run is one burst")
+        warnings.append(NO_SPAN)
         return None, None
     offered = float(np.mean(rates))
     return offered, (offered / capacity_rps if capacity_rps and math.isfinite(capacity_rps) else None)
@@ -252,8 +254,7 @@ def _load_section(scenario, logs, reps: list, capacity: float, closed: bool, war
     if not a_priori:
         warnings.append(
             f"UNSTABLE: offered load {offered:.6g} rps is {load:.0%} of capacity {capacity:.6g} rps "
-            f"({replicas} replica(s) x full batches); the queue grows without "
-            "bound, so latencies depend on the run length and mean nothing in steady state")
+            f"({replicas} replica(s) x full batches); {UNBOUNDED}")
     q = scenario.server.queue
     limited = q.max_queue_size is not None or q.timeout_ms is not None
     measured = sum(r.n + r.unserved + r.rejected + r.timed_out for r in reps)

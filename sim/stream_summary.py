@@ -91,19 +91,23 @@ def _littles_law(s) -> dict:
 
 def _stream_load(scenario, sinks: list, capacity: float, warnings: list[str]) -> tuple:
     """Returns (offered rps, load, queue limited, stable, growth test) of a streaming run; adds their warnings."""
+    from .metrics import NO_SPAN, UNBOUNDED
+
     n = sum(s.measured for s in sinks)
     arr = scenario.workload.arrival
     if hasattr(arr, "tokens_for"):  # a trace: the replayed times' own rate, as records measure it
         spans = [(s.generated - 1, s.last_arrival - s.first_arrival) for s in sinks]
         rates = [k / span if span > 0 else None for k, span in spans]
         offered = float(np.mean(rates)) if None not in rates else None
+        if offered is None:
+            warnings.append(NO_SPAN)
     else:
         offered = float(arr.rate_rps) if getattr(arr, "rate_rps", None) else None
     load = offered / capacity if offered is not None and capacity else None
     a_priori = load is None or load < 1.0
     if not a_priori:
         warnings.append(f"UNSTABLE: offered load {offered:.6g} rps is {load:.0%} of capacity {capacity:.6g} rps "
-                        f"({scenario.total_replicas} replica(s) x full batches); the queue grows without bound")
+                        f"({scenario.total_replicas} replica(s) x full batches); {UNBOUNDED}")
     q = scenario.server.queue
     limited = q.max_queue_size is not None or q.timeout_ms is not None
     if limited:  # a finite queue, or one that times requests out, cannot grow without bound

@@ -276,6 +276,22 @@ def test_a_streamed_replica_keeps_nothing_it_handed_over(monkeypatch, server):
     assert len(held) >= 4 and max(held) <= 64  # 180,000 arrivals: three hand-overs and the last; in flight only
 
 
+def test_a_streamed_run_warns_as_records_do():
+    """A trace whose arrivals span no time, and an overloaded fleet: the streamed warnings are the records' (the
+    growth test's t statistic apart, taken from time histograms)."""
+    def warnings(st, **changes):
+        d = scenario_dict(server={"replicas": 2, "router": {"policy": "join_shortest_queue"}},
+                          outputs={"streaming": True} if st else {"streaming": False, "records": False, "plots": False},
+                          **changes)
+        return sim.run(sim.validate(d)).summary["warnings"]
+    burst = dict(requests=None, workload={"arrival": {"process": "trace", "times_s": [0.0, 0.0, 0.0]}})
+    assert warnings(True, **burst) == warnings(False, **burst) and "span no time" in warnings(True, **burst)[0]
+    over = dict(requests=100_000, workload={"arrival": {"process": "poisson", "rate_rps": 50_000}})
+    rec, st = warnings(False, **over), warnings(True, **over)
+    assert len(rec) == len(st) == 2 and rec[1] == st[1] and rec[1].startswith("UNSTABLE: offered load")
+    assert rec[0].split("(")[0] == st[0].split("(")[0] and rec[0].endswith(st[0].split(":")[-1])
+
+
 def test_a_routed_stream_holds_only_the_requests_in_flight():
     """ArrivalOrder hands rows to the sink in arrival order and keeps none that finished (memory bounded by the
     requests in flight, not by the run)."""
