@@ -8,7 +8,7 @@ the view, so a new engine kind or sink gets every section by filling it in.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 # what offered_load and stable mean where there is no offered rate, or where the excess is turned away
@@ -36,7 +36,6 @@ class RunView:
     class_targets: Optional[Callable] = None  # the SLO targets of a class
     sketches: Optional[list] = None   # streaming: each replica's latency sketch ...
     requests: Optional[list] = None   # ... and its measured requests
-    extra: dict = field(default_factory=dict)
 
 
 SECTIONS: list[tuple[str, Callable[[RunView], dict]]] = []
