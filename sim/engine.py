@@ -20,6 +20,7 @@ import simpy
 
 from .batching import DispatchRule
 from .cost import CostModel
+from .kernel import Kernel
 
 
 @dataclass
@@ -193,7 +194,7 @@ def simulate_shared(specs: list, arrival_s: Optional[np.ndarray], *, noise_rng: 
                 flush()
             yield timeout(end - t)
 
-    env = simpy.Environment()
+    env = Kernel([])  # no handlers: the replicas are SimPy processes over the known arrivals
     for rid, ((rule, _), (table, jitter)) in enumerate(zip(specs, samplers)):
         env.process(replica(env, rid, rule, table, jitter))
     env.run()

@@ -7,30 +7,30 @@ two overlapping steps each take twice as long). A step's remaining work is resca
 ends on its GPU, so completion times are exact. How an instance picks its batch is the shared queue's rule
 (sim.engine.simulate_shared): when it is free it claims the next requests under its DispatchRule, looking at
 the arrivals known ahead. One event per batch start and end; a step's end is rescheduled when its GPU's
-concurrency changes (stale ends carry an old version and are skipped).
+concurrency changes (a stale end is not its step's last one pushed, and is skipped).
 """
 from __future__ import annotations
 
 import math
 from array import array
 from bisect import bisect_right
-from heapq import heappop, heappush
 from typing import Optional
 
 import numpy as np
 
 from .engine import BatchLog, step_samplers
+from .kernel import Kernel
 
 FREE, DONE, START = 0, 1, 2  # same-instant order: an instance frees, a step ends, a step starts
 
 
 class GpuShare:
-    """The steps running on one GPU: remaining solo work (and the version of each step's live end event), the
-    last update, and the slowdown table."""
+    """The steps running on one GPU: remaining solo work (and the time or version of each step's live end event),
+    the last update, and the slowdown table."""
 
     def __init__(self, slowdown: list[float]):
         self.slowdown = slowdown  # s(k) for k = 1..K (index k - 1)
-        self.running: dict = {}   # instance -> [remaining solo seconds, version of its live end event]
+        self.running: dict = {}   # instance -> [remaining solo seconds, its live end event (time or version)]
         self.t = 0.0
         self.busy = 0.0           # seconds the GPU ran any step, up to t
 
@@ -48,11 +48,23 @@ class GpuShare:
         self.t = t
 
 
+class _Instance:
+    """One instance's handle on the kernel: its events go to the engine with its number."""
+
+    __slots__ = ("on", "inst")
+
+    def __init__(self, on, inst: int):
+        self.on, self.inst = on, inst
+
+    def on_event(self, t: float, kind: int, push) -> None:
+        self.on(t, kind, self.inst, push)
+
+
 def simulate_instances(specs: list, instances: int, slowdown: list[float], arrival_s: np.ndarray,
                        noise_rng: Optional[np.random.Generator] = None) -> BatchLog:
     """Runs `instances` model instances on each GPU of `specs` ((DispatchRule, CostModel) per GPU), all sharing
-    one FCFS queue, over sorted arrival times (seconds); returns the BatchLog (its `replica` is the GPU, its
-    `step_s` each step's wall time under contention).
+    one FCFS queue, over sorted arrival times (seconds), on the kernel (sim.kernel, one handler per instance);
+    returns the BatchLog (its `replica` is the GPU, its `step_s` each step's wall time under contention).
 
     Long on purpose: the hot path of instance groups behind an unlimited shared queue (local state in closures, as
     sim.engine.simulate_shared); the golden outputs pin it."""
@@ -60,41 +72,36 @@ def simulate_instances(specs: list, instances: int, slowdown: list[float], arriv
     n = len(arr)
     gpus = [GpuShare(slowdown) for _ in specs]
     samplers = step_samplers(specs, noise_rng)
-    heap: list = []
     n_inst = len(specs) * instances
-    for inst in range(n_inst):
-        heappush(heap, (0.0, FREE, inst, 0, 0))
     head = 0
     sizes, dispatch, completion, who = array("i"), array("d"), array("d"), array("i")
     pending: dict = {}  # instance -> (dispatch time, size, claim number, solo work) of its batch
     claims, claim = 0, array("q")
-    version = 0  # one counter for every end event: an end computed before its GPU's concurrency changed is stale
     inf = math.inf
 
-    def reschedule(gpu: GpuShare, t: float, only=None) -> None:
-        """Pushes fresh end events: for every running step when the rate changed, else for `only`."""
-        nonlocal version
+    def reschedule(gpu: GpuShare, t: float, push, only=None) -> None:
+        """Pushes fresh end events: for every running step when the rate changed, else for `only`; a step's live
+        end is the last one pushed (an earlier one, computed before its GPU's concurrency changed, is stale)."""
         r = gpu.rate()
         for inst, step in gpu.running.items():
             if only is None or inst == only:
-                version += 1
-                step[1] = version
-                heappush(heap, (t + max(step[0], 0.0) / r, DONE, inst, version, 0))
+                step[1] = end = t + max(step[0], 0.0) / r
+                push((end, DONE, inst))
 
-    while heap:
-        t, kind, inst, a1, a2 = heappop(heap)
+    def on(t: float, kind: int, inst: int, push) -> None:
+        nonlocal head, claims
         g = inst // instances
         rule = specs[g][0]
         if kind == FREE:
             # the shared queue's rule (sim.engine.simulate_shared), for this instance
             if head >= n:
-                continue
+                return
             first, j = arr[head], head + rule.smallest - 1
             due = first + rule.delay_s
             full = arr[j] if j < n else inf
             d = max(min(full, due), t)
             if d == inf:
-                continue
+                return
             k = bisect_right(arr, d, head, min(head + rule.max_batch_size, n)) - head
             if d < due and not rule.plain:
                 k = rule._floor[k]
@@ -105,19 +112,19 @@ def simulate_instances(specs: list, instances: int, slowdown: list[float], arriv
                 work *= jitter(k)
             pending[inst] = (d, k, claims, work)
             claims += 1
-            heappush(heap, (d, START, inst, 0, 0))
+            push((d, START, inst))
         elif kind == START:
             gpu = gpus[g]
             before = gpu.rate()
             gpu.advance(t)
-            gpu.running[inst] = [pending[inst][3], 0]
+            gpu.running[inst] = [pending[inst][3], None]
             # a step alone, or joining at an unchanged rate, leaves the other ends where they are (and exact)
-            reschedule(gpu, t, None if before and gpu.rate() != before else inst)
+            reschedule(gpu, t, push, None if before and gpu.rate() != before else inst)
         else:  # DONE: skip ends computed before the GPU's concurrency last changed
             gpu = gpus[g]
             step = gpu.running.get(inst)
-            if step is None or step[1] != a1:
-                continue
+            if step is None or step[1] != t:
+                return
             before = gpu.rate()
             gpu.advance(t)
             del gpu.running[inst]
@@ -128,8 +135,13 @@ def simulate_instances(specs: list, instances: int, slowdown: list[float], arriv
             completion.append(t)
             who.append(g)
             if gpu.running and gpu.rate() != before:
-                reschedule(gpu, t)
-            heappush(heap, (t, FREE, inst, 0, 0))
+                reschedule(gpu, t, push)
+            push((t, FREE, inst))
+
+    kernel = Kernel([_Instance(on, i) for i in range(n_inst)], kinds=START + 1, arrival_kind=0)
+    for inst in range(n_inst):
+        kernel.push((0.0, FREE, inst))
+    kernel.drain()
     size = np.frombuffer(sizes, dtype=np.int32).copy()
     d = np.frombuffer(dispatch, dtype=np.float64).copy()
     c = np.frombuffer(completion, dtype=np.float64).copy()

@@ -11,7 +11,7 @@ from ..replica import BatchReplica
 from ..replica.priority import PriorityBatchReplica
 from ..rng import component_rng
 from .counts import Counts
-from .fleet import Fleet, ReplicaGroup, drain, run_least_loaded
+from .fleet import Fleet, ReplicaGroup, run_least_loaded
 
 
 # the routers the inlined join_shortest_queue loop (run_least_loaded) stands for; a router of another name, even
@@ -309,4 +309,4 @@ def _replica_log(replicas: list, arrivals: np.ndarray, limited: bool) -> BatchLo
 # the LLM fleets (sim.fleet.build_llm), importable from here as before
 from .build_llm import run_llm_closed, run_llm_fleet  # noqa: E402,F401
 
-__all__ = ["drain", "run_batch_fleet", "run_llm_fleet"]
+__all__ = ["run_batch_fleet", "run_llm_fleet"]

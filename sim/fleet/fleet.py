@@ -1,22 +1,19 @@
-"""A fleet owns the replicas and the router, and drives them in time order.
+"""A fleet owns the replicas and the router, and drives them in time order on the kernel (sim.kernel).
 
-Events are per batch or engine step: the fleet keeps one heap of replica events and, before routing the
-arrival at time a, runs every replica event earlier than a (and every batch completion at a), so the
-router reads each replica's state at the arrival instant. A batch or step starting at a is run only after
-every arrival at a has been routed, so it takes them (the shared queue's rule: a batch starting at t
-takes the requests that arrived by t).
+Events are per batch or engine step, on one SimPy Environment (sim.kernel.Kernel): before routing the arrival at
+time a, the fleet runs every event earlier than a (and every batch completion at a), so the router reads each
+replica's state at the arrival instant. A batch or step starting at a is run only after every arrival at a has
+been routed, so it takes them (the shared queue's rule: a batch starting at t takes the requests that arrived by t).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import partial
-from heapq import heappop, heappush
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..replica.queued import START
+from ..kernel import START, Kernel
 
 
 @dataclass(frozen=True)
@@ -50,45 +47,39 @@ class Fleet:
         """Routes every arrival (sorted times in s; or the blocks `chunks` yields, request ids numbered on across
         them, with `after_chunk()` called once each block is routed) and runs every replica event."""
         replicas, choose, ctl = self.replicas, self.choose, self.controller
-        heap: list = []
-        push = partial(heappush, heap)
-        handlers = replicas if ctl is None else replicas + [ctl]
+        kernel = Kernel(replicas if ctl is None else replicas + [ctl])
         if ctl is not None:
-            ctl.start(push)
+            ctl.start(kernel.push)
 
         def arrive(sid: int, a: float, push) -> None:
             replicas[choose(sid, a)].accept(sid, a, push)
-        run_open(handlers, heap, push, arrive, arrival_s, chunks, after_chunk, ctl)
+        run_open(kernel, arrive, arrival_s, chunks, after_chunk, ctl)
 
     def run_closed(self, source) -> None:
         """Routes the requests of a closed-loop source (sim.clients.ClientLoop), whose next arrival may be
         created by any replica event (a completion or rejection ends a client's cycle); replicas report
         through their `notify` hook, which the caller points at `source.done`."""
         replicas, choose, ctl = self.replicas, self.choose, self.controller
-        heap: list = []
-        handlers = replicas if ctl is None else replicas + [ctl]
+        kernel = Kernel(replicas if ctl is None else replicas + [ctl])
         if ctl is not None:
-            ctl.start(partial(heappush, heap))
-        drive_closed(handlers, source, lambda sid, a, push: replicas[choose(sid, a)].accept(sid, a, push), heap)
+            ctl.start(kernel.push)
+        drive_closed(kernel, source, lambda sid, a, push: replicas[choose(sid, a)].accept(sid, a, push))
 
 
-def drive_closed(replicas: list, source, arrive, heap: Optional[list] = None) -> None:
-    """The closed-loop event loop: runs the events of `replicas` (every event handler: replicas, and an
-    autoscaler after them) in time order and hands each request the source sends to `arrive(sid, a, push)` at
-    its arrival instant. A replica event may make the source send earlier than
-    its next pending arrival (a completion at t with no think time sends again at t), so the next arrival is
-    looked up again after every event. `heap` is the event heap replicas already push to, if any."""
-    heap = [] if heap is None else heap
-    push = partial(heappush, heap)
+def drive_closed(kernel: Kernel, source, arrive) -> None:
+    """The closed-loop event loop: runs the kernel's events (replicas, and an autoscaler after them) in time order
+    and hands each request the source sends to `arrive(sid, a, push)` at its arrival instant. A replica event may
+    make the source send earlier than its next pending arrival (a completion at t with no think time sends again at
+    t), so the next arrival is looked up again after every event."""
+    push, q, step, below = kernel.push, kernel.queue, kernel.step, kernel.arrival
     next_time, pop = source.next_time, source.pop
     while True:
         a = next_time()
-        key = (a, START)
-        while heap and heap[0] < key:
-            t, kind, rid = heappop(heap)
-            replicas[rid].on_event(t, kind, push)
+        key = (a, below)
+        while q and q[0] < key:
+            step()
             a = next_time()
-            key = (a, START)
+            key = (a, below)
         if a == math.inf:
             return
         got = pop()
@@ -103,9 +94,8 @@ def run_least_loaded(replicas: list, counts, rng, arrival_s, chunks=None,
     (BucketCounts.inc) and a busy replica's accept inlined; returns the replica each request joined (None when
     the arrivals come in `chunks`, as Fleet.run takes them: a streaming run keeps nothing per request). With an
     autoscaler `controller` the counts are PoolBucketCounts, whose buckets hold only the members."""
-    heap: list = []
-    push = partial(heappush, heap)
-    handlers = replicas if controller is None else replicas + [controller]
+    kernel = Kernel(replicas if controller is None else replicas + [controller])
+    push, q, step, below = kernel.push, kernel.queue, kernel.step, kernel.arrival
     if controller is not None:
         controller.start(push)
     buckets, pos, n_out = counts.buckets, counts.pos, counts.n
@@ -114,13 +104,13 @@ def run_least_loaded(replicas: list, counts, rng, arrival_s, chunks=None,
     base = 0
     for block in ([arrival_s] if chunks is None else chunks):
         block = block.tolist() if isinstance(block, np.ndarray) else block
-        # hot path: one heap comparison, one bucket lookup and one bucket move per arrival
+        # hot path: one comparison with the kernel's queue head (Kernel.run_until inlined), one bucket lookup and
+        # one bucket move per arrival
         for sid, a in enumerate(block, base):
-            if heap and heap[0] < (a, START):
-                key = (a, START)
-                while heap and heap[0] < key:
-                    t, kind, rid = heappop(heap)
-                    handlers[rid].on_event(t, kind, push)
+            if q and q[0] < (a, below):
+                key = (a, below)
+                while q and q[0] < key:
+                    step()
             b = buckets[counts.low]
             if len(b) > 1:
                 if not buf:
@@ -158,15 +148,8 @@ def run_least_loaded(replicas: list, counts, rng, arrival_s, chunks=None,
             after_chunk()
     if controller is not None:
         controller.arrivals_done = True
-    drain(handlers, heap, push)
+    kernel.drain()
     return np.asarray(routed, np.int32) if routed is not None else None
-
-
-def drain(replicas: list, heap: list, push) -> None:
-    """Runs every remaining replica event (after the last arrival)."""
-    while heap:
-        t, kind, rid = heappop(heap)
-        replicas[rid].on_event(t, kind, push)
 
 
 def run_shared_llm(replicas: list, waiting, reqs, arrival_s, source=None, controller=None, chunks=None,
@@ -177,12 +160,11 @@ def run_shared_llm(replicas: list, waiting, reqs, arrival_s, source=None, contro
     `arrival_s`, and turned-away ones end their clients' cycles. A `controller` (an autoscaler,
     sim.fleet.scaling.LlmScaler) receives the events pushed with index len(replicas). `chunks` and
     `after_chunk`: as Fleet.run."""
-    heap: list = []
-    push = partial(heappush, heap)
+    kernel = Kernel(replicas if controller is None else replicas + [controller])
+    push = kernel.push
     for r in replicas:
         r.peers, r.push = replicas, push
     notify = replicas[0].notify
-    handlers = replicas if controller is None else replicas + [controller]
     if controller is not None:
         controller.start(push)
 
@@ -208,29 +190,30 @@ def run_shared_llm(replicas: list, waiting, reqs, arrival_s, source=None, contro
             notify((sid,), a, False)
 
     if source is not None:
-        drive_closed(handlers, source, arrive, heap)
+        drive_closed(kernel, source, arrive)
         return
-    run_open(handlers, heap, push, arrive, arrival_s, chunks, after_chunk, controller)
+    run_open(kernel, arrive, arrival_s, chunks, after_chunk, controller)
 
 
-def run_open(handlers: list, heap: list, push, arrive, arrival_s, chunks=None,
-             after_chunk: Optional[Callable[[], None]] = None, controller=None) -> None:
+def run_open(kernel: Kernel, arrive, arrival_s, chunks=None, after_chunk: Optional[Callable[[], None]] = None,
+             controller=None) -> None:
     """The open-loop event loop: hands each arrival (sorted times in s, or the blocks `chunks` yields, request ids
-    numbered on across them, `after_chunk()` called after each) to `arrive(sid, a, push)` once every event of
-    `handlers` before it has run, then runs the rest; tells an autoscaler `controller` when the arrivals end."""
+    numbered on across them, `after_chunk()` called after each) to `arrive(sid, a, push)` once every kernel event
+    before it has run, then runs the rest; tells an autoscaler `controller` when the arrivals end."""
+    push, q, step, below = kernel.push, kernel.queue, kernel.step, kernel.arrival
     base = 0
     for block in ([arrival_s] if chunks is None else chunks):
         block = block.tolist() if isinstance(block, np.ndarray) else block
-        # hot path: one heap comparison per arrival; events only when one is due
+        # hot path: one comparison with the kernel's queue head per arrival (Kernel.run_until inlined); events only
+        # when one is due
         for sid, a in enumerate(block, base):
-            key = (a, START)
-            while heap and heap[0] < key:
-                t, kind, rid = heappop(heap)
-                handlers[rid].on_event(t, kind, push)
+            key = (a, below)
+            while q and q[0] < key:
+                step()
             arrive(sid, a, push)
         base += len(block)
         if after_chunk is not None:
             after_chunk()
     if controller is not None:
         controller.arrivals_done = True
-    drain(handlers, heap, push)
+    kernel.drain()

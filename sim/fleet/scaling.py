@@ -18,7 +18,7 @@ import numpy as np
 import simpy
 
 from ..engine import BatchLog
-
+from ..kernel import Kernel
 from .controller import DRAINING, ON, PoolHooks, ScalingController
 
 
@@ -62,7 +62,7 @@ def simulate_autoscaled(rule, cost, scaler, replicas: int, arrival_s: Optional[n
     Long on purpose: simulate_shared's hot path with the controller's hooks, closures over local state as there
     (sim.engine); the golden outputs pin it."""
     pool_size = scaler.pool(replicas)
-    env = simpy.Environment()
+    env = Kernel([])  # no handlers: the replicas are SimPy processes over the known arrivals
     arr: list = [] if chunks is not None else np.asarray(arrival_s, float).tolist()
     state = {"head": 0, "more": chunks is not None, "busy": 0.0, "last": arr[-1] if arr else 0.0}
     hooks = _SharedQueueHooks(env, pool_size, state, arr)

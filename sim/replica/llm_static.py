@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from heapq import heappop, heappush
 
 import numpy as np
 
@@ -117,11 +116,25 @@ class LlmStaticReplica(QueuedReplica):
             lo = hi
 
 
+class _StaticServer:
+    """One static-batching replica behind the shared queue: each of its events (free at t) claims the next batch."""
+
+    __slots__ = ("on", "i")
+
+    def __init__(self, on, i: int):
+        self.on, self.i = on, i
+
+    def on_event(self, t: float, kind: int, push) -> None:
+        self.on(t, self.i, push)
+
+
 def simulate_static_shared(replicas: list, run: StaticRun) -> list[StepLog]:
-    """Runs static-batching replicas [(policy, cost), ...] sharing one FCFS queue over every request; a
-    replica free at t claims the next batch (started when it is full or its oldest request's delay runs
-    out). Any replica may take any queued request, so a request must fit every replica's KV cache alone,
-    else it is refused on arrival. Returns each replica's StepLog."""
+    """Runs static-batching replicas [(policy, cost), ...] sharing one FCFS queue over every request, on the kernel
+    (sim.kernel, one handler per replica); a replica free at t claims the next batch (started when it is full or
+    its oldest request's delay runs out). Any replica may take any queued request, so a request must fit every
+    replica's KV cache alone, else it is refused on arrival. Returns each replica's StepLog."""
+    from ..kernel import Kernel
+
     fits = np.ones(run.arrival.size, bool)
     for policy, _ in replicas:
         fits &= run.prompt + run.out <= policy.kv_cache_tokens
@@ -132,15 +145,17 @@ def simulate_static_shared(replicas: list, run: StaticRun) -> list[StepLog]:
     n = queue.size
     head = 0
     steps = [StepLog(i) for i in range(len(replicas))]
-    free = [(0.0, i) for i in range(len(replicas))]
-    while head < n and free:
-        t, i = heappop(free)
+
+    def free(t: float, i: int, push) -> None:
+        nonlocal head
+        if head >= n:
+            return
         policy, cost = replicas[i]
         rule = policy.rule(policy.max_batch_size)
         j = head + rule.smallest - 1
         d = rule.start_s(t, qa_list[head], qa_list[j] if j < n else math.inf)
         if d == math.inf:
-            continue  # a partial batch that never fills: this replica is done
+            return  # a partial batch that never fills: this replica is done
         k = bisect_right(qa_list, d, head, min(head + rule.max_batch_size, n)) - head
         k = rule.take(k, d < qa_list[head] + rule.delay_s)
         sids = queue[head:head + k]
@@ -151,5 +166,10 @@ def simulate_static_shared(replicas: list, run: StaticRun) -> list[StepLog]:
         waits = np.searchsorted(qa, starts, side="right") - head
         for off, w in enumerate(waits.tolist()):
             steps[i].cols["wait"][before + off] = w
-        heappush(free, (end, i))
+        push((end, 0, i))
+
+    kernel = Kernel([_StaticServer(free, i) for i in range(len(replicas))], kinds=1, arrival_kind=0)
+    for i in range(len(replicas)):
+        kernel.push((0.0, 0, i))
+    kernel.drain()
     return steps

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..batching import DispatchRule
 
-DONE, START = 0, 1  # event kinds: a batch completes (seen by a router arriving at that instant), a batch starts
+from ..kernel import DONE, START  # noqa: F401 (the event kinds, defined by the kernel; replicas import them here)
 
 
 @dataclass
@@ -53,7 +53,7 @@ class QueuedReplica:
         self.head = 0           # queue position of the next request to dispatch
         self.free_s = -math.inf  # when the replica last became free
         self.inflight = 0       # requests in the running batch (0: idle)
-        self.pending = None     # start time of the next batch once known (stale heap entries differ)
+        self.pending = None     # start time of the next batch once known (stale kernel events differ)
         self.sizes = array("i")
         self.dispatch = array("d")
         self.completion = array("d")

@@ -1,0 +1,74 @@
+"""The simulation kernel: one SimPy Environment per run, whose events are engine, pool and controller events.
+
+A fleet's handlers (replicas, pools, an autoscaler controller) schedule events as `push((t, kind, index))`: at
+the absolute instant t (s), of kind DONE (0: a batch completes, seen by a router arriving at that instant) or
+START (1: a batch or engine step starts, after every arrival at t has been routed), for handler `index`. The
+kernel fires `handlers[index].on_event(t, kind, push)` from SimPy's own `step`. Same-instant order is defined
+here once: by kind (completions, then arrivals, then starts and control), then by handler index. Arrivals are not
+events: a loop hands each arrival in once every event before it (`due_before`) has run.
+"""
+from __future__ import annotations
+
+from heapq import heappush
+
+import simpy
+
+DONE, START = 0, 1  # the fleet's event kinds: a batch completes (before an arrival at that instant), a batch or
+#                    engine step starts (after every arrival at that instant)
+
+
+
+class _Due:
+    """One scheduled handler event; SimPy's `step` pops it, runs its callbacks and reads `_ok`."""
+
+    __slots__ = ("callbacks",)
+    _ok = True  # a handler event never fails: nothing for SimPy to re-raise
+
+
+class Kernel(simpy.Environment):
+    """SimPy's Environment driving `handlers`: `push` schedules, `step` (SimPy's) fires the next event, `queue` is
+    SimPy's event queue, whose head the loops compare with `(a, self.arrival)` (`due_before`)."""
+
+    def __init__(self, handlers: list, kinds: int = START + 1, arrival_kind: int = START):
+        """`kinds` event kinds, 0 first at an instant; an arrival at t comes before the events of `arrival_kind`
+        at t and after those of lower kinds. A kernel with no handlers hosts SimPy processes only."""
+        super().__init__()
+        n = len(handlers)
+        self.handlers = handlers
+        self.arrival = arrival_kind * n
+        self.queue = self._queue
+        now = self  # the callbacks read the instant SimPy's step has just set
+        # fires[kind * n + index]: the callbacks of that handler's events of that kind; the same number is the event's
+        # SimPy priority, which keeps (time, kind, index) order
+        fires = [((lambda ev, on=h.on_event, k=kind: on(now._now, k, push)),)
+                 for kind in range(kinds) for h in handlers]
+        queue, eid = self._queue, self._eid
+
+        def push(item) -> None:
+            t, kind, i = item
+            ev = _Due()
+            ev.callbacks = fires[p := kind * n + i]
+            # SimPy's schedule takes a delay from now, and now + (t - now) is not t in floating point: the absolute
+            # instant goes into SimPy's queue in its own entry layout, so that ties stay ties
+            heappush(queue, (t, p, next(eid), ev))
+        self.push = push
+
+    def due_before(self, a: float) -> bool:
+        """Whether an event runs before an arrival at `a` s (any event earlier, or a completion at a)."""
+        q = self._queue
+        return bool(q) and q[0] < (a, self.arrival)
+
+    def run_until(self, a: float) -> None:
+        """Runs every event before an arrival at `a` s."""
+        q, step, key = self._queue, self.step, (a, self.arrival)
+        while q and q[0] < key:
+            step()
+
+    def drain(self) -> None:
+        """Runs every remaining event (after the last arrival)."""
+        q, step = self._queue, self.step
+        while q:
+            step()
+
+
+__all__ = ["Kernel"]
