@@ -58,9 +58,10 @@ def validate_llm(args, scenario) -> int:
     if not isinstance(cm, LlmCost) or cm.profile is None:
         raise ScenarioError(args.scenario, "cost_model", "LLM validate needs {kind: llm, profile: <LLM profile>} to know "
                             "which decoder to serve")
-    if pol.policy != "continuous" or pol.order != "decode_first" or not pol.chunked_prefill:
-        raise ScenarioError(args.scenario, "server.batching", "the real LLM loop runs continuous batching, decode_first, "
-                            "with chunked prefill; set policy: continuous, order: decode_first, chunked_prefill: true")
+    if pol.policy != "continuous" or not pol.chunked_prefill:
+        # any registered step scheduler (server.batching.order): the real loop plans its steps with the same one
+        raise ScenarioError(args.scenario, "server.batching", "the real LLM loop runs continuous batching with chunked "
+                            "prefill; set policy: continuous, chunked_prefill: true")
     prof = load_profile(cm.profile)
     if prof.model.name not in ENGINES:
         raise ScenarioError(cm.profile, "model.name", f"{prof.model.name!r} cannot be served; allowed: {', '.join(ENGINES)}")

@@ -277,13 +277,25 @@ def _allowed(info: FieldInfo) -> str:
         parts.append(f"{short} ≤ length ≤ {long}")
     elif short is not None or long is not None:
         parts.append(f"length ≥ {short}" if long is None else f"length ≤ {long}")
-    literals = _literals(info.annotation)
+    literals = _literals(info.annotation) or _registered(info)
     if literals:
         parts.append("one of " + ", ".join(f"`{_flow(v)}`" for v in literals))
     for members, tag in _nested(info.annotation, info.discriminator):
         if tag:
             parts.append(f"`{tag}`: " + ", ".join(f"`{_tag_value(c, tag)}`" for c in members))
     return "; ".join(parts)
+
+
+def _registered(info) -> list:
+    """The registered names a string field takes (`json_schema_extra={"choices_from": "module:function"}`, for
+    a registry that plugins extend, such as the LLM step schedulers)."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    if "choices_from" not in extra:
+        return []
+    module, func = str(extra["choices_from"]).split(":")
+    from importlib import import_module
+
+    return list(getattr(import_module(module), func)())
 
 
 # ---- annotations ----

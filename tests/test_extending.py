@@ -35,8 +35,46 @@ def check(env, code: str) -> str:
     return proc.stdout
 
 
-def test_the_document_has_the_five_recipes():
-    assert set(recipes()) == {"fewest_routed", "power_of_two_batching", "uniform_gaps", "step_scaling", "slow_share"}
+def test_the_document_has_the_six_recipes():
+    assert set(recipes()) == {"fewest_routed", "power_of_two_batching", "prefill_capped", "uniform_gaps",
+                              "step_scaling", "slow_share"}
+
+
+def test_the_llm_scheduler_recipe_caps_prefill_in_the_simulator_and_the_real_loop(plugins):
+    _, env = plugins
+    pytest.importorskip("torch")  # the real serving loop (profiler/llm_serve.py)
+    assert check(env, """
+        import numpy as np, sim
+        def run(order, prompt_mean):
+            raw = {"name": "cap", "seed": 1, "requests": 600, "warmup_s": 0,
+                   "workload": {"arrival": {"process": "poisson", "rate_rps": 3},
+                                "prompt_tokens": {"dist": "lognormal", "mean": prompt_mean, "cv": 0.5, "min": 16,
+                                                  "max": 8000},
+                                "output_tokens": {"dist": "lognormal", "mean": 120, "cv": 0.5, "min": 2, "max": 1000}},
+                   "cost_model": {"kind": "llm", "base_ms": 8.0, "prefill_token_ms": 0.05, "prefill_attention_ms": 2e-6,
+                                  "decode_seq_ms": 0.05, "decode_context_ms": 1e-5},
+                   "server": {"batching": {"policy": "continuous", "order": order, "max_num_seqs": 8,
+                                           "max_num_batched_tokens": 2048}},
+                   "outputs": {"plots": False}}
+            return sim.run(sim.validate(raw))
+        full, capped = run("decode_first", 2000).logs[0], run("prefill_capped", 2000).logs[0]
+        assert full.step_prefill_tokens.max() > 1024 >= capped.step_prefill_tokens.max(), (
+            full.step_prefill_tokens.max(), capped.step_prefill_tokens.max())
+        # short prompts (8 sequences of at most ~120 tokens a step): the cap never binds, the runs are the same
+        a, b = run("decode_first", 30).logs[0], run("prefill_capped", 30).logs[0]
+        assert a.step_prefill_tokens.max() < 1024
+        assert np.array_equal(a.finish_s, b.finish_s) and np.array_equal(a.first_token_s, b.first_token_s)
+        # the real loop plans with the same scheduler: a burst of long prompts gets at most half the budget a step
+        from profiler.llm_serve import _Plan
+        from sim.llm_schedulers import scheduler
+        from sim.batching import ContinuousBatching
+        policy = ContinuousBatching(order="prefill_capped", max_num_seqs=8, max_num_batched_tokens=2048)
+        plan = _Plan(policy, [1500] * 4)
+        plan.waiting.extend(range(4))
+        dec, (tokens, chunks) = scheduler("prefill_capped").plan(plan, policy.max_num_batched_tokens)
+        assert dec == 0 and tokens == 1024 and chunks == [(0, 0, 1024)], (dec, tokens, chunks)
+        print("OK")
+    """).strip() == "OK"
 
 
 def test_the_sink_metric_recipe_gives_the_request_tables_share_in_records_and_streaming(plugins):

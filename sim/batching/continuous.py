@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal, Optional
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from . import REGISTRY
 from .base import BatchingPolicy
@@ -27,21 +27,37 @@ class ContinuousBatching(BatchingPolicy):
     chunked_prefill: bool = Field(default=True, description="split long prompts across steps")
     chunk_size: Optional[int] = Field(default=None, ge=1, le=10_000_000,
                                       description="most prefill tokens of one sequence per step; default: the budget")
-    order: Literal["decode_first", "prefill_first"] = Field(
-        default="decode_first", description="decode_first: decodes, then prefill in the leftover budget; "
-        "prefill_first: a step with prefill work runs prefill only")
+    order: str = Field(
+        default="decode_first", description="the step scheduler (sim/llm_schedulers/, registered by name): "
+        "decode_first: decodes, then prefill in the leftover budget; prefill_first: a step with prefill work runs "
+        "prefill only", json_schema_extra={"choices_from": "sim.llm_schedulers:names"})
     kv_cache_tokens: int = Field(default=1 << 20, ge=1, le=10 ** 10, description="KV cache capacity in tokens")
     block_size: int = Field(default=16, ge=1, le=4096, description="KV cache block size in tokens")
+
+    @field_validator("order")
+    @classmethod
+    def _scheduler(cls, v: str) -> str:
+        from ..llm_schedulers import SCHEDULERS, names
+
+        if v not in SCHEDULERS:
+            raise ValueError(f"unknown LLM scheduler; allowed: {', '.join(names())}")
+        return v
 
     @model_validator(mode="after")
     def _budget(self):
         if self.kv_cache_tokens < self.block_size:
             raise ValueError(f"kv_cache_tokens ({self.kv_cache_tokens}) is below one block of block_size "
                              f"({self.block_size}): the cache could hold no sequence")
-        if self.order == "decode_first" and self.max_num_batched_tokens < self.max_num_seqs:
+        if self.scheduler().decodes_every_step and self.max_num_batched_tokens < self.max_num_seqs:
             raise ValueError(f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= max_num_seqs "
                              f"({self.max_num_seqs}) so every running sequence can decode each step")
         return self
+
+    def scheduler(self):
+        """Returns a new step scheduler of this policy's `order` (sim.llm_schedulers)."""
+        from ..llm_schedulers import scheduler
+
+        return scheduler(self.order)
 
     @property
     def kv_blocks(self) -> int:

@@ -80,6 +80,7 @@ class ContinuousReplica(DecodeRuns):
         self.steps = StepLog(index)
         self.itl_gap, self.itl_weight = array("d"), array("q")
         self.budget_max = policy.max_num_batched_tokens
+        self.scheduler = policy.scheduler()
         self.chunk_max = policy.chunk if policy.chunked_prefill else policy.max_num_batched_tokens
         # outstanding-token aggregates (only kept for token-aware routers)
         self.track = track_tokens
@@ -222,12 +223,8 @@ class ContinuousReplica(DecodeRuns):
                 return None
             d = self.d
             self.preempted = False
-            if self.policy.order == "decode_first":
-                dec_tokens = self._prepare_decode(d) if self.n_dec else 0
-                prefill_tokens, pairs, chunks, completed = self._plan_prefill(self.budget_max - dec_tokens)
-            else:  # prefill-only steps while prefill can progress, decode steps otherwise
-                prefill_tokens, pairs, chunks, completed = self._plan_prefill(self.budget_max)
-                dec_tokens = self._prepare_decode(d) if prefill_tokens == 0 and self.n_dec else 0
+            # the step scheduler (sim.llm_schedulers) splits the budget through plan_decode and plan_prefill
+            dec_tokens, (prefill_tokens, pairs, chunks, completed) = self.scheduler.plan(self, self.budget_max)
             if dec_tokens == 0 and prefill_tokens == 0:
                 if self.prefilling:
                     self._preempt_one()  # the KV cache is full of half-done prefills: the newest yields
@@ -401,8 +398,12 @@ class ContinuousReplica(DecodeRuns):
             elif peer.in_run:
                 peer.cut(after if peer.index < self.index else t, self.push)
 
-    def _prepare_decode(self, d: int) -> int:
-        """Allocates this step's KV blocks (preempting if needed); returns the number of decoding sequences."""
+    def plan_decode(self) -> int:
+        """The step scheduler's decode primitive: allocates this step's KV blocks (preempting if needed); returns the
+        number of decoding sequences (0 when none decodes)."""
+        if not self.n_dec:
+            return 0
+        d = self.d
         r = self.r
         epoch, state, blocks, base = r.epoch, r.state, r.blocks, r.base
         needers = []
@@ -424,9 +425,10 @@ class ContinuousReplica(DecodeRuns):
             heapq.heappush(heap, (d + max(1, blocks[sid] * bs - length + 1), epoch[sid], sid))
         return self.n_dec
 
-    def _plan_prefill(self, budget: int):
-        """Continues chunked prefills, then admits waiting requests first come, first served; returns
-        (prefill tokens, attention pairs, chunks, sequences whose prefill completes this step)."""
+    def plan_prefill(self, budget: int):
+        """The step scheduler's prefill primitive: continues chunked prefills, then admits waiting requests first come,
+        first served, within `budget` tokens; returns (prefill tokens, attention pairs, chunks, sequences whose
+        prefill completes this step)."""
         r, kv = self.r, self.kv
         target, done, blocks = r.target, r.done, r.blocks
         bs, chunk_max = kv.block_size, self.chunk_max
