@@ -7,6 +7,8 @@ even with both cores busy. Real models (a tiny MLP, the GPT-shaped decoder) are 
 hardware is measured in bench/ and by the GPU calibration kit, never asserted here.
 """
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,21 +43,55 @@ def sleep_scenario(tmp_path: Path, prof: Path, warmup_s: float = 0.3, **batching
     return p
 
 
+class WakeUps:
+    """How late this machine wakes a sleeping thread (ms), sampled every 2 ms while the block runs: the real loop
+    sleeps a few times in each request's path (its release, the batch's delay, each step), so a loaded machine's
+    late wake-ups add about that much to every measured latency, and nothing to the simulated one."""
+
+    def __init__(self, nap_s: float = 0.002):
+        self.nap_s, self.late_ms, self._stop = nap_s, [], threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            time.sleep(self.nap_s)
+            self.late_ms.append((time.perf_counter() - t0 - self.nap_s) * 1000)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def quantile(self, q: float) -> float:
+        return float(np.quantile(self.late_ms, q)) if self.late_ms else 0.0
+
+
 def test_validate_agrees_with_the_prediction_for_a_model_of_known_step_time(tmp_path):
     prof = profile(tmp_path, "sleep.yaml", "--model", "sleep", "--model-arg", "base_ms=4", "--model-arg",
                    "per_item_ms=0.5", "--batch-sizes", "1,2,4,8,16", "--budget-s", "0.3")
     out = tmp_path / "val"
-    proc = run_cli("validate", sleep_scenario(tmp_path, prof), "--out", out, "--loads", "0.5,0.8")
+    with WakeUps() as late:
+        proc = run_cli("validate", sleep_scenario(tmp_path, prof), "--out", out, "--loads", "0.5,0.8")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((out / "validation.json").read_text())
     for row in report["loads"]:
-        err = row["error_pct"]
+        err, pred = row["error_pct"], row["predicted"]
         # the loop and the simulator share the dispatch rule and the step time: only the clock differs. On an
-        # idle machine they agree within 3% (bench/README.md); the bounds leave room for a loaded 2-core VM,
-        # where a sleeping thread wakes up milliseconds late (measured there: p50 -11%, p99 -23%)
-        assert abs(err["throughput_rps"]) < 5 and abs(err["p50_latency_ms"]) < 20, row
-        assert abs(err["mean_latency_ms"]) < 20 and abs(err["p99_latency_ms"]) < 50, row
-        assert abs(err["mean_batch"]) < 15, row
+        # idle machine they agree within 3% (bench/README.md); each bound is that agreement plus room for three
+        # late wake-ups in a request's path, as measured on this machine during the run (a loaded 2-core VM wakes
+        # a thread milliseconds late: seen there, p50 -11% and p99 -23% on an idle 0.1 ms)
+        def room(metric: str, q: float) -> float:
+            return 100 * 3 * late.quantile(q) / pred[metric]
+        assert abs(err["throughput_rps"]) < 5, row
+        assert abs(err["p50_latency_ms"]) < 20 + room("p50_latency_ms", 0.5), (row, late.quantile(0.5))
+        assert abs(err["mean_latency_ms"]) < 20 + room("mean_latency_ms", 0.5), (row, late.quantile(0.5))
+        assert abs(err["p99_latency_ms"]) < 50 + room("p99_latency_ms", 0.99), (row, late.quantile(0.99))
+        # late steps let more requests gather: the batch grows with the lateness against the 4 ms base step
+        assert abs(err["mean_batch"]) < 15 + 100 * late.quantile(0.5) / 4.0, (row, late.quantile(0.5))
         assert row["measured"]["requests"] == row["predicted"]["requests"] > 800  # warm-up excluded
         assert row["backlog"] == {"measured": "no trend", "predicted": "no trend"}
     assert report["calibration"]["overhead_ms"] > 0 and not report["reprofiled"]
