@@ -132,8 +132,6 @@ def _check_autoscaler(scenario: Scenario) -> list[tuple[str, str]]:
     static = [p.batching.policy == "llm_static" for p in _pairs(scenario)] if scenario.is_llm else []
     if any(static) and not all(static):
         needs.append("llm_static beside continuous batching")
-    elif any(static) and srv.router.policy == "shared_queue":
-        needs.append("llm_static behind the shared queue (behind a router it scales)")
     if srv.groups:
         total = scenario.total_replicas
         sc = srv.autoscaler
@@ -146,7 +144,7 @@ def _check_autoscaler(scenario: Scenario) -> list[tuple[str, str]]:
         needs.append(f"router {srv.router.policy} (it has no pool_chooser: which of the serving replicas to pick)")
     if needs:
         return [("server.autoscaler", "autoscaling is simulated for replicas of one kind (request-level, "
-                 "continuous-batching LLM engines behind the shared queue or any router, llm_static behind a router); "
+                 "continuous-batching LLM engines or llm_static, behind the shared queue or any router); "
                  "not with "
                  + ", ".join(needs) + " yet")]
     return []

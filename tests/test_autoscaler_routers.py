@@ -76,6 +76,38 @@ def test_static_llm_engines_behind_a_router_scale_and_a_constant_schedule_is_the
     assert res.summary["replica_hours"] * 3600 == pytest.approx(integral + (rel - 200.0), rel=1e-12)
 
 
+def test_static_llm_engines_behind_the_shared_queue_scale_and_a_constant_schedule_is_the_fixed_pool():
+    """llm_static replicas behind one shared queue: a constant schedule equals the fixed pool request for request; a
+    switching one claims batches only on serving replicas, releases an idle replica at the drop (a busy one when its
+    claimed batch ends) and bills its integral plus that drain, exactly."""
+    def run(autoscaler):
+        s = llm_scaled(autoscaler, duration_s=300.0, rate_rps=3.0)
+        raw = s.model_dump(mode="json", exclude_none=True)
+        raw["server"]["batching"] = _STATIC
+        return sim.run(sim.validate(raw))
+    a, b = run({"policy": "schedule", "schedule": [[0, 3]]}).logs[0], run(None).logs[0]
+    assert np.array_equal(a.finish_s, b.finish_s, equal_nan=True)
+    assert np.array_equal(a.first_token_s, b.first_token_s, equal_nan=True)
+    res = run({"policy": "schedule", "schedule": [[0, 1], [100, 3], [200, 2]], "scale_down_delay_s": 10})
+    log = res.logs[0]
+    served = np.isfinite(log.finish_s)
+    assert served.all() and not log.refused.any()
+    # before 100 s one replica serves: every batch that finished before then ran on replica 0
+    assert (log.replica[log.finish_s < 100.0] == 0).all()
+    released = [life for life in log.scaling["lives"] if life[3] < log.scaling["end_s"]]
+    assert len(released) == 1
+    rid, _, serve, rel = released[0]
+    assert serve == 100.0 and rid in (1, 2)
+    assert rel == max(210.0, float(log.finish_s[log.replica == rid].max()))  # it finishes its batch, then leaves
+    integral = 100 * 1 + 100 * 3 + 100 * 2
+    assert res.summary["replica_hours"] * 3600 == pytest.approx(integral + (rel - 200.0), rel=1e-12)
+    # a utilisation target runs over the same pool and stays within its bounds
+    util = run({"policy": "target_utilization", "target": 0.5, "interval_s": 10, "min_replicas": 1,
+                "max_replicas": 3})
+    counts = util.windows["replicas_active"]
+    assert 1 <= counts.min() and counts.max() <= 3 and np.isfinite(util.logs[0].finish_s).all()
+
+
 def _served_within_lives(log, arrival, finish, routed):
     """Every request was routed to a replica that was serving at its arrival."""
     lives = np.asarray(log.scaling["lives"], float)

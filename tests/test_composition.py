@@ -55,7 +55,6 @@ AUTOSCALER = "autoscaling is simulated for replicas of one kind"
 def refusals(cell: dict) -> list[str]:
     """Returns the documented reasons a cell is refused (empty: it must run)."""
     llm, static, f = cell["kind"] != "batch", cell["kind"] == "llm_static", cell["feature"]
-    shared = cell["router"] == "shared_queue"
     out = []
     if cell["router"] == "least_kv" and not llm:
         out.append(KV_ONLY)
@@ -70,8 +69,6 @@ def refusals(cell: dict) -> list[str]:
         out.append(PLAN_CLIENTS)
     if cell["output"] == "streaming" and (f == "clients" if llm else f in ("clients", "stages")):
         out.append(STREAMING)
-    if cell["scaling"] == "autoscaled" and static and shared:
-        out.append(AUTOSCALER)
     return out
 
 

@@ -35,23 +35,7 @@ def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, 
     out = router.counts(len(per), pool=autoscaler is not None)
     assign = None
     if static:
-        run = StaticRun(arr, prompt_tokens, output_tokens)
-        if router.policy == "shared_queue":
-            step_logs = simulate_static_shared([(g.batching, g.cost_model) for g in per], run)
-        else:
-            replicas = [LlmStaticReplica(i, g.batching, g.cost_model, run, out) for i, g in enumerate(per)]
-            ctl = None
-            if autoscaler is not None:  # sim.checks: behind a router, the replicas with queues of their own
-                from .scaling import FleetScaler
-
-                ctl = FleetScaler(autoscaler, replicas, server_replicas, out=out)
-            assign = _route(router, replicas, out, rng, arr, ctl)
-            for r in replicas:
-                r.fill_waiting()
-            step_logs = [r.steps for r in replicas]
-        log = _static_log(run, step_logs, per, assign)
-        if autoscaler is not None:
-            log.scaling = ctl.record(end_s if end_s is not None else (float(arr[-1]) if arr.size else 0.0))
+        log = _run_static(per, router, out, rng, arr, prompt_tokens, output_tokens, autoscaler, server_replicas, end_s)
         return log if steps is None else _streamed(log, steps)
     reqs = LlmRequests(arr, prompt_tokens, output_tokens)
     token_aware = router.policy == "least_outstanding_tokens"
@@ -165,6 +149,34 @@ def run_llm_closed(groups: list[ReplicaGroup], router, source, tokens, seed: int
     reqs.trim(len(source.arrival))
     return _scaled(_continuous_log(reqs, replicas, per, np.asarray(routed, np.int32) if shared is None else None), ctl,
                    end_s, source)
+
+
+def _run_static(per, router, out, rng, arr, prompt_tokens, output_tokens, autoscaler, server_replicas,
+                end_s) -> LlmLog:
+    """llm_static replicas behind the shared queue (sim.replica.llm_static.StaticSharedQueue) or a router (each with
+    its own queue), fixed or autoscaled; returns the LlmLog (with `scaling` when autoscaled)."""
+    run = StaticRun(arr, prompt_tokens, output_tokens)
+    ctl, assign = None, None
+    if router.policy == "shared_queue":
+        specs = [(g.batching, g.cost_model) for g in per]
+        if autoscaler is None:
+            step_logs = simulate_static_shared(specs, run)
+        else:
+            step_logs, ctl = simulate_static_shared(specs, run, autoscaler, server_replicas)
+    else:
+        replicas = [LlmStaticReplica(i, g.batching, g.cost_model, run, out) for i, g in enumerate(per)]
+        if autoscaler is not None:  # the replicas with queues of their own
+            from .scaling import FleetScaler
+
+            ctl = FleetScaler(autoscaler, replicas, server_replicas, out=out)
+        assign = _route(router, replicas, out, rng, arr, ctl)
+        for r in replicas:
+            r.fill_waiting()
+        step_logs = [r.steps for r in replicas]
+    log = _static_log(run, step_logs, per, assign)
+    if ctl is not None:
+        log.scaling = ctl.record(end_s if end_s is not None else (float(arr[-1]) if arr.size else 0.0))
+    return log
 
 
 def _route(router, replicas, out, rng, arr: np.ndarray, controller=None, chunks=None, after_chunk=None) -> np.ndarray:

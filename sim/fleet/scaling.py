@@ -308,17 +308,56 @@ class _PoolServerHooks(PoolHooks):
         return self.interval_utilization(pool.busy_s(t), t, serving), pool.waiting
 
 
-class FleetScaler:
-    """The one controller (sim.fleet.controller) as an event handler in a fleet's event loop (sim.fleet.fleet;
-    its index is len(replicas)), over any pool: engines behind the shared queue (`waiting`), or request-level
-    replicas or engines behind a router (`out`, the router's counts, whose members it keeps)."""
+class _StaticSharedHooks(PoolHooks):
+    """llm_static replicas behind one shared queue (sim.replica.llm_static.StaticSharedQueue): a released replica
+    claims no new batch and finishes the one it claimed; utilisation is the serving replicas' busy time over the
+    interval (batches counted when claimed), the queue what arrived and no batch claimed."""
 
-    def __init__(self, scaler, replicas: list, server_replicas: int, waiting=None, out=None, pool=None, source=None):
+    def __init__(self, pool):
+        self.pool = pool
+        self.push = None
+        pool.active = [False] * len(pool.active)
+        pool.wait_for_arrivals = True
+
+    def busy(self, rid, t):
+        return self.pool.until[rid] > t
+
+    def serve(self, rid, t):
+        pool = self.pool
+        pool.active[rid] = True
+        if not pool.queued[rid]:  # idle: it claims at once (a draining one claims when its batch ends)
+            pool.queued[rid] = True
+            self.push((t, 0, rid))
+
+    def stop(self, rid, t):
+        self.pool.active[rid] = False
+
+    def observe(self, t, serving):
+        pool = self.pool
+        if pool.over(t):
+            return None
+        return self.interval_utilization(pool.busy_total_s, t, serving), pool.waiting(t)
+
+
+class FleetScaler:
+    """The one controller (sim.fleet.controller) as an event handler on the kernel (sim.kernel; its index is
+    len(replicas)), over any pool: engines behind the shared queue (`waiting`), request-level replicas or engines
+    behind a router (`out`, the router's counts, whose members it keeps), the servers of a request-level shared
+    queue (`pool`), or llm_static replicas behind the shared queue (`static`)."""
+
+    def __init__(self, scaler, replicas: list, server_replicas: int, waiting=None, out=None, pool=None, source=None,
+                 static=None):
         self.index = len(replicas)
-        self._init_hooks(scaler, replicas, server_replicas, waiting, out, pool)
+        self._init_hooks(scaler, replicas, server_replicas, waiting, out, pool, static)
         self.hooks.source = source
 
-    def _init_hooks(self, scaler, replicas, server_replicas, waiting, out, pool) -> None:
+    def _init_hooks(self, scaler, replicas, server_replicas, waiting, out, pool, static) -> None:
+        if static is not None:  # llm_static replicas behind one shared queue
+            self.hooks = _StaticSharedHooks(static)
+            self.control = ScalingController(scaler, len(replicas), self.hooks, server_replicas)
+            self.pushed = None
+            static.on_stopped = self.control.drained
+            return
         if pool is not None:  # the servers of one shared-queue pool (the fleet's only replica)
             self.hooks = _PoolServerHooks(pool)
             self.control = ScalingController(scaler, len(pool.servers) // pool.unit, self.hooks, server_replicas)

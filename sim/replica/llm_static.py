@@ -128,29 +128,50 @@ class _StaticServer:
         self.on(t, self.i, push)
 
 
-def simulate_static_shared(replicas: list, run: StaticRun) -> list[StepLog]:
-    """Runs static-batching replicas [(policy, cost), ...] sharing one FCFS queue over every request, on the kernel
-    (sim.kernel, one handler per replica); a replica free at t claims the next batch (started when it is full or
-    its oldest request's delay runs out). Any replica may take any queued request, so a request must fit every
-    replica's KV cache alone, else it is refused on arrival. Returns each replica's StepLog."""
-    from ..kernel import Kernel
+class StaticSharedQueue:
+    """Static-batching replicas [(policy, cost), ...] sharing one FCFS queue over every request (known ahead), on the
+    kernel (sim.kernel, one handler per replica): a replica free at t claims the next batch (started when it is full
+    or its oldest request's delay runs out). Any replica may take any queued request, so a request must fit every
+    replica's KV cache alone, else it is refused on arrival. Under an autoscaler only serving replicas (`active`)
+    claim, and only requests that have arrived (the batch's start is the same as when claimed ahead: the rule's start is
+at or after the head's arrival); a released one finishes the batch it claimed, then reports `on_stopped(replica, t)`."""
 
-    fits = np.ones(run.arrival.size, bool)
-    for policy, _ in replicas:
-        fits &= run.prompt + run.out <= policy.kv_cache_tokens
-    run.refused[:] = ~fits
-    queue = np.flatnonzero(fits)
-    qa = run.arrival[queue]
-    qa_list = qa.tolist()
-    n = queue.size
-    head = 0
-    steps = [StepLog(i) for i in range(len(replicas))]
+    def __init__(self, replicas: list, run: StaticRun):
+        self.replicas, self.run = replicas, run
+        fits = np.ones(run.arrival.size, bool)
+        for policy, _ in replicas:
+            fits &= run.prompt + run.out <= policy.kv_cache_tokens
+        run.refused[:] = ~fits
+        self.queue = np.flatnonzero(fits)
+        self.qa = run.arrival[self.queue]
+        self.qa_list = self.qa.tolist()
+        self.head = 0
+        m = len(replicas)
+        self.steps = [StepLog(i) for i in range(m)]
+        self.active = [True] * m
+        self.until = [0.0] * m       # when each replica's claimed batch ends (s)
+        self.queued = [False] * m    # whether its next free event is in the kernel
+        self.busy_total_s = 0.0      # seconds of the batches claimed so far
+        self.on_stopped = None
+        self.wait_for_arrivals = False  # autoscaled: a free replica claims only once a request has arrived
 
-    def free(t: float, i: int, push) -> None:
-        nonlocal head
+    def free(self, t: float, i: int, push) -> None:
+        """Replica i is free at t: claims the next batch and schedules its end, unless released or nothing is left."""
+        self.queued[i] = False
+        if not self.active[i]:
+            if self.on_stopped is not None:
+                self.on_stopped(i, t)
+            return
+        qa_list, n, head = self.qa_list, len(self.qa_list), self.head
         if head >= n:
             return
-        policy, cost = replicas[i]
+        if self.wait_for_arrivals and qa_list[head] > t:
+            # nothing has arrived: idle until the next arrival (an idle replica can be released at once; claiming
+            # ahead, as a fixed pool may, would hold it busy for a batch that has not begun)
+            self.queued[i] = True
+            push((qa_list[head], 0, i))
+            return
+        policy, cost = self.replicas[i]
         rule = policy.rule(policy.max_batch_size)
         j = head + rule.smallest - 1
         d = rule.start_s(t, qa_list[head], qa_list[j] if j < n else math.inf)
@@ -158,18 +179,51 @@ def simulate_static_shared(replicas: list, run: StaticRun) -> list[StepLog]:
             return  # a partial batch that never fills: this replica is done
         k = bisect_right(qa_list, d, head, min(head + rule.max_batch_size, n)) - head
         k = rule.take(k, d < qa_list[head] + rule.delay_s)
-        sids = queue[head:head + k]
+        run, sids = self.run, self.queue[head:head + k]
         sids = sids[:fitting_batch(policy, run.prompt[sids], run.out[sids], k)]
-        head += sids.size
-        before = len(steps[i].cols["start"])
-        end, starts = run.run(policy, cost, steps[i], i, d, sids)
-        waits = np.searchsorted(qa, starts, side="right") - head
+        self.head = head = head + sids.size
+        steps = self.steps[i]
+        before = len(steps.cols["start"])
+        end, starts = run.run(policy, cost, steps, i, d, sids)
+        waits = np.searchsorted(self.qa, starts, side="right") - head
         for off, w in enumerate(waits.tolist()):
-            steps[i].cols["wait"][before + off] = w
+            steps.cols["wait"][before + off] = w
+        self.until[i] = end
+        self.busy_total_s += end - d
+        self.queued[i] = True
         push((end, 0, i))
 
-    kernel = Kernel([_StaticServer(free, i) for i in range(len(replicas))], kinds=1, arrival_kind=0)
-    for i in range(len(replicas)):
-        kernel.push((0.0, 0, i))
+    def waiting(self, t: float) -> int:
+        """Returns the requests that arrived by t and no batch has claimed yet."""
+        return max(0, bisect_right(self.qa_list, t, self.head) - self.head)
+
+    def over(self, t: float) -> bool:
+        """Returns whether every request is claimed and no batch runs after t."""
+        return self.head >= len(self.qa_list) and all(u <= t for u in self.until)
+
+    def kernel(self, controller=None):
+        """Returns the kernel driving the replicas (and an autoscaler `controller` after them, kind 1)."""
+        from ..kernel import Kernel
+
+        handlers = [_StaticServer(self.free, i) for i in range(len(self.replicas))]
+        return Kernel(handlers if controller is None else handlers + [controller])
+
+
+def simulate_static_shared(replicas: list, run: StaticRun, autoscaler=None, server_replicas: int = 1):
+    """Runs static-batching replicas [(policy, cost), ...] behind one shared FCFS queue (StaticSharedQueue); returns
+    each replica's StepLog, and with an `autoscaler` also its controller (sim.fleet.scaling.FleetScaler), whose
+    record holds the replicas' lives."""
+    pool = StaticSharedQueue(replicas, run)
+    if autoscaler is None:
+        kernel = pool.kernel()
+        for i in range(len(replicas)):
+            kernel.push((0.0, 0, i))
+        kernel.drain()
+        return pool.steps
+    from ..fleet.scaling import FleetScaler
+
+    ctl = FleetScaler(autoscaler, replicas, server_replicas, static=pool)
+    kernel = pool.kernel(ctl)
+    ctl.start(kernel.push)
     kernel.drain()
-    return steps
+    return pool.steps, ctl
