@@ -47,6 +47,8 @@ def ab_cases(scale: float) -> list[tuple[str, dict]]:
     return [
         ("shared queue, 1 replica, mean batch ~20 (control: untouched)",
          _raw("shared1", n, 5000.0, {"batching": DYNAMIC})),
+        ("shared queue, 1 replica, batch ~1 (kernel handler per replica)",
+         _raw("shared1-b1", n, 100.0, {"batching": {"policy": "dynamic", "max_batch_size": 64, "max_queue_delay_ms": 0.0}})),
         ("16 replicas, join_shortest_queue, mean batch ~20 (control: untouched)",
          _raw("jsq16", n, 80000.0, {"replicas": 16, "router": {"policy": "join_shortest_queue"}, "batching": DYNAMIC})),
         ("8 replicas, power_of_two (Fleet.run), mean batch >= 8",

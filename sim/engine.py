@@ -3,8 +3,8 @@ router's fast path; replicas with queues of their own are sim.replica.batch).
 
 Performance design: arrivals are known in advance (open loop) and kept in a plain list, so a free
 replica finds how many requests have arrived by time t with `bisect` instead of one SimPy process or
-event per request. Each replica is one SimPy process that yields one timeout per batch (the wait for
-the batch to form plus its step time). Per-batch results go into typed arrays; per-request columns are
+event per request. Each replica is one handler on the kernel (sim.kernel) with one event per batch: when it is
+free it claims the next batch (the wait for the batch to form plus its step time) and schedules its end. Per-batch results go into typed arrays; per-request columns are
 derived from them with numpy once the run ends.
 """
 from __future__ import annotations
@@ -13,10 +13,10 @@ import math
 from array import array
 from bisect import bisect_right
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional
 
 import numpy as np
-import simpy
 
 from .batching import DispatchRule
 from .cost import CostModel
@@ -78,6 +78,16 @@ class BatchLog:
         return int(self.size.sum(dtype=np.int64))
 
 
+class _Server:
+    """One replica of the shared queue on the kernel: its events (free at t) go to `on_event`, the queue's claim
+    bound to the replica (a partial: no Python frame of its own on the hot path)."""
+
+    __slots__ = ("on_event",)
+
+    def __init__(self, on_event):
+        self.on_event = on_event
+
+
 def step_samplers(specs: list, noise_rng: Optional[np.random.Generator]) -> list:
     """Returns, per (DispatchRule, CostModel) in `specs`, (step table in seconds by batch size, jitter sampler or
     None): one table per distinct cost model and batch limit, one sampler per distinct cost model, all drawing from
@@ -115,7 +125,7 @@ def simulate_shared(specs: list, arrival_s: Optional[np.ndarray], *, noise_rng: 
     requests are taken the finished batches go to `sink.take` with those requests and are forgotten, so memory
     does not grow with the run; returns None.
 
-    Long on purpose: the hot path (one SimPy process per replica, closures over the queue's local state so the
+    Long on purpose: the hot path (one kernel handler per replica, closures over the queue's local state so the
     per-batch work is local-variable access, not attribute lookups); the golden outputs pin it."""
     arr: list = []
     state = {"head": 0, "n": 0, "more": chunks is not None}
@@ -155,49 +165,49 @@ def simulate_shared(specs: list, arrival_s: Optional[np.ndarray], *, noise_rng: 
         for a in (sizes, dispatch, completion, steps, who):
             del a[:]
 
-    def replica(env: simpy.Environment, rid: int, rule: DispatchRule, table: list, jitter):
-        # hot path: DispatchRule.start_s and .take inlined (one batch per loop, no call per request)
-        timeout = env.timeout
-        limit, delay, floor_pref, plain = rule.max_batch_size, rule.delay_s, rule._floor, rule.plain
-        pmin = rule.smallest - 1  # offset of the request whose arrival completes the smallest preferred batch
-        while True:
-            h = state["head"]
-            n = state["n"]
-            if h + limit >= n and state["more"]:  # streaming: the batch may reach past the loaded arrivals
-                n = load(h + limit)
-            if h >= n:
-                return
-            t = env.now
-            first = arr[h]
-            due = first + delay
-            j = h + pmin
-            full = arr[j] if j < n else inf
-            d = full if full < due else due
-            if d < t:
-                d = t
-            if d == inf:
-                return  # a partial static batch that will never fill
-            k = bisect_right(arr, d, h, h + limit if h + limit < n else n) - h
-            if d < due and not plain:
-                k = floor_pref[k]
-            state["head"] = h + k
-            step = table[k]
-            if jitter is not None:  # one sampler per cost model: draws follow batch order
-                step *= jitter(k)
-            end = d + step
-            sizes.append(k)
-            dispatch.append(d)
-            completion.append(end)
-            steps.append(step)
-            who.append(rid)
-            if h + k >= flush_at:
-                flush()
-            yield timeout(end - t)
+    cfg = [(rule.max_batch_size, rule.delay_s, rule._floor, rule.plain, rule.smallest - 1, table, jitter)
+           for (rule, _), (table, jitter) in zip(specs, samplers)]
 
-    env = Kernel([])  # no handlers: the replicas are SimPy processes over the known arrivals
-    for rid, ((rule, _), (table, jitter)) in enumerate(zip(specs, samplers)):
-        env.process(replica(env, rid, rule, table, jitter))
-    env.run()
+    def claim(rid: int, t: float, kind: int, push) -> None:
+        """Replica `rid` is free at t: it claims the next batch and schedules its end (nothing left: it stops)."""
+        # hot path: DispatchRule.start_s and .take inlined (one batch per call, no call per request)
+        limit, delay, floor_pref, plain, pmin, table, jitter = cfg[rid]
+        h = state["head"]
+        n = state["n"]
+        if h + limit >= n and state["more"]:  # streaming: the batch may reach past the loaded arrivals
+            n = load(h + limit)
+        if h >= n:
+            return
+        first = arr[h]
+        due = first + delay
+        j = h + pmin  # the request whose arrival completes the smallest preferred batch
+        full = arr[j] if j < n else inf
+        d = full if full < due else due
+        if d < t:
+            d = t
+        if d == inf:
+            return  # a partial static batch that will never fill
+        k = bisect_right(arr, d, h, h + limit if h + limit < n else n) - h
+        if d < due and not plain:
+            k = floor_pref[k]
+        state["head"] = h + k
+        step = table[k]
+        if jitter is not None:  # one sampler per cost model: draws follow batch order
+            step *= jitter(k)
+        end = d + step
+        sizes.append(k)
+        dispatch.append(d)
+        completion.append(end)
+        steps.append(step)
+        who.append(rid)
+        if h + k >= flush_at:
+            flush()
+        push((end, 0, rid))
+
+    kernel = Kernel([_Server(partial(claim, rid)) for rid in range(len(specs))], kinds=1, arrival_kind=0)
+    for rid in range(len(specs)):
+        kernel.push((0.0, 0, rid))
+    kernel.drain()
     if sink is not None:
         flush()
         sink.finish(np.asarray(arr, float))  # arrivals no batch ever took (a static batch that never filled)
