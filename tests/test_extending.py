@@ -188,3 +188,34 @@ def test_a_plugin_that_cannot_be_imported_is_named(write_yaml):
     proc = subprocess.run(["servesim", "check", str(path)], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2 and "SERVESIM_PLUGINS" in proc.stderr and "no_such_plugin_module" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_plugin_router_that_declares_it_reads_tokens_gets_the_engines_counts(tmp_path):
+    """Routers declare the state they read (`reads_tokens`): a plugin router reading outstanding_tokens routes as
+    least_outstanding_tokens does, request for request (the engines keep the counts for it, whatever its name)."""
+    (tmp_path / "fewest_tokens.py").write_text(textwrap.dedent("""
+        from typing import Literal
+        from sim.fleet.routers import REGISTRY, Router
+        from sim.fleet.routers.base import Uniforms, argmin_random_tie
+
+        @REGISTRY.register
+        class FewestTokens(Router):
+            policy: Literal["fewest_tokens"] = "fewest_tokens"
+            reads_tokens = True
+
+            def chooser(self, replicas, out, rng):
+                u = Uniforms(rng)
+                return lambda sid, a: argmin_random_tie([r.outstanding_tokens(a) for r in replicas], u)
+    """))
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}", SERVESIM_PLUGINS="fewest_tokens")
+    assert check(env, """
+        import numpy as np, sim
+        from tests.test_autoscaler import llm_scaled
+        def run(router):
+            raw = llm_scaled(None, duration_s=120.0).model_dump(mode="json", exclude_none=True)
+            raw["server"]["router"] = {"policy": router}
+            return sim.run(sim.validate(raw)).logs[0]
+        a, b = run("fewest_tokens"), run("least_outstanding_tokens")
+        assert np.array_equal(a.routed, b.routed) and np.array_equal(a.finish_s, b.finish_s, equal_nan=True)
+        print("OK")
+    """).strip() == "OK"

@@ -38,7 +38,7 @@ def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, 
         log = _run_static(per, router, out, rng, arr, prompt_tokens, output_tokens, autoscaler, server_replicas, end_s)
         return log if steps is None else _streamed(log, steps)
     reqs = LlmRequests(arr, prompt_tokens, output_tokens)
-    token_aware = router.policy == "least_outstanding_tokens"
+    token_aware = router.reads_tokens
     mean_out = float(np.mean(output_tokens)) if len(output_tokens) else 0.0
     classed = levels > 1 or client_timeout_s is not None
 
@@ -103,7 +103,7 @@ def run_llm_closed(groups: list[ReplicaGroup], router, source, tokens, seed: int
         return ClassWaiting(reqs, source.level, levels, None) if classed else deque()
     shared = queue() if router.policy == "shared_queue" else None
     replicas = [ContinuousReplica(i, g.batching, g.cost_model, reqs, out, waiting=shared if shared is not None else queue(),
-                                  track_tokens=router.policy == "least_outstanding_tokens",
+                                  track_tokens=router.reads_tokens,
                                   mean_output=float(np.mean(output)), oracle=getattr(router, "oracle", False))
                 for i, g in enumerate(per)]
     for r in replicas:

@@ -20,6 +20,9 @@ class Router(StrictModel):
     reads_state: ClassVar[bool] = True   # False: arrivals are split up front (`split`)
     llm_only: ClassVar[bool] = False     # True: needs replicas with a KV cache
     reads_kv: ClassVar[bool] = False     # True: reads KV use, so runs of decode steps are synced to the arrival
+    # True: reads LLM engines' outstanding_tokens(), so the engines keep those counts (they cost a heap per engine,
+    # kept only for a router that declares it reads them)
+    reads_tokens: ClassVar[bool] = False
 
     def counts(self, replicas: int, pool: bool = False):
         """Returns the outstanding-count keeper the replicas update (sim.fleet.counts); `pool`: for an

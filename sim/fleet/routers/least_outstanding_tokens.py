@@ -5,7 +5,7 @@ far, floored at 0; `oracle: true` uses the true lengths (a what-if bound). Ties:
 On request-level replicas it is join_shortest_queue."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -16,6 +16,7 @@ from .join_shortest_queue import JoinShortestQueue
 
 @REGISTRY.register
 class LeastOutstandingTokens(JoinShortestQueue):
+    reads_tokens: ClassVar[bool] = True
     policy: Literal["least_outstanding_tokens"] = "least_outstanding_tokens"
     oracle: bool = Field(default=False, description="use the true output lengths instead of the mean estimate")
 
