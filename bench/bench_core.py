@@ -45,7 +45,7 @@ def ab_cases(scale: float) -> list[tuple[str, dict]]:
                                      "min_replicas": 2}},
            "outputs": {"records": False, "plots": False}}
     return [
-        ("shared queue, 1 replica, mean batch ~20 (control: untouched)",
+        ("shared queue, 1 replica, mean batch ~20 (kernel handler per replica since 928d23e)",
          _raw("shared1", n, 5000.0, {"batching": DYNAMIC})),
         ("shared queue, 1 replica, batch ~1 (kernel handler per replica)",
          _raw("shared1-b1", n, 100.0, {"batching": {"policy": "dynamic", "max_batch_size": 64, "max_queue_delay_ms": 0.0}})),

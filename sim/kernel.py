@@ -31,7 +31,8 @@ class Kernel(simpy.Environment):
 
     def __init__(self, handlers: list, kinds: int = START + 1, arrival_kind: int = START):
         """`kinds` event kinds, 0 first at an instant; an arrival at t comes before the events of `arrival_kind`
-        at t and after those of lower kinds. A kernel with no handlers hosts SimPy processes only."""
+        at t and after those of lower kinds. A kernel hosts handlers or SimPy processes, not both: processes'
+        events carry SimPy's own priorities (0, 1), which are handler slots here."""
         super().__init__()
         n = len(handlers)
         self.handlers = handlers

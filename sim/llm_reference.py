@@ -20,6 +20,8 @@ def naive_continuous(policy: ContinuousBatching, cost: LlmCost, arrival_s, promp
 
     Long on purpose: the naive reference model is written straight through, one SimPy event per token step and
     no shared helper with the engine it checks (sim.replica.continuous), so a bug cannot hide in both."""
+    if policy.order not in ("decode_first", "prefill_first"):
+        raise ValueError(f"the naive reference models decode_first and prefill_first, not {policy.order!r}")
     env = simpy.Environment()
     n = len(arrival_s)
     bs, total, budget_max = policy.block_size, policy.kv_blocks, policy.max_num_batched_tokens

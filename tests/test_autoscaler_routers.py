@@ -88,6 +88,7 @@ def test_static_llm_engines_behind_the_shared_queue_scale_and_a_constant_schedul
     a, b = run({"policy": "schedule", "schedule": [[0, 3]]}).logs[0], run(None).logs[0]
     assert np.array_equal(a.finish_s, b.finish_s, equal_nan=True)
     assert np.array_equal(a.first_token_s, b.first_token_s, equal_nan=True)
+    assert np.array_equal(a.replica, b.replica)
     res = run({"policy": "schedule", "schedule": [[0, 1], [100, 3], [200, 2]], "scale_down_delay_s": 10})
     log = res.logs[0]
     served = np.isfinite(log.finish_s)
@@ -106,6 +107,37 @@ def test_static_llm_engines_behind_the_shared_queue_scale_and_a_constant_schedul
                 "max_replicas": 3})
     counts = util.windows["replicas_active"]
     assert 1 <= counts.min() and counts.max() <= 3 and np.isfinite(util.logs[0].finish_s).all()
+
+
+def test_static_llm_shared_queue_autoscaled_idle_replicas_and_groups_equal_the_fixed_pool():
+    """At a load where replicas sit idle (they wait in line for the next arrival instead of claiming ahead) and over
+    groups of different speeds, a constant schedule is still the fixed pool request for request, replica for
+    replica; and a metric policy ends when what is left is a static batch that never fills (no delay)."""
+    slow = {"kind": "llm", "base_ms": 30.0, "prefill_token_ms": 0.06, "decode_seq_ms": 0.08, "decode_context_ms": 2e-5}
+
+    def run(autoscaler, groups=False, batching=_STATIC, rate_rps=0.2, duration_s=1000.0):
+        raw = llm_scaled(autoscaler, duration_s=duration_s, rate_rps=rate_rps).model_dump(mode="json",
+                                                                                         exclude_none=True)
+        raw["server"]["batching"] = batching
+        if groups:
+            raw["server"].pop("replicas")
+            raw["server"]["groups"] = [{"name": "fast", "replicas": 2, "cost_per_hour": 6.88},
+                                       {"name": "slow", "replicas": 1, "cost_model": slow, "cost_per_hour": 3.0}]
+            for key in ("cost_per_hour", "gpus_per_replica"):
+                raw["server"].pop(key, None)
+        return sim.run(sim.validate(raw))
+    for groups in (False, True):
+        a = run({"policy": "schedule", "schedule": [[0, 3]]}, groups).logs[0]
+        b = run(None, groups).logs[0]
+        assert np.array_equal(a.finish_s, b.finish_s, equal_nan=True), groups
+        assert np.array_equal(a.replica, b.replica), groups
+        assert len(set(a.replica.tolist())) == 3  # every replica served: the line order mattered
+    never_fills = {"policy": "llm_static", "max_batch_size": 8, "kv_cache_tokens": 60000}  # no delay: full batches
+    res = run({"policy": "target_utilization", "target": 0.5, "interval_s": 10, "min_replicas": 1,
+               "max_replicas": 3}, batching=never_fills, rate_rps=2.0, duration_s=94.0)
+    log = res.logs[0]
+    left = int(np.isnan(log.finish_s).sum())
+    assert 0 < left < 8 and (np.isfinite(log.finish_s).sum() % 8 == 0)  # the partial batch never ran, and the run ended
 
 
 def _served_within_lives(log, arrival, finish, routed):

@@ -64,16 +64,37 @@ def test_instants_are_exact_so_ties_pushed_at_different_times_stay_ties():
     assert k.now == t
 
 
-def test_processes_run_on_the_same_kernel_as_handlers():
+def test_a_kernel_without_handlers_hosts_simpy_processes():
+    # processes use SimPy's own priorities (0, 1), which would share handler slots 0 and 1: a kernel hosts handlers
+    # or processes, and the one engine with processes (sim.fleet.scaling.simulate_autoscaled) has no handlers
     log = []
-    k = Kernel([Recorder(0, log)])
+    k = Kernel([])
 
-    def proc(env):
-        yield env.timeout(1.5)
-        log.append((env.now, "process", None))
-    k.process(proc(k))
-    k.push((1.0, START, 0))
-    k.push((2.0, START, 0))
+    def proc(env, name, gap_s):
+        for _ in range(2):
+            yield env.timeout(gap_s)
+            log.append((env.now, name))
+    k.process(proc(k, "a", 1.5))
+    k.process(proc(k, "b", 1.0))
     k.drain()
-    assert log == [(1.0, "start", 0), (1.5, "process", None), (2.0, "start", 0)]
+    assert log == [(1.0, "b"), (1.5, "a"), (2.0, "b"), (3.0, "a")]
     assert isinstance(k, simpy.Environment)
+
+
+def test_the_shared_queue_engine_breaks_a_tie_of_free_replicas_by_index_not_by_when_they_were_scheduled():
+    """An old-loop difference, on purpose: the shared-queue engine's replicas were SimPy processes, so two replicas
+    freeing at the same instant claimed in the order their timeouts were scheduled. On the kernel the order is
+    defined once, by index. Here the slow replica 1 scheduled its end (at 2 s) at 0 s, the fast replica 0 its own
+    (also at 2 s) at 1 s: the request at 1.5 s now goes to replica 0 (done at 3 s; it went to replica 1, done at
+    4 s, before)."""
+    import numpy as np
+
+    import sim
+    from sim.engine import simulate_shared
+
+    rule = sim.NoBatching().rule(1)
+    fast = sim.AffineCost(base_ms=1000.0, per_item_ms=0.0, max_batch_size=1)
+    slow = sim.AffineCost(base_ms=2000.0, per_item_ms=0.0, max_batch_size=1)
+    log = simulate_shared([(rule, fast), (rule, slow)], np.array([0.0, 0.0, 1.0, 1.5]))
+    assert log.replica.tolist() == [0, 1, 0, 0]
+    assert log.dispatch_s.tolist() == [0.0, 0.0, 1.0, 2.0] and log.completion_s.tolist() == [1.0, 2.0, 2.0, 3.0]

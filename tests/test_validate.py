@@ -84,14 +84,14 @@ def test_validate_agrees_with_the_prediction_for_a_model_of_known_step_time(tmp_
         # idle machine they agree within 3% (bench/README.md); each bound is that agreement plus room for three
         # late wake-ups in a request's path, as measured on this machine during the run (a loaded 2-core VM wakes
         # a thread milliseconds late: seen there, p50 -11% and p99 -23% on an idle 0.1 ms)
-        def room(metric: str, q: float) -> float:
-            return 100 * 3 * late.quantile(q) / pred[metric]
+        def room(metric: str, q: float) -> float:  # capped: a machine too late to bound still fails the test
+            return min(60.0, 100 * 3 * late.quantile(q) / pred[metric])
         assert abs(err["throughput_rps"]) < 5, row
         assert abs(err["p50_latency_ms"]) < 20 + room("p50_latency_ms", 0.5), (row, late.quantile(0.5))
         assert abs(err["mean_latency_ms"]) < 20 + room("mean_latency_ms", 0.5), (row, late.quantile(0.5))
         assert abs(err["p99_latency_ms"]) < 50 + room("p99_latency_ms", 0.99), (row, late.quantile(0.99))
         # late steps let more requests gather: the batch grows with the lateness against the 4 ms base step
-        assert abs(err["mean_batch"]) < 15 + 100 * late.quantile(0.5) / 4.0, (row, late.quantile(0.5))
+        assert abs(err["mean_batch"]) < 15 + min(30.0, 100 * late.quantile(0.5) / 4.0), (row, late.quantile(0.5))
         assert row["measured"]["requests"] == row["predicted"]["requests"] > 800  # warm-up excluded
         assert row["backlog"] == {"measured": "no trend", "predicted": "no trend"}
     assert report["calibration"]["overhead_ms"] > 0 and not report["reprofiled"]

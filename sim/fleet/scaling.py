@@ -310,8 +310,9 @@ class _PoolServerHooks(PoolHooks):
 
 class _StaticSharedHooks(PoolHooks):
     """llm_static replicas behind one shared queue (sim.replica.llm_static.StaticSharedQueue): a released replica
-    claims no new batch and finishes the one it claimed; utilisation is the serving replicas' busy time over the
-    interval (batches counted when claimed), the queue what arrived and no batch claimed."""
+    claims no new batch and finishes the one it claimed (an idle one leaves at once); utilisation is the serving
+    replicas' busy time over the interval (batches counted when claimed), the queue what arrived and no batch
+    claimed."""
 
     def __init__(self, pool):
         self.pool = pool
@@ -323,14 +324,10 @@ class _StaticSharedHooks(PoolHooks):
         return self.pool.until[rid] > t
 
     def serve(self, rid, t):
-        pool = self.pool
-        pool.active[rid] = True
-        if not pool.queued[rid]:  # idle: it claims at once (a draining one claims when its batch ends)
-            pool.queued[rid] = True
-            self.push((t, 0, rid))
+        self.pool.serve(rid, t, self.push)
 
     def stop(self, rid, t):
-        self.pool.active[rid] = False
+        self.pool.stop(rid)
 
     def observe(self, t, serving):
         pool = self.pool

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections import deque
 
 import numpy as np
 
@@ -128,16 +129,31 @@ class _StaticServer:
         self.on(t, self.i, push)
 
 
+class _Waker:
+    """The shared queue's own handler: at the next arrival it lets the replicas idle since the queue ran dry claim."""
+
+    __slots__ = ("on_event",)
+
+    def __init__(self, on_event):
+        self.on_event = on_event
+
+
 class StaticSharedQueue:
     """Static-batching replicas [(policy, cost), ...] sharing one FCFS queue over every request (known ahead), on the
     kernel (sim.kernel, one handler per replica): a replica free at t claims the next batch (started when it is full
     or its oldest request's delay runs out). Any replica may take any queued request, so a request must fit every
-    replica's KV cache alone, else it is refused on arrival. Under an autoscaler only serving replicas (`active`)
-    claim, and only requests that have arrived (the batch's start is the same as when claimed ahead: the rule's start is
-at or after the head's arrival); a released one finishes the batch it claimed, then reports `on_stopped(replica, t)`."""
+    replica's KV cache alone, else it is refused on arrival.
+
+    Under an autoscaler (`wait_for_arrivals`) only serving replicas (`active`) claim, and only once a request has
+    arrived: a replica free before the next arrival joins the idle line (first free, first to claim) and the queue's
+    own handler wakes that line at the arrival. A batch then starts when it would have started claimed ahead (the
+    rule's start is at or after its first request's arrival) and on the replica that would have claimed it, so a
+    constant schedule is the fixed pool request for request; an idle replica can be released at once. A released
+    replica finishes the batch it claimed, then reports `on_stopped(replica, t)`."""
 
     def __init__(self, replicas: list, run: StaticRun):
         self.replicas, self.run = replicas, run
+        self.rules = [policy.rule(policy.max_batch_size) for policy, _ in replicas]
         fits = np.ones(run.arrival.size, bool)
         for policy, _ in replicas:
             fits &= run.prompt + run.out <= policy.kv_cache_tokens
@@ -154,6 +170,9 @@ at or after the head's arrival); a released one finishes the batch it claimed, t
         self.busy_total_s = 0.0      # seconds of the batches claimed so far
         self.on_stopped = None
         self.wait_for_arrivals = False  # autoscaled: a free replica claims only once a request has arrived
+        self.idle: deque = deque()   # replicas free since before the next arrival, in the order they became free
+        self.wake_at = None          # when the waker is due (None: not pushed)
+        self.waker = m + 1           # the waker's handler index: after the replicas and the controller (index m)
 
     def free(self, t: float, i: int, push) -> None:
         """Replica i is free at t: claims the next batch and schedules its end, unless released or nothing is left."""
@@ -162,17 +181,34 @@ at or after the head's arrival); a released one finishes the batch it claimed, t
             if self.on_stopped is not None:
                 self.on_stopped(i, t)
             return
+        if self.wait_for_arrivals and self.head < len(self.qa_list) and (self.idle or self.qa_list[self.head] > t):
+            # nothing has arrived, or replicas free before this one wait for it: it joins the back of the idle line
+            self.idle.append(i)
+            self._wake(push)
+            return
+        self._claim(t, i, push)
+
+    def wake(self, t: float, kind: int, push) -> None:
+        """The next arrival is in: the idle line claims, first free first, while arrived requests remain."""
+        if t != self.wake_at:
+            return  # superseded
+        self.wake_at = None
+        idle, qa_list = self.idle, self.qa_list
+        while idle and self.head < len(qa_list) and qa_list[self.head] <= t:
+            self._claim(t, idle.popleft(), push)
+        self._wake(push)
+
+    def _wake(self, push) -> None:
+        if self.idle and self.head < len(self.qa_list) and self.wake_at != self.qa_list[self.head]:
+            self.wake_at = self.qa_list[self.head]
+            push((self.wake_at, 0, self.waker))
+
+    def _claim(self, t: float, i: int, push) -> None:
         qa_list, n, head = self.qa_list, len(self.qa_list), self.head
         if head >= n:
             return
-        if self.wait_for_arrivals and qa_list[head] > t:
-            # nothing has arrived: idle until the next arrival (an idle replica can be released at once; claiming
-            # ahead, as a fixed pool may, would hold it busy for a batch that has not begun)
-            self.queued[i] = True
-            push((qa_list[head], 0, i))
-            return
         policy, cost = self.replicas[i]
-        rule = policy.rule(policy.max_batch_size)
+        rule = self.rules[i]
         j = head + rule.smallest - 1
         d = rule.start_s(t, qa_list[head], qa_list[j] if j < n else math.inf)
         if d == math.inf:
@@ -193,20 +229,43 @@ at or after the head's arrival); a released one finishes the batch it claimed, t
         self.queued[i] = True
         push((end, 0, i))
 
+    def stop(self, i: int) -> None:
+        """Replica i takes no new batch (an idle one leaves the idle line)."""
+        self.active[i] = False
+        if i in self.idle:
+            self.idle.remove(i)
+
+    def serve(self, i: int, t: float, push) -> None:
+        """Replica i takes batches again from t (an idle one claims at once; a busy one when its batch ends)."""
+        self.active[i] = True
+        if not self.queued[i] and i not in self.idle:
+            self.queued[i] = True
+            push((t, 0, i))
+
     def waiting(self, t: float) -> int:
         """Returns the requests that arrived by t and no batch has claimed yet."""
         return max(0, bisect_right(self.qa_list, t, self.head) - self.head)
 
     def over(self, t: float) -> bool:
-        """Returns whether every request is claimed and no batch runs after t."""
-        return self.head >= len(self.qa_list) and all(u <= t for u in self.until)
+        """Returns whether no batch runs after t and none ever starts again: every request claimed, or what is left
+        a batch that no replica's rule ever starts (a static batch that never fills)."""
+        if any(u > t for u in self.until):
+            return False
+        h, qa_list = self.head, self.qa_list
+        n = len(qa_list)
+        if h >= n:
+            return True
+        return all(r.start_s(t, qa_list[h], qa_list[h + r.smallest - 1] if h + r.smallest - 1 < n else math.inf)
+                   == math.inf for r in self.rules)
 
     def kernel(self, controller=None):
-        """Returns the kernel driving the replicas (and an autoscaler `controller` after them, kind 1)."""
+        """Returns the kernel driving the replicas (then an autoscaler `controller`, kind 1, then the waker)."""
         from ..kernel import Kernel
 
         handlers = [_StaticServer(self.free, i) for i in range(len(self.replicas))]
-        return Kernel(handlers if controller is None else handlers + [controller])
+        if controller is None:
+            return Kernel(handlers)
+        return Kernel(handlers + [controller, _Waker(self.wake)])
 
 
 def simulate_static_shared(replicas: list, run: StaticRun, autoscaler=None, server_replicas: int = 1):
