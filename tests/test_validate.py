@@ -155,23 +155,32 @@ def test_validate_llm_agrees_with_the_prediction_for_an_engine_of_known_step_tim
     from sim.llm_fit import COEFS, features
 
     args = [x for k, v in SLEEP_LLM.items() for x in ("--model-arg", f"{k}={v}")]
-    prof = profile(tmp_path, "llm-sleep.yaml", "--model", "sleep", "--llm", *args, "--max-batch", "8",
-                   "--max-prompt", "256", "--max-context", "512", "--budget-s", "0.1")
+    with WakeUps() as late_profile:
+        prof = profile(tmp_path, "llm-sleep.yaml", "--model", "sleep", "--llm", *args, "--max-batch", "8",
+                       "--max-prompt", "256", "--max-context", "512", "--budget-s", "0.1")
     data = yaml.safe_load(prof.read_text())
     fit = data["llm_fit"]["coefficients"]
     known = SleepEngine(**SLEEP_LLM).coef
-    # the fitted cost model reproduces the engine's known step time at every grid point it measured
+    # the fitted cost model reproduces the engine's known step time at every grid point it measured, within 20% plus
+    # what a late wake-up adds to the shortest step (10 ms) on this machine now (capped)
+    rel = 0.2 + min(0.3, late_profile.quantile(0.5) / SLEEP_LLM["base_ms"])
     for p in data["llm_points"]:
         x = features(p["phase"], p["batch"], p["tokens"], p["context"])
         assert sum(fit[c] * v for c, v in zip(COEFS, x)) == pytest.approx(
-            sum(known[c] * v for c, v in zip(COEFS, x)), rel=0.2), p
+            sum(known[c] * v for c, v in zip(COEFS, x)), rel=rel), (p, late_profile.quantile(0.5))
     out = tmp_path / "v"
-    proc = run_cli("validate", llm_scenario(tmp_path, prof), "--out", out, "--loads", "0.5")
+    with WakeUps() as late:
+        proc = run_cli("validate", llm_scenario(tmp_path, prof), "--out", out, "--loads", "0.5")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     row = json.loads((out / "validation.json").read_text())["loads"][0]
-    err = row["error_pct"]
+    err, pred = row["error_pct"], row["predicted"]
+    # each step sleeps once (late by one wake-up: TPOT and, token by token, E2E); TTFT waits for the release, the step
+    # and the delivery: three. Allowances capped, as in the request-level test above
+    step_room = min(40.0, 100 * late.quantile(0.5) / pred["tpot_p50_ms"])
+    ttft_room = min(60.0, 100 * 3 * late.quantile(0.5) / pred["ttft_p50_ms"])
     assert abs(err["output_tokens_per_s"]) < 5 and abs(err["throughput_rps"]) < 5, row
-    assert abs(err["tpot_p50_ms"]) < 15 and abs(err["e2e_mean_ms"]) < 15 and abs(err["ttft_p50_ms"]) < 40, row
+    assert abs(err["tpot_p50_ms"]) < 15 + step_room and abs(err["e2e_mean_ms"]) < 15 + step_room, (row, step_room)
+    assert abs(err["ttft_p50_ms"]) < 40 + ttft_room, (row, ttft_room)
     assert row["measured"]["requests"] == row["predicted"]["requests"] > 80
     assert (out / "trace-load0.5.csv").read_text().startswith("arrival_s,prompt_tokens,output_tokens")
 
