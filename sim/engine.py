@@ -20,7 +20,7 @@ import numpy as np
 
 from .batching import DispatchRule
 from .cost import CostModel
-from .kernel import Kernel
+from .kernel import Handler, Kernel
 
 
 @dataclass
@@ -76,16 +76,6 @@ class BatchLog:
     def served(self) -> int:
         """Returns the number of requests that were dispatched (the rest never formed a batch)."""
         return int(self.size.sum(dtype=np.int64))
-
-
-class _Server:
-    """One replica of the shared queue on the kernel: its events (free at t) go to `on_event`, the queue's claim
-    bound to the replica (a partial: no Python frame of its own on the hot path)."""
-
-    __slots__ = ("on_event",)
-
-    def __init__(self, on_event):
-        self.on_event = on_event
 
 
 def step_samplers(specs: list, noise_rng: Optional[np.random.Generator]) -> list:
@@ -204,7 +194,7 @@ def simulate_shared(specs: list, arrival_s: Optional[np.ndarray], *, noise_rng: 
             flush()
         push((end, 0, rid))
 
-    kernel = Kernel([_Server(partial(claim, rid)) for rid in range(len(specs))], kinds=1, arrival_kind=0)
+    kernel = Kernel([Handler(partial(claim, rid)) for rid in range(len(specs))], kinds=1, arrival_kind=0)
     for rid in range(len(specs)):
         kernel.push((0.0, 0, rid))
     kernel.drain()

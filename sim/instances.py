@@ -14,12 +14,13 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_right
+from functools import partial
 from typing import Optional
 
 import numpy as np
 
 from .engine import BatchLog, step_samplers
-from .kernel import Kernel
+from .kernel import Handler, Kernel
 
 FREE, DONE, START = 0, 1, 2  # same-instant order: an instance frees, a step ends, a step starts
 
@@ -46,18 +47,6 @@ class GpuShare:
                 step[0] -= done
             self.busy += t - self.t
         self.t = t
-
-
-class _Instance:
-    """One instance's handle on the kernel: its events go to the engine with its number."""
-
-    __slots__ = ("on", "inst")
-
-    def __init__(self, on, inst: int):
-        self.on, self.inst = on, inst
-
-    def on_event(self, t: float, kind: int, push) -> None:
-        self.on(t, kind, self.inst, push)
 
 
 def simulate_instances(specs: list, instances: int, slowdown: list[float], arrival_s: np.ndarray,
@@ -88,7 +77,7 @@ def simulate_instances(specs: list, instances: int, slowdown: list[float], arriv
                 step[1] = end = t + max(step[0], 0.0) / r
                 push((end, DONE, inst))
 
-    def on(t: float, kind: int, inst: int, push) -> None:
+    def on(inst: int, t: float, kind: int, push) -> None:
         nonlocal head, claims
         g = inst // instances
         rule = specs[g][0]
@@ -138,7 +127,7 @@ def simulate_instances(specs: list, instances: int, slowdown: list[float], arriv
                 reschedule(gpu, t, push)
             push((t, FREE, inst))
 
-    kernel = Kernel([_Instance(on, i) for i in range(n_inst)], kinds=START + 1, arrival_kind=0)
+    kernel = Kernel([Handler(partial(on, i)) for i in range(n_inst)], kinds=START + 1, arrival_kind=0)
     for inst in range(n_inst):
         kernel.push((0.0, FREE, inst))
     kernel.drain()

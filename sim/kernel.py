@@ -5,7 +5,8 @@ the absolute instant t (s), of kind DONE (0: a batch completes, seen by a router
 START (1: a batch or engine step starts, after every arrival at t has been routed), for handler `index`. The
 kernel fires `handlers[index].on_event(t, kind, push)` from SimPy's own `step`. Same-instant order is defined
 here once: by kind (completions, then arrivals, then starts and control), then by handler index. Arrivals are not
-events: a loop hands each arrival in once every event before it (`due_before`) has run.
+events: a loop hands an arrival at a in once the head of SimPy's queue is no longer below `(a, kernel.arrival)`
+(every event earlier than a, and every completion at a, has run).
 """
 from __future__ import annotations
 
@@ -17,6 +18,15 @@ DONE, START = 0, 1  # the fleet's event kinds: a batch completes (before an arri
 #                    engine step starts (after every arrival at that instant)
 
 
+class Handler:
+    """A handler made of one callable, `on_event(t, kind, push)`: an engine's bound method or a `partial` binding
+    the replica's number (no Python frame of its own between SimPy's step and the engine)."""
+
+    __slots__ = ("on_event",)
+
+    def __init__(self, on_event):
+        self.on_event = on_event
+
 
 class _Due:
     """One scheduled handler event; SimPy's `step` pops it, runs its callbacks and reads `_ok`."""
@@ -27,7 +37,7 @@ class _Due:
 
 class Kernel(simpy.Environment):
     """SimPy's Environment driving `handlers`: `push` schedules, `step` (SimPy's) fires the next event, `queue` is
-    SimPy's event queue, whose head the loops compare with `(a, self.arrival)` (`due_before`)."""
+    SimPy's event queue, whose head the loops compare with `(a, self.arrival)` before handing in an arrival at a."""
 
     def __init__(self, handlers: list, kinds: int = START + 1, arrival_kind: int = START):
         """`kinds` event kinds, 0 first at an instant; an arrival at t comes before the events of `arrival_kind`
@@ -54,17 +64,6 @@ class Kernel(simpy.Environment):
             heappush(queue, (t, p, next(eid), ev))
         self.push = push
 
-    def due_before(self, a: float) -> bool:
-        """Whether an event runs before an arrival at `a` s (any event earlier, or a completion at a)."""
-        q = self._queue
-        return bool(q) and q[0] < (a, self.arrival)
-
-    def run_until(self, a: float) -> None:
-        """Runs every event before an arrival at `a` s."""
-        q, step, key = self._queue, self.step, (a, self.arrival)
-        while q and q[0] < key:
-            step()
-
     def drain(self) -> None:
         """Runs every remaining event (after the last arrival)."""
         q, step = self._queue, self.step
@@ -72,4 +71,4 @@ class Kernel(simpy.Environment):
             step()
 
 
-__all__ = ["Kernel"]
+__all__ = ["DONE", "Handler", "Kernel", "START"]

@@ -28,17 +28,28 @@ def test_same_instant_order_is_kind_then_handler_whatever_the_push_order():
     assert k.now == 1.0 and not k.queue
 
 
+def due_before(k, a):
+    """What the fleet loops ask before handing in an arrival at a: whether an event runs first."""
+    return bool(k.queue) and k.queue[0] < (a, k.arrival)
+
+
+def run_until(k, a):
+    """What the fleet loops do before handing in an arrival at a (sim.fleet.fleet.run_open)."""
+    while due_before(k, a):
+        k.step()
+
+
 def test_an_arrival_comes_after_completions_and_before_starts_at_its_instant():
     log = []
     k = Kernel([Recorder(0, log), Recorder(1, log)])
     k.push((2.0, START, 0))
     k.push((2.0, DONE, 1))
     k.push((1.0, START, 1))
-    assert k.due_before(2.0)
-    k.run_until(2.0)
+    assert due_before(k, 2.0)
+    run_until(k, 2.0)
     assert log == [(1.0, "start", 1), (2.0, "done", 1)]  # the completion at 2.0 runs before the arrival at 2.0
-    assert not k.due_before(2.0) and k.due_before(2.0 + 1e-9)
-    k.run_until(3.0)
+    assert not due_before(k, 2.0) and due_before(k, 2.0 + 1e-9)
+    run_until(k, 3.0)
     assert log[-1] == (2.0, "start", 0)
 
 

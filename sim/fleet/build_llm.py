@@ -158,11 +158,8 @@ def _run_static(per, router, out, rng, arr, prompt_tokens, output_tokens, autosc
     run = StaticRun(arr, prompt_tokens, output_tokens)
     ctl, assign = None, None
     if router.policy == "shared_queue":
-        specs = [(g.batching, g.cost_model) for g in per]
-        if autoscaler is None:
-            step_logs = simulate_static_shared(specs, run)
-        else:
-            step_logs, ctl = simulate_static_shared(specs, run, autoscaler, server_replicas)
+        step_logs, ctl = simulate_static_shared([(g.batching, g.cost_model) for g in per], run, autoscaler,
+                                                server_replicas)
     else:
         replicas = [LlmStaticReplica(i, g.batching, g.cost_model, run, out) for i, g in enumerate(per)]
         if autoscaler is not None:  # the replicas with queues of their own

@@ -104,7 +104,7 @@ def run_least_loaded(replicas: list, counts, rng, arrival_s, chunks=None,
     base = 0
     for block in ([arrival_s] if chunks is None else chunks):
         block = block.tolist() if isinstance(block, np.ndarray) else block
-        # hot path: one comparison with the kernel's queue head (Kernel.run_until inlined), one bucket lookup and
+        # hot path: one comparison with the kernel's queue head (sim.kernel), one bucket lookup and
         # one bucket move per arrival
         for sid, a in enumerate(block, base):
             if q and q[0] < (a, below):
@@ -204,7 +204,7 @@ def run_open(kernel: Kernel, arrive, arrival_s, chunks=None, after_chunk: Option
     base = 0
     for block in ([arrival_s] if chunks is None else chunks):
         block = block.tolist() if isinstance(block, np.ndarray) else block
-        # hot path: one comparison with the kernel's queue head per arrival (Kernel.run_until inlined); events only
+        # hot path: one comparison with the kernel's queue head per arrival (sim.kernel); events only
         # when one is due
         for sid, a in enumerate(block, base):
             key = (a, below)

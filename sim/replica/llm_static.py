@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections import deque
+from functools import partial
 
 import numpy as np
 
@@ -117,27 +118,6 @@ class LlmStaticReplica(QueuedReplica):
             lo = hi
 
 
-class _StaticServer:
-    """One static-batching replica behind the shared queue: each of its events (free at t) claims the next batch."""
-
-    __slots__ = ("on", "i")
-
-    def __init__(self, on, i: int):
-        self.on, self.i = on, i
-
-    def on_event(self, t: float, kind: int, push) -> None:
-        self.on(t, self.i, push)
-
-
-class _Waker:
-    """The shared queue's own handler: at the next arrival it lets the replicas idle since the queue ran dry claim."""
-
-    __slots__ = ("on_event",)
-
-    def __init__(self, on_event):
-        self.on_event = on_event
-
-
 class StaticSharedQueue:
     """Static-batching replicas [(policy, cost), ...] sharing one FCFS queue over every request (known ahead), on the
     kernel (sim.kernel, one handler per replica): a replica free at t claims the next batch (started when it is full
@@ -174,7 +154,7 @@ class StaticSharedQueue:
         self.wake_at = None          # when the waker is due (None: not pushed)
         self.waker = m + 1           # the waker's handler index: after the replicas and the controller (index m)
 
-    def free(self, t: float, i: int, push) -> None:
+    def free(self, i: int, t: float, kind: int, push) -> None:
         """Replica i is free at t: claims the next batch and schedules its end, unless released or nothing is left."""
         self.queued[i] = False
         if not self.active[i]:
@@ -259,26 +239,27 @@ class StaticSharedQueue:
                    == math.inf for r in self.rules)
 
     def kernel(self, controller=None):
-        """Returns the kernel driving the replicas (then an autoscaler `controller`, kind 1, then the waker)."""
-        from ..kernel import Kernel
+        """Returns the kernel driving the replicas (then an autoscaler `controller`, kind 1, then the queue's own
+        handler, which wakes the idle line at the next arrival)."""
+        from ..kernel import Handler, Kernel
 
-        handlers = [_StaticServer(self.free, i) for i in range(len(self.replicas))]
+        handlers = [Handler(partial(self.free, i)) for i in range(len(self.replicas))]
         if controller is None:
             return Kernel(handlers)
-        return Kernel(handlers + [controller, _Waker(self.wake)])
+        return Kernel(handlers + [controller, Handler(self.wake)])
 
 
 def simulate_static_shared(replicas: list, run: StaticRun, autoscaler=None, server_replicas: int = 1):
     """Runs static-batching replicas [(policy, cost), ...] behind one shared FCFS queue (StaticSharedQueue); returns
-    each replica's StepLog, and with an `autoscaler` also its controller (sim.fleet.scaling.FleetScaler), whose
-    record holds the replicas' lives."""
+    (each replica's StepLog, the autoscaler's controller, sim.fleet.scaling.FleetScaler, whose record holds the
+    replicas' lives; None without an `autoscaler`)."""
     pool = StaticSharedQueue(replicas, run)
     if autoscaler is None:
         kernel = pool.kernel()
         for i in range(len(replicas)):
             kernel.push((0.0, 0, i))
         kernel.drain()
-        return pool.steps
+        return pool.steps, None
     from ..fleet.scaling import FleetScaler
 
     ctl = FleetScaler(autoscaler, replicas, server_replicas, static=pool)
