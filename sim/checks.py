@@ -237,9 +237,6 @@ def _check_workload_source(scenario: Scenario) -> list[tuple[str, str]]:
         problems.append(("workload.clients.think_time_ms", "with a queue limit a rejected client "
                          "sends again after its think time: give one above 0 ms (with 0 it would retry at the same "
                          "instant forever)"))
-    if srv.queue.timeout_ms is not None:
-        problems.append(("server.queue.timeout_ms", "closed-loop clients with queue timeouts are not simulated; "
-                         "use max_queue_size (a rejected client thinks and sends again)"))
     if not problems and not scenario.is_llm and all(p.cost_model is not None for p in _pairs(scenario)):
         n = wl.clients.count
         for pair in _pairs(scenario):

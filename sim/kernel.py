@@ -1,10 +1,11 @@
 """The simulation kernel: one SimPy Environment per run, whose events are engine, pool and controller events.
 
 A fleet's handlers (replicas, pools, an autoscaler controller) schedule events as `push((t, kind, index))`: at
-the absolute instant t (s), of kind DONE (0: a batch completes, seen by a router arriving at that instant) or
-START (1: a batch or engine step starts, after every arrival at t has been routed), for handler `index`. The
+the absolute instant t (s), of kind DONE (0: a batch completes, seen by a router arriving at that instant),
+START (1: a batch or engine step starts, after every arrival at t has been routed) or TIMEOUT (2: a waiting
+request's deadline, after a batch starting at that instant took what it takes), for handler `index`. The
 kernel fires `handlers[index].on_event(t, kind, push)` from SimPy's own `step`. Same-instant order is defined
-here once: by kind (completions, then arrivals, then starts and control), then by handler index. Arrivals are not
+here once: by kind (completions, then arrivals, then starts and control, then deadlines), then by handler index. Arrivals are not
 events: a loop hands an arrival at a in once the head of SimPy's queue is no longer below `(a, kernel.arrival)`
 (every event earlier than a, and every completion at a, has run).
 """
@@ -14,8 +15,10 @@ from heapq import heappush
 
 import simpy
 
-DONE, START = 0, 1  # the fleet's event kinds: a batch completes (before an arrival at that instant), a batch or
-#                    engine step starts (after every arrival at that instant)
+DONE, START, TIMEOUT = 0, 1, 2  # the fleet's event kinds: a batch completes (before an arrival at that instant), a
+#                                batch or engine step starts (after every arrival at that instant), a waiting request's
+#                                deadline passes (after the batches starting at that instant: waiting exactly the
+#                                timeout is not waiting past it)
 
 
 class Handler:
@@ -39,7 +42,7 @@ class Kernel(simpy.Environment):
     """SimPy's Environment driving `handlers`: `push` schedules, `step` (SimPy's) fires the next event, `queue` is
     SimPy's event queue, whose head the loops compare with `(a, self.arrival)` before handing in an arrival at a."""
 
-    def __init__(self, handlers: list, kinds: int = START + 1, arrival_kind: int = START):
+    def __init__(self, handlers: list, kinds: int = TIMEOUT + 1, arrival_kind: int = START):
         """`kinds` event kinds, 0 first at an instant; an arrival at t comes before the events of `arrival_kind`
         at t and after those of lower kinds. A kernel hosts handlers or SimPy processes, not both: processes'
         events carry SimPy's own priorities (0, 1), which are handler slots here."""
@@ -71,4 +74,4 @@ class Kernel(simpy.Environment):
             step()
 
 
-__all__ = ["DONE", "Handler", "Kernel", "START"]
+__all__ = ["DONE", "Handler", "Kernel", "START", "TIMEOUT"]

@@ -62,7 +62,9 @@ class BatchKind(EngineKind):
             log = run_batch_closed(scenario.fleet_groups, srv.router, src, scenario.seed, replication,
                                    srv.queue.max_queue_size, wl.priority_levels, srv.instances_per_gpu,
                                    srv.instance_contention, srv.autoscaler, scenario.scaling_replicas,
-                                   scenario.duration_s)
+                                   scenario.duration_s,
+                                   srv.queue.timeout_ms / 1000 if srv.queue.timeout_ms is not None else None,
+                                   srv.queue.timeout_ms is not None and srv.queue.timeout_action == "delay")
             cols = src.columns()
             log.clients = {k: cols[k] for k in ("client", "sent_s", "think_s", "cycle_end_s")}
             log.classes = cols["class"]

@@ -208,34 +208,38 @@ def _scaled_pool(router, specs, arrivals, rng, seed, replication, max_queue, tim
 def run_batch_closed(groups: list[ReplicaGroup], router, source, seed: int, replication: int,
                      max_queue: Optional[int] = None, levels: int = 1, instances: int = 1,
                      slowdown: Optional[list] = None, autoscaler=None, server_replicas: int = 1,
-                     end_s: Optional[float] = None) -> BatchLog:
+                     end_s: Optional[float] = None, timeout_s: Optional[float] = None,
+                     delay: bool = False) -> BatchLog:
     """Runs request-level replicas behind `router` for closed-loop clients (`source`: sim.clients.ClientLoop);
     returns the BatchLog over the requests the clients sent (replicas with queues of their own, or one queue
     shared by them). With an `autoscaler`, its record is the log's `scaling`, billed until `end_s` (default:
-    the last arrival)."""
+    the last arrival). With `timeout_s` a request waiting longer leaves, and its client hears of it at its
+    deadline (thinks, sends again); with `delay` it waits behind the others instead (timeout_action delay)."""
     per = _per_replica(groups)
     specs = [(g.batching.rule(g.cost_model.batch_limit()), g.cost_model) for g in per]
     rng = component_rng(seed, replication, "server.router")
+    level = source.level if source.level is not None else _Zeros()
+    if delay:  # each priority gets a queue for its delayed requests, as run_batch_fleet's
+        level, levels = _Doubled(level), 2 * levels
+    limited = max_queue is not None or timeout_s is not None
     if instances > 1:
-        pools = _instance_pools(specs, router, instances, slowdown, seed, replication, max_queue, None,
-                                source.level if source.level is not None else _Zeros(), levels, False,
-                                autoscaler is not None)
-        return _run_pools(pools, router, None, seed, replication, max_queue is not None, source, autoscaler,
+        pools = _instance_pools(specs, router, instances, slowdown, seed, replication, max_queue, timeout_s,
+                                level, levels, delay, autoscaler is not None)
+        return _run_pools(pools, router, None, seed, replication, limited, source, autoscaler,
                           server_replicas, end_s)
     from .scaling import FleetScaler
 
     if router.policy == "shared_queue" and (len(per) > 1 or autoscaler is not None):
-        pool = _shared_pool(specs, seed, replication, max_queue, None,
-                            source.level if source.level is not None else _Zeros(), levels, False)
+        pool = _shared_pool(specs, seed, replication, max_queue, timeout_s, level, levels, delay)
         pool.notify = source.done
         ctl = FleetScaler(autoscaler, [pool], server_replicas, pool=pool, source=source) if autoscaler else None
         Fleet([pool], lambda sid, a: 0, ctl).run_closed(source)
         log = _pool_log(pool, np.asarray(source.arrival, float))
-        if max_queue is None:
+        if not limited:
             log.rejected = log.timed_out = None
         return _scaled(log, ctl, end_s, source)
     out = router.counts(len(per), pool=autoscaler is not None)
-    replicas = _batch_replicas(specs, out, seed, replication, max_queue, None, source.level, levels)
+    replicas = _batch_replicas(specs, out, seed, replication, max_queue, timeout_s, level, levels, delay)
     for r in replicas:
         r.notify = source.done
     ctl = FleetScaler(autoscaler, replicas, server_replicas, out=out, source=source) if autoscaler else None
@@ -249,7 +253,7 @@ def run_batch_closed(groups: list[ReplicaGroup], router, source, seed: int, repl
         split = _Split(router, len(per), rng)
         choose = split.choose
     Fleet(replicas, choose, ctl).run_closed(source)
-    return _scaled(_replica_log(replicas, np.asarray(source.arrival, float), max_queue is not None), ctl, end_s, source)
+    return _scaled(_replica_log(replicas, np.asarray(source.arrival, float), limited), ctl, end_s, source)
 
 
 def _scaled(log, controller, end_s, source):
@@ -265,6 +269,17 @@ class _Zeros:
 
     def __getitem__(self, sid: int) -> int:
         return 0
+
+
+class _Doubled:
+    """Level 2p for a request of priority p (timeout_action delay: 2p + 1 holds p's delayed requests), read as
+    the clients send."""
+
+    def __init__(self, level):
+        self.level = level
+
+    def __getitem__(self, sid: int) -> int:
+        return 2 * self.level[sid]
 
 
 class _Split:

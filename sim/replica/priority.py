@@ -9,7 +9,7 @@ from typing import Callable, Optional
 from ..batching import DispatchRule
 from ..cost import CostModel
 from .batch import BatchReplica
-from .queued import DONE
+from .queued import DONE, TIMEOUT
 
 
 class PriorityBatchReplica(BatchReplica):
@@ -74,25 +74,38 @@ class PriorityBatchReplica(BatchReplica):
         self.waiting += 1
         self.last_a = arrival_s
         self.out.inc(self.index)
+        if self.timeout_s is not None and self.timer is None and self.notify is not None and not self.delay:
+            self._arm(push)
         if self.inflight:
             return
         if self.waiting == self.rule.smallest or (self.waiting == 1 and self.pending is None):
             self._schedule(push)
 
-    def _purge(self, now: float) -> None:
-        limit = now - self.timeout_s
+    def _purge(self, now: float, deadline: bool = False) -> None:
+        limit, timeout = now - self.timeout_s, self.timeout_s
         if self.delay:
             self._delay(limit)
             return
+        gone = []  # (deadline, id): a closed loop hears of them in deadline order, whatever their levels
         for lv, arr in enumerate(self.qa):
             h0 = h = self.qh[lv]
-            while h < len(arr) and arr[h] < limit:
-                self.timed_out.append(self.qi[lv][h])
+            while h < len(arr) and (arr[h] + timeout <= now if deadline else arr[h] < limit):
                 h += 1
             if h != h0:
+                ids = self.qi[lv][h0:h]
+                self.timed_out.extend(ids)
                 self.out.dec(self.index, h - h0)
                 self.waiting -= h - h0
                 self.qh[lv] = h
+                if self.notify is not None:
+                    gone.extend(zip((a + timeout for a in arr[h0:h]), ids))
+        if gone:
+            gone.sort()
+            for end, sid in gone:
+                self.notify((sid,), end, False)
+
+    def _oldest_arrival(self) -> float:
+        return self._oldest()
 
     def _delay(self, limit: float) -> None:
         """Moves every request of a priority that arrived before `limit` to the back of its delayed queue
@@ -154,7 +167,7 @@ class PriorityBatchReplica(BatchReplica):
             push((d, 1, self.index))
 
     def on_event(self, t: float, kind: int, push) -> None:
-        if kind == DONE:
+        if kind == DONE or kind == TIMEOUT:
             super().on_event(t, kind, push)
             return
         if t != self.pending:

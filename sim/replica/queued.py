@@ -10,7 +10,7 @@ import numpy as np
 
 from ..batching import DispatchRule
 
-from ..kernel import DONE, START  # noqa: F401 (the event kinds, defined by the kernel; replicas import them here)
+from ..kernel import DONE, START, TIMEOUT  # noqa: F401 (the event kinds, defined by the kernel; replicas import them here)
 
 
 @dataclass
@@ -33,7 +33,10 @@ class QueuedReplica:
 
     Subclasses run the batch: `run_batch(t, head, k)` returns (requests taken, end time). Events: a batch
     start at d (kind START, run once every arrival at d has been routed, so it takes them) and its
-    completion (kind DONE, applied before a router looks at an arrival of that instant)."""
+    completion (kind DONE, applied before a router looks at an arrival of that instant). With a timeout and a
+    closed loop (`notify`), the oldest waiting request's deadline is an event too (kind TIMEOUT): a client who
+    gives up learns it at arrival + timeout_s and sends its next request from then, so the purge cannot wait for
+    the replica's next look (an open loop needs no such event: nothing depends on when a give-up is seen)."""
 
     def __init__(self, index: int, rule: DispatchRule, out: list, max_queue: Optional[int] = None,
                  timeout_s: Optional[float] = None):
@@ -45,6 +48,7 @@ class QueuedReplica:
         self.served: list[int] = []  # request ids in the order batches took them
         self._served_out = 0  # how many of them the last harvest handed out
         self.notify = None  # closed loop: notify(ids, t, answered) when requests finish (True) or are rejected at t
+        self.timer = None  # closed loop with timeouts: the instant of the pending TIMEOUT event (None: none pending)
         self.on_idle = None  # autoscaled pool: on_idle(replica, t) when a batch ends and nothing is left here
         self.rule = rule
         self.out = out          # the fleet's outstanding counts; this replica owns out[index]
@@ -71,6 +75,8 @@ class QueuedReplica:
         self.arr.append(arrival_s)
         self.ids.append(sid)
         self.out.inc(self.index)
+        if self.timeout_s is not None and self.timer is None and self.notify is not None:
+            self._arm(push)
         if self.inflight:
             return  # busy: the next start is decided when the running batch completes
         waiting = len(self.arr) - self.head
@@ -94,18 +100,41 @@ class QueuedReplica:
         """Returns the ids of every request this replica queued (served, timed out or still waiting)."""
         return self.ids
 
-    def _purge(self, now: float) -> None:
-        """Drops the requests that have waited past the timeout by `now`: FCFS, so they are the oldest. (Exact:
-        the scenario check keeps the queue delay below the timeout, so an idle replica starts a request's batch
-        before it times out, and a busy one purges when it frees.)"""
-        arr, limit = self.arr, now - self.timeout_s
-        h = self.head
-        while h < len(arr) and arr[h] < limit:
-            self.timed_out.append(self.ids[h])
+    def _purge(self, now: float, deadline: bool = False) -> None:
+        """Drops the requests that have waited past the timeout by `now` (with `deadline`, also those whose
+        deadline is `now`: the TIMEOUT event's instant): FCFS, so they are the oldest. (Exact: the scenario check
+        keeps the queue delay below the timeout, so an idle replica starts a request's batch before it times out,
+        and a busy one purges when it frees.) A closed loop hears of each at its deadline."""
+        arr, limit, timeout = self.arr, now - self.timeout_s, self.timeout_s
+        h = h0 = self.head
+        while h < len(arr) and (arr[h] + timeout <= now if deadline else arr[h] < limit):
             h += 1
-        if h != self.head:
-            self.out.dec(self.index, h - self.head)
+        if h != h0:
+            gone = self.ids[h0:h]
+            self.timed_out.extend(gone)
+            self.out.dec(self.index, h - h0)
             self.head = h
+            if self.notify is not None:
+                for sid, a in zip(gone, arr[h0:h]):
+                    self.notify((sid,), a + timeout, False)
+
+    def _oldest_arrival(self) -> float:
+        """Returns the arrival time (s) of the oldest request waiting here (inf: none)."""
+        return self.arr[self.head] if self.head < len(self.arr) else math.inf
+
+    def _arm(self, push) -> None:
+        """Schedules the TIMEOUT event at the oldest waiting request's deadline (closed loop with timeouts)."""
+        oldest = self._oldest_arrival()
+        if oldest != math.inf:
+            self.timer = oldest + self.timeout_s
+            push((self.timer, TIMEOUT, self.index))
+
+    def _on_timeout(self, t: float, push) -> None:
+        """The oldest waiting request's deadline: drops what timed out by t (a batch may have taken it first) and
+        arms the next deadline."""
+        self.timer = None
+        self._purge(t, deadline=True)
+        self._arm(push)
 
     def _full(self, a: float) -> bool:
         """Returns whether an arrival at `a` finds max_queue requests waiting. Requests a batch starting at
@@ -131,7 +160,8 @@ class QueuedReplica:
             push((d, START, self.index))
 
     def on_event(self, t: float, kind: int, push) -> None:
-        """Completes the running batch (DONE) or starts the next one (START; stale starts are ignored)."""
+        """Completes the running batch (DONE), starts the next one (START; stale starts are ignored) or drops the
+        requests whose deadline is t (TIMEOUT)."""
         if kind == DONE:
             if self.notify is not None:
                 self.notify(self.served[len(self.served) - self.inflight:], t, True)
@@ -143,6 +173,9 @@ class QueuedReplica:
             self._schedule(push)
             if self.on_idle is not None and not self.holds_work():
                 self.on_idle(self, t)
+            return
+        if kind == TIMEOUT:
+            self._on_timeout(t, push)
             return
         if t != self.pending:
             return

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..engine import step_samplers
 from .priority import PriorityBatchReplica
-from .queued import DONE
+from .queued import DONE, TIMEOUT
 
 
 class _Server:
@@ -67,8 +67,8 @@ class SharedQueuePool(PriorityBatchReplica):
         return len(self.idle) < sum(self.active) or self.pending is not None
 
     def on_event(self, t: float, kind: int, push) -> None:
-        """Ends the batch of the server finishing at t (DONE), or starts the next batch on the first idle server
-        (START; stale starts are ignored)."""
+        """Ends the batch of the server finishing at t (DONE), starts the next batch on the first idle server
+        (START; stale starts are ignored), or drops the requests whose deadline is t (TIMEOUT)."""
         if kind == DONE:
             rid = self._ended(t, push)
             if rid is None:
@@ -88,6 +88,9 @@ class SharedQueuePool(PriorityBatchReplica):
             self._schedule(push)
             if self.on_idle is not None and not self.holds_work():
                 self.on_idle(self, t)
+            return
+        if kind == TIMEOUT:
+            self._on_timeout(t, push)
             return
         if t != self.pending:
             return
