@@ -228,9 +228,6 @@ def _check_workload_source(scenario: Scenario) -> list[tuple[str, str]]:
     if scenario.is_llm and not all(p.batching.policy == "continuous" for p in _pairs(scenario)):
         problems.append(("workload.clients", "closed-loop LLM clients drive continuous batching; llm_static takes an "
                          "arrival process"))
-    if wl.client_timeout_ms is not None:
-        problems.append(("workload.client_timeout_ms", "closed-loop clients that give up are not simulated yet; leave "
-                         "client_timeout_ms out"))
     think = wl.clients.think_time_ms
     limit = srv.queue.max_queue_size if srv.queue.max_queue_size is not None else srv.queue.max_waiting
     if limit is not None and getattr(think, "dist", "") == "fixed" and think.value_ms == 0:

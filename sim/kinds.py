@@ -175,7 +175,8 @@ class LlmKind(EngineKind):
             log = run_llm_closed(scenario.fleet_groups, scenario.server.router, src, workload.tokens, scenario.seed,
                                  replication, scenario.server.queue.max_waiting, wl.priority_levels,
                                  autoscaler=scenario.server.autoscaler, server_replicas=scenario.scaling_replicas,
-                                 end_s=scenario.duration_s)
+                                 end_s=scenario.duration_s,
+                                 client_timeout_s=None if wl.client_timeout_ms is None else wl.client_timeout_ms / 1000)
             cols = src.columns()
             log.clients = {k: cols[k] for k in ("client", "sent_s", "think_s", "cycle_end_s")}
             log.classes = cols["class"]

@@ -303,7 +303,8 @@ def _class_rep(r: _LlmRep, n_classes: int) -> dict:
 
 
 def request_frame(logs: list[LlmLog], groups=None, class_names=None) -> pd.DataFrame:
-    """Returns one row per request: arrival, first token, finish (seconds), TTFT, E2EL, TPOT, sizes, preemptions."""
+    """Returns one row per request: arrival, first token, finish (seconds), TTFT, E2EL, TPOT, sizes, preemptions
+    (and with closed-loop clients the client and its think time after the cycle, s, as request-level tables)."""
     frames = []
     for rep, log in enumerate(logs):
         ttft = log.first_token_s - log.arrival_s
@@ -323,6 +324,9 @@ def request_frame(logs: list[LlmLog], groups=None, class_names=None) -> pd.DataF
         for key in ("rejected", "timed_out"):
             if getattr(log, key) is not None:
                 frames[-1][key] = getattr(log, key)
+        if getattr(log, "clients", None) is not None:  # closed loop: who sent it, and the think time after its cycle
+            frames[-1]["client"] = log.clients["client"]
+            frames[-1]["think_s"] = log.clients["think_s"]
         replica = log.routed if log.routed is not None else log.replica
         if replica is not None:
             frames[-1]["replica"] = replica.astype(np.int32)

@@ -237,6 +237,7 @@ def test_queue_timeouts_end_cycles_at_the_deadline_on_every_path(server):
     assert df["timed_out"].sum() > 200 and served.sum() > 1000
     # no served request waited past the timeout; every give-up ends its cycle at its deadline, exactly
     assert (df.loc[served, "queue_wait_s"] <= timeout_ms / 1000 + 1e-12).all()
+    assert (np.diff(df.sort_values("request_id")["arrival_s"].to_numpy()) >= 0).all()  # no send into the past
     assert np.abs(_next_send_gap(df, timeout_ms / 1000)).max() < 1e-9
     assert res.summary["closed_loop"]["law_rel_error"] < 0.01
 

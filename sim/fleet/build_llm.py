@@ -87,20 +87,25 @@ def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, 
 
 def run_llm_closed(groups: list[ReplicaGroup], router, source, tokens, seed: int, replication: int,
                    max_waiting: Optional[int] = None, levels: int = 1, block: int = 4096, autoscaler=None,
-                   server_replicas: int = 1, end_s: Optional[float] = None) -> LlmLog:
+                   server_replicas: int = 1, end_s: Optional[float] = None,
+                   client_timeout_s: Optional[float] = None) -> LlmLog:
     """Runs continuous-batching replicas behind `router` for closed-loop clients (`source`: sim.clients.ClientLoop);
     `tokens(n0, n1)` returns the (prompt, output) token counts of request ids n0..n1-1, drawn in blocks as the
-    clients send. Returns the fleet's LlmLog over the requests sent (with an `autoscaler`, its `scaling`)."""
+    clients send. Returns the fleet's LlmLog over the requests sent (with an `autoscaler`, its `scaling`). With
+    `client_timeout_s` a client not admitted within that long gives up at that instant, thinks and sends again."""
     per = _per_replica(groups)
     reqs = LlmRequests([], [], [])
     prompt, output = tokens(0, block)
     reqs.extend(prompt, output)
     rng = component_rng(seed, replication, "server.router")
     out = router.counts(len(per), pool=autoscaler is not None)
-    classed = levels > 1
+    classed = levels > 1 or client_timeout_s is not None
 
     def queue():
-        return ClassWaiting(reqs, source.level, levels, None) if classed else deque()
+        w = ClassWaiting(reqs, source.level, levels, client_timeout_s) if classed else deque()
+        if client_timeout_s is not None:
+            w.notify = source.done
+        return w
     shared = queue() if router.policy == "shared_queue" else None
     replicas = [ContinuousReplica(i, g.batching, g.cost_model, reqs, out, waiting=shared if shared is not None else queue(),
                                   track_tokens=router.reads_tokens,
@@ -109,6 +114,8 @@ def run_llm_closed(groups: list[ReplicaGroup], router, source, tokens, seed: int
     for r in replicas:
         r.max_waiting = max_waiting
         r.notify = source.done
+        if classed and shared is None:
+            r.waiting.on_expire = r.expired
 
     class Growing:  # hands requests over, extending the per-request state a block at a time
         next_time = source.next_time

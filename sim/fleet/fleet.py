@@ -165,6 +165,7 @@ def run_shared_llm(replicas: list, waiting, reqs, arrival_s, source=None, contro
     for r in replicas:
         r.peers, r.push = replicas, push
     notify = replicas[0].notify
+    timed = replicas[0].expiring and getattr(waiting, "notify", None) is not None  # closed loop, client timeouts
     if controller is not None:
         controller.start(push)
 
@@ -177,6 +178,8 @@ def run_shared_llm(replicas: list, waiting, reqs, arrival_s, source=None, contro
             cap = replicas[0].max_waiting
             if cap is None or len(waiting) < cap:
                 waiting.append(sid)
+                if timed:
+                    replicas[0].arm_timeout(push)  # replica 0 keeps the shared queue's deadline event
                 for r in replicas:
                     if not r.accepting:
                         continue  # starting, released or draining: it admits nothing new

@@ -24,7 +24,7 @@ from .decode_runs import DecodeRuns
 from .kv_cache import KvCache
 from .llm_log import StepLog
 from .llm_requests import DECODING, FINISHED, PREFILLING, WAITING, LlmRequests
-from .queued import START
+from .queued import START, TIMEOUT
 
 __all__ = ["ContinuousReplica", "LlmRequests", "WAITING", "PREFILLING", "DECODING", "FINISHED"]
 
@@ -174,9 +174,21 @@ class ContinuousReplica(DecodeRuns):
             self.pend_prefill -= self.r.prompt[sid]
             self.rem_fixed -= self._est(sid)
 
+    def arm_timeout(self, push) -> None:
+        """Closed loop with client timeouts: schedules this replica's TIMEOUT event at the earliest deadline of its
+        waiting queue (behind a shared queue, replica 0 keeps the shared queue's), unless one is pending."""
+        w = self.waiting
+        if w.timer is None:
+            d = w.next_deadline()
+            if d != math.inf:
+                w.timer = d
+                push((d, TIMEOUT, self.index))
+
     def accept(self, sid: int, arrival_s: float, push) -> None:
         if not self.admit_arrival(sid):
             return
+        if self.expiring and self.waiting.notify is not None:
+            self.arm_timeout(push)
         if self.running_step is None:
             push((arrival_s, START, self.index))  # idle: a step starts at this arrival
         elif self.in_run:
@@ -202,7 +214,13 @@ class ContinuousReplica(DecodeRuns):
             push((end, START, self.index))  # the old end's event is now stale (on_event skips it)
 
     def on_event(self, t: float, kind: int, push) -> None:
-        """Ends the step in flight at t (if any) and starts the next one; goes idle when there is nothing to do."""
+        """Ends the step in flight at t (if any) and starts the next one; goes idle when there is nothing to do.
+        A TIMEOUT event drops the waiting requests whose client gives up at t and arms the next deadline."""
+        if kind == TIMEOUT:
+            self.waiting.timer = None
+            self.waiting.expire(t, deadline=True)
+            self.arm_timeout(push)
+            return
         if self.running_step is not None:
             if self.running_step[0] != t:
                 return  # a wake-up while a step runs: the step's end will start the next one

@@ -2,6 +2,7 @@
 (`workload.classes`, `workload.client_timeout_ms`); without either, replicas use a plain deque."""
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Callable, Optional
 
@@ -22,6 +23,10 @@ class ClassWaiting:
         self.timeout_s = timeout_s
         self.deadlines: deque = deque()  # (deadline, sid) in arrival order
         self.on_expire: Optional[Callable[[int], None]] = None
+        # closed loop: notify((sid,), deadline, False) tells the client it gave up at its deadline, and `timer` is
+        # the instant of the pending TIMEOUT event that makes the deadline an event (None: none pending)
+        self.notify = None
+        self.timer: Optional[float] = None
 
     def __len__(self) -> int:
         return self.n
@@ -55,14 +60,30 @@ class ClassWaiting:
                 return q.popleft()
         raise IndexError("pop from an empty queue")
 
-    def expire(self, t: float) -> None:
-        """Drops the requests whose deadline passed before t and that were never admitted."""
+    def _waits(self, sid: int) -> bool:
+        """Returns whether request sid still waits for its first admission (it may still give up)."""
+        r = self.r
+        return r.state[sid] == WAITING and r.preempt[sid] == 0 and not r.timed_out[sid]
+
+    def expire(self, t: float, deadline: bool = False) -> None:
+        """Drops the requests whose deadline passed before t (with `deadline`, at t too: the TIMEOUT event's
+        instant) and that were never admitted."""
         r, dl = self.r, self.deadlines
-        while dl and dl[0][0] < t:
-            _, sid = dl.popleft()
-            if r.state[sid] == WAITING and r.preempt[sid] == 0 and not r.timed_out[sid]:
+        while dl and (dl[0][0] <= t if deadline else dl[0][0] < t):
+            end, sid = dl.popleft()
+            if self._waits(sid):
                 self.q[self._lv(sid)].remove(sid)  # the oldest of its level: near the front
                 self.n -= 1
                 r.timed_out[sid] = True
                 if self.on_expire is not None:
                     self.on_expire(sid)
+                if self.notify is not None:
+                    self.notify((sid,), end, False)
+
+    def next_deadline(self) -> float:
+        """Returns the earliest deadline of a request still waiting for its first admission (inf: none), forgetting
+        the deadlines of those admitted meanwhile."""
+        dl = self.deadlines
+        while dl and not self._waits(dl[0][1]):
+            dl.popleft()
+        return dl[0][0] if dl else math.inf
