@@ -253,6 +253,46 @@ def test_an_llm_stream_keeps_no_step_rows():
     assert steps.steps > 1000 and steps.itl_sketch.n > 0 and 0 < steps.busy_s
 
 
+def test_an_llm_stream_frees_what_finished_requests_held(monkeypatch):
+    """After each hand-over the requests that are done keep only list slots of shared constants, their values the log
+    reads in numpy columns (the same log as records), and an engine's admission order holds only what runs."""
+    from sim.fleet.build import run_llm_fleet
+    from sim.replica.continuous import ContinuousReplica
+    from sim.replica.llm_requests import LlmRequests
+    from sim.replica.step_stats import StepStats
+    from sim.runner import generate_workload
+
+    seen, pruned = [], []
+    pack, prune = LlmRequests.pack_done, ContinuousReplica._prune_admitted
+
+    def packing(self, arrived):
+        seen.append(self)
+        return pack(self, arrived)
+
+    def pruning(self):
+        prune(self)
+        pruned.append(len(self.admitted))
+    monkeypatch.setattr(LlmRequests, "pack_done", packing)
+    monkeypatch.setattr(ContinuousReplica, "_prune_admitted", pruning)
+    s = sim.validate(scenario_dict(server={"replicas": 2, "router": {"policy": "join_shortest_queue"},
+                                           "batching": _CONTINUOUS}, outputs={"streaming": True},
+                                   **{**{k: v for k, v in _LLM.items() if k != "slo"}, "duration_s": 2400.0}))
+    wl = generate_workload(s, 0)
+    args = (s.fleet_groups, s.server.router, wl.arrival_s, wl.prompt_tokens, wl.output_tokens, s.seed, 0)
+    streamed = run_llm_fleet(*args, steps=StepStats(s.warmup_s, float(wl.arrival_s[-1]), np.ones(2), exact=False))
+    reqs = seen[-1]
+    assert len(seen) >= 3 and reqs.packed.all()
+    for name in reqs.KEPT + reqs.DROPPED:  # one shared object per column: nothing per request is left
+        assert len({id(v) for v in getattr(reqs, name)}) == 1, name
+    monkeypatch.setattr(LlmRequests, "pack_done", pack)
+    records = run_llm_fleet(*args)
+    for key in ("arrival_s", "prompt_tokens", "output_tokens", "first_token_s", "finish_s", "recomputed_tokens",
+                "admitted_s", "timed_out", "refused"):
+        assert np.array_equal(getattr(streamed, key), getattr(records, key), equal_nan=True), key
+    limit = _CONTINUOUS["max_num_seqs"]
+    assert pruned and max(pruned) <= limit  # what runs on one engine: at most max_num_seqs sequences
+
+
 @pytest.mark.parametrize("server", [{"router": {"policy": "join_shortest_queue"}},
                                     {"router": {"policy": "round_robin"}}, {"queue": {"max_queue_size": 50}},
                                     {"router": {"policy": "round_robin"}, "instances_per_gpu": 2}])

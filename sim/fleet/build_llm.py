@@ -65,12 +65,17 @@ def run_llm_fleet(groups: list[ReplicaGroup], router, arrival_s, prompt_tokens, 
         steps.kv_tokens = np.maximum(np.array([r.kv.capacity_tokens for r in replicas], np.int64), 1)
         chunks = [arr[i:i + STEP_BLOCK] for i in range(0, arr.size, STEP_BLOCK)]
 
+        reqs.keep_inputs(arr, prompt_tokens, output_tokens)
+        seen = [0]  # arrivals routed so far
+
         def hand_over():
             for r in replicas:
                 rows, gaps, weights = r.take_steps()
                 steps.add_rows(rows["start"], rows["dur"], rows["dec"], rows["slots"], rows["n"], rows["kv"],
                                rows["peak"], rows["rep"])
                 steps.add_gaps(gaps, weights)
+            seen[0] = min(seen[0] + STEP_BLOCK, reqs.n)
+            reqs.pack_done(seen[0])  # finished requests keep a few list slots, not their objects
         after = hand_over
     if shared is not None:
         run_shared_llm(replicas, shared, reqs, arr.tolist(), controller=controller, chunks=chunks, after_chunk=after)
@@ -213,9 +218,10 @@ def _route(router, replicas, out, rng, arr: np.ndarray, controller=None, chunks=
 def _continuous_log(reqs: LlmRequests, replicas: list, per: list, assign) -> LlmLog:
     s = merge_steps([r.steps for r in replicas])
     kv = np.array([r.kv.capacity_tokens for r in replicas], np.int64)
-    log = LlmLog(np.asarray(reqs.arrival, float), np.asarray(reqs.prompt, np.int64), np.asarray(reqs.out, np.int64),
-                 np.asarray(reqs.first, float), np.asarray(reqs.finish, float), np.asarray(reqs.preempt, np.int32),
-                 np.asarray(reqs.recomputed, np.int64), s["start"], s["dur"], s["prefill"], s["dec"], s["slots"],
+    col = reqs.column
+    log = LlmLog(col("arrival", float), col("prompt", np.int64), col("out", np.int64),
+                 col("first", float), col("finish", float), np.asarray(reqs.preempt, np.int32),
+                 col("recomputed", np.int64), s["start"], s["dur"], s["prefill"], s["dec"], s["slots"],
                  s["kv"], s["run"], s["wait"], int(kv.sum()), np.asarray(reqs.refused, bool))
     log.itl_s = np.concatenate([np.frombuffer(r.itl_gap, np.float64) for r in replicas]).copy()
     log.itl_weight = np.concatenate([np.frombuffer(r.itl_weight, np.int64) for r in replicas]).copy()
@@ -227,7 +233,7 @@ def _continuous_log(reqs: LlmRequests, replicas: list, per: list, assign) -> Llm
     log.step_kv_peak = s["peak"]
     log.rejected = np.asarray(reqs.rejected, bool)
     log.timed_out = np.asarray(reqs.timed_out, bool)
-    log.admitted_s = np.asarray(reqs.admitted_s, float)
+    log.admitted_s = col("admitted_s", float)
     return log
 
 

@@ -47,13 +47,14 @@ class ContinuousReplica(DecodeRuns):
         self.step_cost = cost.step_function()
         self.r = reqs
         self.out = out
-        self.fits = policy.fits(reqs.prompt, reqs.out).tolist()
+        self.fits = bytearray(policy.fits(reqs.prompt, reqs.out))  # per request: fits this engine's KV cache (1/0)
         self.kv = KvCache(policy.kv_blocks, policy.block_size, reqs.blocks)  # the block manager
         self.waiting: deque = deque() if waiting is None else waiting
         # priorities or client timeouts: sim.replica.waiting.ClassWaiting; expire() drops those who gave up
         self.expiring = getattr(self.waiting, "timeout_s", None) is not None
         self.prefilling: list[int] = []
         self.admitted: list[int] = []  # admission order, for last-in-first-out preemption
+        self.admitted_cap = 256        # its length at which finished entries are pruned
         self.dec_heap: list = []       # (decode step of the last token, epoch, sid)
         self.blk_heap: list = []       # (decode step needing a new block, epoch, sid)
         self.joiners: list = []        # (sid, epoch) that started decoding since the last decode step
@@ -374,6 +375,15 @@ class ContinuousReplica(DecodeRuns):
             self.prefilling.remove(sid)
         r.epoch[sid] += 1
 
+    def _prune_admitted(self) -> None:
+        """Drops from the admission order the requests no longer running here (finished, preempted, moved), which
+        `_preempt_one` would skip: the list stays as long as what runs, not the run (amortised: it grows to twice
+        its pruned length first)."""
+        r, me = self.r, self.index
+        state, replica = r.state, r.replica
+        self.admitted = [sid for sid in self.admitted if replica[sid] == me and state[sid] in (PREFILLING, DECODING)]
+        self.admitted_cap = 2 * len(self.admitted) + 256
+
     def _preempt_one(self) -> int:
         r = self.r
         while self.admitted:
@@ -494,6 +504,8 @@ class ContinuousReplica(DecodeRuns):
                 r.replica[sid] = self.index
             self.prefilling.append(sid)
             self.admitted.append(sid)
+            if len(self.admitted) > self.admitted_cap:
+                self._prune_admitted()
             pairs += c * (cached + (c + 1) / 2)
             tokens += c
             chunks += 1
