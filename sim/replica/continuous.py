@@ -24,12 +24,13 @@ from .decode_runs import DecodeRuns
 from .kv_cache import KvCache
 from .llm_log import StepLog
 from .llm_requests import DECODING, FINISHED, PREFILLING, WAITING, LlmRequests
+from .token_counts import TokenCounts
 from .queued import START, TIMEOUT
 
 __all__ = ["ContinuousReplica", "LlmRequests", "WAITING", "PREFILLING", "DECODING", "FINISHED"]
 
 
-class ContinuousReplica(DecodeRuns):
+class ContinuousReplica(DecodeRuns, TokenCounts):
     """One vLLM-like engine: FCFS admission under max_num_seqs, a token budget and the KV cache;
     last-in-first-out preemption with recompute when a decode needs a block and none is free.
 
@@ -83,66 +84,13 @@ class ContinuousReplica(DecodeRuns):
         self.budget_max = policy.max_num_batched_tokens
         self.scheduler = policy.scheduler()
         self.chunk_max = policy.chunk if policy.chunked_prefill else policy.max_num_batched_tokens
-        # outstanding-token aggregates (only kept for token-aware routers)
-        self.track = track_tokens
-        self.oracle = oracle
-        self.mean_out = float(mean_output)
-        self.mean_ceil = math.ceil(mean_output)
-        self.pend_prefill = 0    # prompt tokens not yet prefilled, over queued and prefilling requests
-        self.rem_fixed = 0.0     # estimated remaining output of queued and prefilling requests
-        self.dec_rem_const = 0.0  # decoders: sum(true output) (oracle) or mean * n_below (estimate)
-        self.dec_bp = 0          # decoders counted: sum(base - prompt)
-        self.n_counted = 0       # decoders counted in the estimate (oracle: all)
-        self.cross_heap: list = []  # (decode step where generated reaches the mean, epoch, sid)
+        self._init_token_counts(track_tokens, oracle, mean_output)
 
     # ---- what routers read ----
     @property
     def kv_use(self) -> float:
         """Returns the fraction of KV blocks in use, 0..1."""
         return self.kv.use
-
-    def outstanding_tokens(self, t: Optional[float] = None) -> float:
-        """Returns prompt tokens not yet prefilled plus the remaining output tokens (estimated, or true
-        with oracle) of every request here, as of the latest step start before t (default: the latest).
-        Inside a run of decode steps only the decode count moves, so this reads it without splitting the run."""
-        d, heap, r = self.d, self.cross_heap, self.r
-        if self.in_run and t is not None:
-            d = self.run_d0 + self._step_at(t)
-        while heap and heap[0][0] <= d:
-            _, ep, sid = heapq.heappop(heap)
-            if ep == r.epoch[sid] and r.below[sid]:
-                self._uncount(sid)
-        return self.pend_prefill + self.rem_fixed + self.dec_rem_const - self.dec_bp - self.n_counted * (d - 1)
-
-    def _est(self, sid: int) -> float:
-        r = self.r
-        left = (r.out[sid] if self.oracle else self.mean_out) - r.generated[sid]
-        return left if left > 0 else 0.0
-
-    def _count_decoder(self, sid: int) -> None:
-        r = self.r
-        if self.oracle:
-            self.dec_rem_const += r.out[sid]
-        elif r.generated[sid] < self.mean_ceil:
-            self.dec_rem_const += self.mean_out
-            r.below[sid] = True
-            heapq.heappush(self.cross_heap, (self.mean_ceil + 1 + r.prompt[sid] - r.base[sid], r.epoch[sid], sid))
-        else:
-            return
-        self.dec_bp += r.base[sid] - r.prompt[sid]
-        self.n_counted += 1
-
-    def _uncount(self, sid: int) -> None:
-        r = self.r
-        if self.oracle:
-            self.dec_rem_const -= r.out[sid]
-        elif r.below[sid]:
-            r.below[sid] = False
-            self.dec_rem_const -= self.mean_out
-        else:
-            return
-        self.dec_bp -= r.base[sid] - r.prompt[sid]
-        self.n_counted -= 1
 
     # ---- fleet interface ----
     def admit_arrival(self, sid: int) -> bool:
