@@ -244,3 +244,27 @@ def test_each_refused_pair_is_refused_with_a_documented_reason(cell, tmp_path):
     expected = refusals(cell)
     assert outcome != "ran", f"{cell} ran; the documented list says {expected}"
     assert any(p in outcome for p in expected), f"{cell}: {outcome} (expected one of {expected})"
+
+
+MIXED_LLM = "continuous and llm_static replicas cannot share a fleet"
+
+
+@pytest.mark.parametrize("scaling", ["fixed", "autoscaled"])
+def test_continuous_and_llm_static_groups_are_refused_with_the_documented_reason(scaling, tmp_path):
+    assert MIXED_LLM in documented_refusals()
+    raw = scenario_of({"kind": "continuous", "output": "records", "router": "shared_queue", "scaling": scaling,
+                       "groups": "groups", "feature": "none", "command": "run"})
+    raw["server"]["groups"][1]["batching"] = {"policy": "llm_static", "max_batch_size": 8, "max_queue_delay_ms": 50,
+                                              "kv_cache_tokens": 40000}
+    assert MIXED_LLM in run_cell_raw(raw, tmp_path)
+
+
+def run_cell_raw(raw: dict, tmp_path: Path) -> str:
+    """Runs a raw scenario; returns "ran" or the refusal's message."""
+    path = tmp_path / "mixed.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    try:
+        sim.run(sim.load_scenario(path))
+    except ScenarioError as err:
+        return str(err)
+    return "ran"
