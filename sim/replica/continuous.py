@@ -48,7 +48,7 @@ class ContinuousReplica(DecodeRuns, TokenCounts):
         self.step_cost = cost.step_function()
         self.r = reqs
         self.out = out
-        self.fits = bytearray(policy.fits(reqs.prompt, reqs.out))  # per request: fits this engine's KV cache (1/0)
+        self.fits = bytearray(np.asarray(policy.fits(reqs.prompt, reqs.out), bool))  # per request: fits its KV cache
         self.kv = KvCache(policy.kv_blocks, policy.block_size, reqs.blocks)  # the block manager
         self.waiting: deque = deque() if waiting is None else waiting
         # priorities or client timeouts: sim.replica.waiting.ClassWaiting; expire() drops those who gave up
@@ -166,9 +166,17 @@ class ContinuousReplica(DecodeRuns, TokenCounts):
         """Ends the step in flight at t (if any) and starts the next one; goes idle when there is nothing to do.
         A TIMEOUT event drops the waiting requests whose client gives up at t and arms the next deadline."""
         if kind == TIMEOUT:
-            self.waiting.timer = None
-            self.waiting.expire(t, deadline=True)
+            w = self.waiting
+            head = w[0] if len(w) else None
+            w.timer = None
+            w.expire(t, deadline=True)
             self.arm_timeout(push)
+            if self.peers is not None and len(w) and w[0] != head:
+                # behind a shared queue the head gave up: an idle engine it blocked (it did not fit there) may admit
+                # the next one now, not at the next arrival
+                for peer in self.peers:
+                    if peer.accepting and peer.running_step is None:
+                        push((t, START, peer.index))
             return
         if self.running_step is not None:
             if self.running_step[0] != t:
