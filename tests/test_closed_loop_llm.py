@@ -126,11 +126,12 @@ def test_bad_closed_loop_llm_input(write_yaml, change, key, text):
     assert proc.returncode == 2 and f": {key}: " in proc.stderr and text in proc.stderr, proc.stderr
 
 
-def test_a_give_up_at_the_head_of_a_shared_queue_wakes_the_engines_it_blocked(monkeypatch):
+@pytest.mark.parametrize("loop", ["closed", "open"])
+def test_a_give_up_at_the_head_of_a_shared_queue_wakes_the_engines_it_blocked(monkeypatch, loop):
     """Behind one queue shared by a large and a small engine, a long prompt at the head blocks the small one (it
     does not fit there); when its client gives up, an idle engine that fits the next request starts a step at that
-    instant, not at the next arrival (found by review: clients thinking 2 s left engines idle while requests at
-    the head timed out)."""
+    instant, not at the next arrival, open loop or closed (found by review: clients thinking 2 s left engines idle
+    while requests at the head timed out)."""
     from sim.kernel import TIMEOUT
     from sim.replica.continuous import ContinuousReplica
 
@@ -144,10 +145,17 @@ def test_a_give_up_at_the_head_of_a_shared_queue_wakes_the_engines_it_blocked(mo
             flagged.extend((t, r.index) for r in self.peers if r.accepting and r.running_step is None and r.fits[head])
     monkeypatch.setattr(ContinuousReplica, "on_event", watching)
     one = {"policy": "continuous", "max_num_seqs": 4, "max_num_batched_tokens": 8192}
+    server = {"groups": [{"name": "big", "replicas": 1, "batching": {**one, "kv_cache_tokens": 9000}},
+                         {"name": "small", "replicas": 1, "batching": {**one, "kv_cache_tokens": 2000}}]}
+    prompt = {"dist": "lognormal", "mean": 1200, "cv": 1.0, "min": 8, "max": 6000}
     s = llm_closed(count=16, think={"dist": "exponential", "mean_ms": 2000}, requests=1500, client_timeout_ms=400,
-                   prompt_tokens={"dist": "lognormal", "mean": 1200, "cv": 1.0, "min": 8, "max": 6000},
-                   server={"groups": [{"name": "big", "replicas": 1, "batching": {**one, "kv_cache_tokens": 9000}},
-                                      {"name": "small", "replicas": 1, "batching": {**one, "kv_cache_tokens": 2000}}]})
+                   prompt_tokens=prompt, server=server)
+    if loop == "open":  # the same engines and sizes, arrivals at about the closed loop's rate
+        raw = s.model_dump(mode="json", exclude_none=True)
+        raw["server"] = server
+        raw["workload"] = {"arrival": {"process": "poisson", "rate_rps": 6.0}, "client_timeout_ms": 400,
+                           "prompt_tokens": prompt, "output_tokens": raw["workload"]["output_tokens"]}
+        s = sim.validate(raw)
     log = sim.run(s).logs[0]
     assert flagged and log.timed_out.sum() > 0
     starts = set(zip(log.step_start_s.tolist(), log.step_replica.tolist()))

@@ -109,7 +109,7 @@ def run_llm_closed(groups: list[ReplicaGroup], router, source, tokens, seed: int
     def queue():
         w = ClassWaiting(reqs, source.level, levels, client_timeout_s) if classed else deque()
         if client_timeout_s is not None:
-            w.notify = source.done
+            w.notify, w.deadline_events = source.done, True
         return w
     shared = queue() if router.policy == "shared_queue" else None
     replicas = [ContinuousReplica(i, g.batching, g.cost_model, reqs, out, waiting=shared if shared is not None else queue(),

@@ -165,7 +165,9 @@ def run_shared_llm(replicas: list, waiting, reqs, arrival_s, source=None, contro
     for r in replicas:
         r.peers, r.push = replicas, push
     notify = replicas[0].notify
-    timed = replicas[0].expiring and getattr(waiting, "notify", None) is not None  # closed loop, client timeouts
+    timed = replicas[0].expiring  # client timeouts: the shared queue's deadlines are events (sim.replica.waiting)
+    if timed:
+        waiting.deadline_events = True
     if controller is not None:
         controller.start(push)
 

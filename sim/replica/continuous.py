@@ -124,8 +124,9 @@ class ContinuousReplica(DecodeRuns, TokenCounts):
             self.rem_fixed -= self._est(sid)
 
     def arm_timeout(self, push) -> None:
-        """Closed loop with client timeouts: schedules this replica's TIMEOUT event at the earliest deadline of its
-        waiting queue (behind a shared queue, replica 0 keeps the shared queue's), unless one is pending."""
+        """With client timeouts and deadline events (a closed loop, or a shared queue): schedules this replica's TIMEOUT
+        event at the earliest deadline of its waiting queue (behind a shared queue, replica 0 keeps the shared
+        queue's), unless one is pending."""
         w = self.waiting
         if w.timer is None:
             d = w.next_deadline()
@@ -136,7 +137,7 @@ class ContinuousReplica(DecodeRuns, TokenCounts):
     def accept(self, sid: int, arrival_s: float, push) -> None:
         if not self.admit_arrival(sid):
             return
-        if self.expiring and self.waiting.notify is not None:
+        if self.expiring and self.waiting.deadline_events:
             self.arm_timeout(push)
         if self.running_step is None:
             push((arrival_s, START, self.index))  # idle: a step starts at this arrival

@@ -23,9 +23,11 @@ class ClassWaiting:
         self.timeout_s = timeout_s
         self.deadlines: deque = deque()  # (deadline, sid) in arrival order
         self.on_expire: Optional[Callable[[int], None]] = None
-        # closed loop: notify((sid,), deadline, False) tells the client it gave up at its deadline, and `timer` is
-        # the instant of the pending TIMEOUT event that makes the deadline an event (None: none pending)
+        # closed loop: notify((sid,), deadline, False) tells the client it gave up at its deadline
         self.notify = None
+        # deadlines as kernel events (closed loops, whose clients send again from a give-up; shared queues, where a
+        # give-up at the head may unblock an idle engine): `timer` is the pending TIMEOUT event's instant
+        self.deadline_events = False
         self.timer: Optional[float] = None
 
     def __len__(self) -> int:
