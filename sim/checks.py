@@ -296,8 +296,8 @@ def _check_fleet(scenario: Scenario) -> list[tuple[str, str]]:
     q = srv.queue
     if q.timeout_ms is not None:
         if any(kinds):
-            problems.append(("server.queue.timeout_ms", "applies to request-level batching; LLM clients' timeouts are "
-                             "not simulated yet"))
+            problems.append(("server.queue.timeout_ms", "applies to request-level batching; for LLM engines give "
+                             "workload.client_timeout_ms (clients who give up waiting for admission)"))
         elif q.timeout_action == "reject":
             for pair in pairs:
                 delay_ms = pair.batching.rule(pair.cost_model.batch_limit()).delay_s * 1000

@@ -87,3 +87,11 @@ def test_llm_static_refuses_priorities(write_yaml):
     raw["server"]["batching"] = {"policy": "llm_static", "max_batch_size": 8, "kv_cache_tokens": 100000}
     proc = run_cli("check", write_yaml(raw))
     assert proc.returncode == 2 and ": workload.classes: " in proc.stderr and "llm_static" in proc.stderr, proc.stderr
+
+
+def test_a_queue_timeout_on_llm_engines_names_the_client_timeout(write_yaml):
+    raw = llm().model_dump(mode="json", exclude_none=True)
+    raw["server"]["queue"] = {"timeout_ms": 500}
+    proc = run_cli("check", write_yaml(raw))
+    assert proc.returncode == 2 and ": server.queue.timeout_ms: " in proc.stderr, proc.stderr
+    assert "workload.client_timeout_ms" in proc.stderr and "Traceback" not in proc.stderr
